@@ -1,0 +1,271 @@
+//! reflexio's own error types: marker errors that carry their class, and [`ConfigError`].
+
+use core::fmt;
+use std::borrow::Cow;
+use core::time::Duration;
+
+use crate::class::{Classification, ErrorClass};
+use crate::classify::Classify;
+
+/// A message that costs nothing to build from a `&'static str`.
+type Message = Cow<'static, str>;
+
+macro_rules! marker_error {
+    ($(#[$doc:meta])* $name:ident => $class:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct $name {
+            message: Message,
+        }
+
+        impl $name {
+            #[doc = concat!("A `", stringify!($name), "` with the given message.")]
+            pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
+                $name { message: message.into() }
+            }
+
+            /// The message given at construction.
+            #[must_use]
+            pub fn message(&self) -> &str {
+                &self.message
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($what, ": {}"), self.message)
+            }
+        }
+
+        impl std::error::Error for $name {}
+
+        impl Classify for $name {
+            fn classification(&self) -> Classification {
+                Classification::new(ErrorClass::$class)
+            }
+        }
+    };
+}
+
+marker_error!(
+    /// An error that must never be retried ([`ErrorClass::Permanent`]).
+    ///
+    /// ```
+    /// use reflexio_core::{Classify, ErrorClass, PermanentError};
+    /// let e = PermanentError::new("unknown customer");
+    /// assert_eq!(e.classification().class, ErrorClass::Permanent);
+    /// assert_eq!(e.to_string(), "permanent error: unknown customer");
+    /// ```
+    PermanentError => Permanent, "permanent error"
+);
+marker_error!(
+    /// A conflicting concurrent change, like an HTTP 409 ([`ErrorClass::Concurrency`]).
+    ///
+    /// ```
+    /// use reflexio_core::{Classify, ConcurrencyError, ErrorClass};
+    /// assert_eq!(ConcurrencyError::new("version changed").classification().class, ErrorClass::Concurrency);
+    /// ```
+    ConcurrencyError => Concurrency, "concurrency conflict"
+);
+marker_error!(
+    /// A server-side failure, like an HTTP 5xx ([`ErrorClass::ServerError`]).
+    ///
+    /// ```
+    /// use reflexio_core::{Classify, ErrorClass, ServerError};
+    /// assert_eq!(ServerError::new("502 from upstream").classification().class, ErrorClass::ServerError);
+    /// ```
+    ServerError => ServerError, "server error"
+);
+marker_error!(
+    /// A failure expected to go away by itself, like a timeout ([`ErrorClass::Transient`]).
+    ///
+    /// ```
+    /// use reflexio_core::{Classify, ErrorClass, TransientError};
+    /// assert_eq!(TransientError::new("timed out").classification().class, ErrorClass::Transient);
+    /// ```
+    TransientError => Transient, "transient error"
+);
+
+/// The server asked us to slow down ([`ErrorClass::RateLimit`]), optionally saying for how long.
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio_core::{Classify, ErrorClass, RateLimitError};
+///
+/// let e = RateLimitError::new("quota exceeded").with_retry_after(Duration::from_secs(3));
+/// let c = e.classification();
+/// assert_eq!(c.class, ErrorClass::RateLimit);
+/// assert_eq!(c.retry_after, Some(Duration::from_secs(3)));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitError {
+    message: Message,
+    retry_after: Option<Duration>,
+}
+
+impl RateLimitError {
+    /// A `RateLimitError` with the given message and no suggested delay.
+    pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
+        RateLimitError {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Sets how long the server asked us to wait.
+    #[must_use]
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// The message given at construction.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// How long the server asked us to wait, if it said.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for RateLimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rate limited: {}", self.message)?;
+        if let Some(d) = self.retry_after {
+            write!(f, " (retry after {d:?})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RateLimitError {}
+
+impl Classify for RateLimitError {
+    fn classification(&self) -> Classification {
+        let c = Classification::new(ErrorClass::RateLimit);
+        match self.retry_after {
+            Some(d) => c.with_retry_after(d),
+            None => c,
+        }
+    }
+}
+
+/// One setting of a policy builder that cannot work, found by `build()`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// `max_attempts` is 0: the operation would never be called.
+    ZeroMaxAttempts,
+    /// The deadline is zero: no attempt could ever be retried.
+    ZeroDeadline,
+    /// A strategy's parameters are invalid (for example a `NaN` factor).
+    InvalidStrategy {
+        /// The class the strategy was set for, or `None` for the default strategy.
+        class: Option<ErrorClass>,
+        /// Why the strategy cannot work.
+        reason: String,
+    },
+    /// Any other invalid setting, named with the reason.
+    Invalid {
+        /// The builder setting, as named in the API.
+        setting: &'static str,
+        /// Why it cannot work.
+        reason: String,
+    },
+}
+
+impl ConfigProblem {
+    /// The builder setting this problem is about, as named in the API.
+    #[must_use]
+    pub fn setting(&self) -> &'static str {
+        match self {
+            ConfigProblem::ZeroMaxAttempts => "max_attempts",
+            ConfigProblem::ZeroDeadline => "deadline",
+            ConfigProblem::InvalidStrategy { class: None, .. } => "strategy",
+            ConfigProblem::InvalidStrategy { class: Some(_), .. } => "strategy_for",
+            ConfigProblem::Invalid { setting, .. } => setting,
+        }
+    }
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigProblem::ZeroMaxAttempts => f.write_str(
+                "`max_attempts` must be at least 1 (it counts every call, the first included)",
+            ),
+            ConfigProblem::ZeroDeadline => f.write_str("`deadline` must be greater than zero"),
+            ConfigProblem::InvalidStrategy { class: None, reason } => {
+                write!(f, "`strategy` is invalid: {reason}")
+            }
+            ConfigProblem::InvalidStrategy {
+                class: Some(class),
+                reason,
+            } => write!(f, "`strategy_for({class})` is invalid: {reason}"),
+            ConfigProblem::Invalid { setting, reason } => write!(f, "`{setting}` {reason}"),
+        }
+    }
+}
+
+/// The error of a policy builder's `build()`: every setting that cannot work, reported at once.
+///
+/// Settings that are merely ineffective (a per-class cap above `max_attempts`, a cap on a class
+/// that is never retried) are not errors.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio_core::{ConfigError, RetryPolicy, TransientError};
+///
+/// let err: ConfigError = RetryPolicy::<TransientError>::builder()
+///     .max_attempts(0)
+///     .deadline(Duration::ZERO)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.problems().len(), 2);
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid retry policy: `max_attempts` must be at least 1 (it counts every call, the first \
+///      included); `deadline` must be greater than zero"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError {
+    problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    pub(crate) fn from_problems(problems: Vec<ConfigProblem>) -> Result<(), ConfigError> {
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    /// Every problem found, in the order the settings are checked.
+    #[must_use]
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid retry policy: ")?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,143 @@
+//! The one structured event every retry decision reports.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::class::ErrorClass;
+use crate::engine::StopReason;
+use crate::strategies::fmt_duration;
+
+/// What a [`RetryEvent`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The attempt succeeded; the value is returned.
+    Success,
+    /// The attempt failed and another one is scheduled after `delay`.
+    Retry,
+    /// The attempt failed and the policy stopped, for the reason in `stop`; the last error is
+    /// returned.
+    GaveUp,
+}
+
+impl EventKind {
+    /// The kind's `snake_case` name, for logs and metric labels.
+    ///
+    /// ```
+    /// assert_eq!(reflexio_core::EventKind::GaveUp.as_str(), "gave_up");
+    /// ```
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Success => "success",
+            EventKind::Retry => "retry",
+            EventKind::GaveUp => "gave_up",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One retry decision, passed to the policy's `on_event` hook.
+///
+/// Every call reports exactly one event per attempt: `Retry` for each failed attempt that is
+/// retried, then one `Success` or one `GaveUp`.
+///
+/// Its `Display` is one readable line:
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio_core::{testing::VirtualClock, strategies::constant, RetryPolicy, TransientError};
+/// use std::sync::{Arc, Mutex};
+///
+/// let lines = Arc::new(Mutex::new(Vec::new()));
+/// let sink = lines.clone();
+/// let policy = RetryPolicy::builder()
+///     .strategy(constant(Duration::from_millis(250)))
+///     .operation("fetch_user")
+///     .on_event(move |e| sink.lock().unwrap().push(e.to_string()))
+///     .clock(VirtualClock::new())
+///     .build()
+///     .unwrap();
+/// let mut calls = 0;
+/// let out: Result<u32, TransientError> = policy.call(|| {
+///     calls += 1;
+///     if calls < 2 { Err(TransientError::new("timed out")) } else { Ok(7) }
+/// });
+/// assert_eq!(out, Ok(7));
+/// assert_eq!(*lines.lock().unwrap(), [
+///     "fetch_user: attempt 1 failed (transient), retrying in 250ms [elapsed 0s]: TransientError { message: \"timed out\" }",
+///     "fetch_user: attempt 2 succeeded [elapsed 250ms]",
+/// ]);
+/// ```
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub struct RetryEvent<'a> {
+    /// What happened.
+    pub kind: EventKind,
+    /// Why the policy stopped; set with [`EventKind::GaveUp`] only.
+    pub stop: Option<StopReason>,
+    /// The 1-based number of the attempt this event is about.
+    pub attempt: u32,
+    /// The class of the failure; `None` on success.
+    pub class: Option<ErrorClass>,
+    /// The delay before the next attempt; set with [`EventKind::Retry`] only.
+    pub delay: Option<Duration>,
+    /// Time since the call started, on the policy's clock.
+    pub elapsed: Duration,
+    /// The operation name given to the policy (the function name under `#[retry]`).
+    pub operation: Option<&'a str>,
+    /// The error of the failed attempt; `None` on success.
+    pub error: Option<&'a dyn fmt::Debug>,
+}
+
+impl fmt::Debug for RetryEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryEvent")
+            .field("kind", &self.kind)
+            .field("stop", &self.stop)
+            .field("attempt", &self.attempt)
+            .field("class", &self.class)
+            .field("delay", &self.delay)
+            .field("elapsed", &self.elapsed)
+            .field("operation", &self.operation)
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl fmt::Display for RetryEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(op) = self.operation {
+            write!(f, "{op}: ")?;
+        }
+        write!(f, "attempt {}", self.attempt)?;
+        match self.kind {
+            EventKind::Success => f.write_str(" succeeded")?,
+            EventKind::Retry | EventKind::GaveUp => {
+                f.write_str(" failed")?;
+                if let Some(class) = self.class {
+                    write!(f, " ({class})")?;
+                }
+                if let Some(delay) = self.delay {
+                    f.write_str(", retrying in ")?;
+                    fmt_duration(delay, f)?;
+                }
+                if let Some(stop) = self.stop {
+                    write!(f, ", giving up: {stop}")?;
+                }
+            }
+        }
+        f.write_str(" [elapsed ")?;
+        fmt_duration(self.elapsed, f)?;
+        f.write_str("]")?;
+        if let Some(error) = self.error {
+            write!(f, ": {error:?}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! The runtime of [reflexio](https://docs.rs/reflexio): error classes, classifiers, backoff
+//! strategies, the retry decision engine and its sync and async drivers.
+//!
+//! Depend on the `reflexio` facade rather than on this crate: it re-exports everything here,
+//! plus the `#[retry]` attribute.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use reflexio_core::{strategies::{constant, token_backoff}, ErrorClass, RetryPolicy, RateLimitError};
+//!
+//! let policy = RetryPolicy::builder()
+//!     .strategy(constant(Duration::from_millis(1)))
+//!     .strategy_for(ErrorClass::RateLimit, token_backoff().base(Duration::from_millis(1)))
+//!     .max_attempts(5)
+//!     .build()
+//!     .unwrap();
+//!
+//! let mut calls = 0;
+//! let out = policy.call(|| {
+//!     calls += 1;
+//!     if calls == 1 { Err(RateLimitError::new("slow down")) } else { Ok(calls) }
+//! });
+//! assert_eq!(out, Ok(2));
+//! ```
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod async_policy;
+mod class;
+mod classify;
+mod engine;
+mod errors;
+mod event;
+pub mod http;
+mod policy;
+pub mod strategies;
+pub mod testing;
+mod time;
+
+pub use async_policy::AsyncRetryPolicy;
+pub use class::{Classification, ErrorClass};
+pub use classify::{
+    Classifier, Classify, DefaultClassifier, classify_error_chain, classify_io_kind,
+    default_classifier,
+};
+pub use engine::StopReason;
+pub use errors::{
+    ConcurrencyError, ConfigError, ConfigProblem, PermanentError, RateLimitError, ServerError,
+    TransientError,
+};
+pub use event::{EventKind, RetryEvent};
+pub use policy::{AsyncRetryPolicyBuilder, PolicyBuilder, RetryPolicy, RetryPolicyBuilder};
+
+/// Items used by code that `#[retry]` generates. Not public API: no stability guarantee.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::engine::{Attempts, Step};
+}

@@ -1,0 +1,88 @@
+//! Test support: a virtual clock, so tests never sleep for real backoff delays.
+
+use core::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// A virtual clock for tests: sleeping on it advances its time at once and records the delay.
+///
+/// Give a clone to a policy with `.clock(clock.clone())` (sync or async); the policy then reads
+/// its deadline on this clock and sleeps on it. Keep the other clone to look at what happened
+/// ([`sleeps`](VirtualClock::sleeps)), or to simulate work inside an attempt
+/// ([`advance`](VirtualClock::advance)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio_core::{strategies::constant, testing::VirtualClock, RetryPolicy, TransientError};
+///
+/// let clock = VirtualClock::new();
+/// let policy = RetryPolicy::builder()
+///     .strategy(constant(Duration::from_secs(10)))
+///     .max_attempts(3)
+///     .clock(clock.clone())
+///     .build()
+///     .unwrap();
+///
+/// let out: Result<(), _> = policy.call(|| Err(TransientError::new("down")));
+/// assert!(out.is_err());
+/// assert_eq!(clock.sleeps(), [Duration::from_secs(10), Duration::from_secs(10)]);
+/// assert_eq!(clock.now(), Duration::from_secs(20)); // and the test took microseconds
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct VirtualClock {
+    inner: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    now: Duration,
+    sleeps: Vec<Duration>,
+}
+
+impl VirtualClock {
+    /// A clock at time zero that has never slept.
+    #[must_use]
+    pub fn new() -> Self {
+        VirtualClock::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state consistent: keep using it.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The time since the clock was created, including every sleep and advance.
+    #[must_use]
+    pub fn now(&self) -> Duration {
+        self.state().now
+    }
+
+    /// Moves time forward without recording a sleep, as work inside an attempt would.
+    pub fn advance(&self, by: Duration) {
+        let mut s = self.state();
+        s.now = s.now.saturating_add(by);
+    }
+
+    /// Sleeps: records `delay` and advances time by it, at once.
+    pub fn sleep(&self, delay: Duration) {
+        let mut s = self.state();
+        s.now = s.now.saturating_add(delay);
+        s.sleeps.push(delay);
+    }
+
+    /// Every delay slept so far, in order.
+    #[must_use]
+    pub fn sleeps(&self) -> Vec<Duration> {
+        self.state().sleeps.clone()
+    }
+
+    /// The sum of every delay slept so far.
+    #[must_use]
+    pub fn total_slept(&self) -> Duration {
+        self.state()
+            .sleeps
+            .iter()
+            .fold(Duration::ZERO, |a, b| a.saturating_add(*b))
+    }
+}

@@ -1,0 +1,2 @@
+//! Implementation detail of the `reflexio` crate: use `reflexio::retry` and
+//! `reflexio::Classify` instead.

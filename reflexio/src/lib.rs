@@ -1,0 +1,5 @@
+//! reflexio: retries that classify every error.
+#![warn(missing_docs)]
+
+#[doc(inline)]
+pub use reflexio_core::*;

@@ -1,0 +1,6 @@
+//! The workspace's unpublished package: it owns the top-level `tests/` and `examples/`, which
+//! use the `reflexio` facade exactly as a user's crate would.
+//!
+//! Its documentation is the README, so that every Rust block of the README compiles and runs as
+//! a doc test under `cargo test --workspace`.
+#![doc = include_str!("../README.md")]
