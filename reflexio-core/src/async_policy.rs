@@ -101,7 +101,7 @@ impl<E> AsyncRetryPolicy<E> {
 
     /// Starts the per-call state that `#[retry]`-generated code drives. Not public API.
     #[doc(hidden)]
-    #[must_use] 
+    #[must_use]
     pub fn __start(&self) -> Attempts<'_, E> {
         self.config.start()
     }

@@ -4,7 +4,9 @@ use std::error::Error as StdError;
 use std::io;
 
 use crate::class::{Classification, ErrorClass};
-use crate::errors::{ConcurrencyError, PermanentError, RateLimitError, ServerError, TransientError};
+use crate::errors::{
+    ConcurrencyError, PermanentError, RateLimitError, ServerError, TransientError,
+};
 
 /// Something that classifies errors of type `E`.
 ///

@@ -222,7 +222,10 @@ impl Engine {
             return Decision::Stop(StopReason::DeadlineExceeded);
         }
 
-        let u = self.rng.get_or_insert_with(|| SplitMix64(seed())).next_f64();
+        let u = self
+            .rng
+            .get_or_insert_with(|| SplitMix64(seed()))
+            .next_f64();
         let mut ctx = BackoffContext::new(self.attempt, class);
         ctx.prev_delay = self.prev_delay[i];
         ctx.retry_after = c.retry_after;
@@ -275,7 +278,9 @@ impl<E> fmt::Debug for Attempts<'_, E> {
 
 impl<E: fmt::Debug> Attempts<'_, E> {
     fn elapsed(&mut self) -> Duration {
-        if let Some(start) = self.start { self.config.time.since(start) } else {
+        if let Some(start) = self.start {
+            self.config.time.since(start)
+        } else {
             // No deadline and no hook: time only matters from the first failure on.
             self.start = Some(self.config.time.now());
             Duration::ZERO

@@ -1,8 +1,8 @@
 //! reflexio's own error types: marker errors that carry their class, and [`ConfigError`].
 
 use core::fmt;
-use std::borrow::Cow;
 use core::time::Duration;
+use std::borrow::Cow;
 
 use crate::class::{Classification, ErrorClass};
 use crate::classify::Classify;
@@ -199,7 +199,10 @@ impl fmt::Display for ConfigProblem {
                 "`max_attempts` must be at least 1 (it counts every call, the first included)",
             ),
             ConfigProblem::ZeroDeadline => f.write_str("`deadline` must be greater than zero"),
-            ConfigProblem::InvalidStrategy { class: None, reason } => {
+            ConfigProblem::InvalidStrategy {
+                class: None,
+                reason,
+            } => {
                 write!(f, "`strategy` is invalid: {reason}")
             }
             ConfigProblem::InvalidStrategy {

@@ -62,7 +62,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     if value.bytes().all(|b| b.is_ascii_digit()) {
         // Saturate absurdly long values rather than failing: the policy's deadline bounds them.
-        return Some(Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX)));
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
     }
     let at = parse_http_date(value)?;
     let at = UNIX_EPOCH.checked_add(Duration::from_secs(at))?;
@@ -132,7 +134,13 @@ fn to_unix(year: u64, month: u64, day: u64, time: &str) -> Option<u64> {
     }
     let (h, m, s): (u64, u64, u64) = (h.parse().ok()?, m.parse().ok()?, s.parse().ok()?);
     // 60 allows a leap second.
-    if !(1970..=9999).contains(&year) || day == 0 || day > days_in_month(year, month) || h > 23 || m > 59 || s > 60 {
+    if !(1970..=9999).contains(&year)
+        || day == 0
+        || day > days_in_month(year, month)
+        || h > 23
+        || m > 59
+        || s > 60
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
@@ -141,7 +149,9 @@ fn to_unix(year: u64, month: u64, day: u64, time: &str) -> Option<u64> {
 fn days_in_month(year: u64, month: u64) -> u64 {
     match month {
         4 | 6 | 9 | 11 => 30,
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         _ => 31,
     }
@@ -189,16 +199,28 @@ mod tests {
     fn all_three_date_formats_give_the_same_instant() {
         let now = at(784_111_777 - 30); // 30 s before Sun, 06 Nov 1994 08:49:37 GMT
         let want = Some(Duration::from_secs(30));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), want);
-        assert_eq!(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now), want);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            want
+        );
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now),
+            want
+        );
         assert_eq!(parse_retry_after("Sun Nov  6 08:49:37 1994", now), want);
     }
 
     #[test]
     fn known_dates_convert_exactly() {
         assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("Tue, 29 Feb 2000 12:00:00 GMT"), Some(951_825_600));
-        assert_eq!(parse_http_date("Sat, 28 Nov 2026 13:00:00 GMT"), Some(1_795_870_800));
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 12:00:00 GMT"),
+            Some(951_825_600)
+        );
+        assert_eq!(
+            parse_http_date("Sat, 28 Nov 2026 13:00:00 GMT"),
+            Some(1_795_870_800)
+        );
     }
 
     #[test]
@@ -209,9 +231,18 @@ mod tests {
             Some(Duration::ZERO)
         );
         for bad in [
-            "", " ", "-5", "1.5", "+3", "10s", "Sun, 06 Nov 1994 08:49:37 UTC",
-            "Sun, 31 Feb 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT",
-            "Sun, 06 Nov 1994 25:49:37 GMT", "Sun, 6 Nov 1994 08:49:37 GMT", "tomorrow",
+            "",
+            " ",
+            "-5",
+            "1.5",
+            "+3",
+            "10s",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "tomorrow",
         ] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }

@@ -324,7 +324,11 @@ where
             (None, None) => TimeSource::Tokio,
             #[cfg(not(feature = "tokio"))]
             (None, None) => {
-                let mut problems = self.check().err().map(|e| e.problems().to_vec()).unwrap_or_default();
+                let mut problems = self
+                    .check()
+                    .err()
+                    .map(|e| e.problems().to_vec())
+                    .unwrap_or_default();
                 problems.push(ConfigProblem::Invalid {
                     setting: "sleeper",
                     reason: "is required: enable the `tokio` feature, or set `.sleeper(..)`".into(),
@@ -435,7 +439,7 @@ impl<E> RetryPolicy<E> {
 
     /// Starts the per-call state that `#[retry]`-generated code drives. Not public API.
     #[doc(hidden)]
-    #[must_use] 
+    #[must_use]
     pub fn __start(&self) -> Attempts<'_, E> {
         self.config.start()
     }

@@ -70,7 +70,12 @@ impl Default for Exponential {
 
 impl Strategy for Exponential {
     fn delay(&self, ctx: &BackoffContext, _u: f64) -> Duration {
-        exponential_cap(self.base, self.factor, ctx.attempt.saturating_sub(1), self.max)
+        exponential_cap(
+            self.base,
+            self.factor,
+            ctx.attempt.saturating_sub(1),
+            self.max,
+        )
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -168,7 +168,11 @@ fn secs(d: Duration) -> f64 {
 /// A non-negative number of seconds as a `Duration`, saturating: `NaN` and negatives give zero,
 /// anything too large gives `Duration::MAX`.
 fn from_secs_saturating(x: f64) -> Duration {
-    Duration::try_from_secs_f64(x).unwrap_or(if x > 0.0 { Duration::MAX } else { Duration::ZERO })
+    Duration::try_from_secs_f64(x).unwrap_or(if x > 0.0 {
+        Duration::MAX
+    } else {
+        Duration::ZERO
+    })
 }
 
 /// `lo + (hi - lo) * u`, kept within `[lo, hi]` whatever `u` is (even outside `[0, 1)` or `NaN`).
@@ -177,8 +181,9 @@ fn uniform(lo: Duration, hi: Duration, u: f64) -> Duration {
         return hi;
     }
     let u = if u.is_nan() { 0.0 } else { u.clamp(0.0, 1.0) };
-    let d = from_secs_saturating(secs(lo) + (secs(hi) - secs(lo)) * u);
-    d.clamp(lo, hi)
+    // Offsetting from `lo` keeps `u = 0` exactly at `lo`, whatever the magnitudes.
+    lo.saturating_add(from_secs_saturating(secs(hi.saturating_sub(lo)) * u))
+        .min(hi)
 }
 
 /// `min(max, base × factor^exponent)`, saturating.

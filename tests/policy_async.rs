@@ -1,0 +1,271 @@
+//! The async policy: the same decisions as the sync one, on tokio (real timer, paused) and on a
+//! plain `futures` executor.
+
+mod support;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reflexio::strategies::{constant, equal_jitter, no_delay};
+use reflexio::testing::VirtualClock;
+use reflexio::{AsyncRetryPolicy, ErrorClass, EventKind, StopReason};
+use support::{Recorder, Scripted, ms, secs};
+
+fn policy(
+    configure: impl FnOnce(
+        reflexio::AsyncRetryPolicyBuilder<Scripted>,
+    ) -> reflexio::AsyncRetryPolicyBuilder<Scripted>,
+) -> (AsyncRetryPolicy<Scripted>, VirtualClock, Recorder) {
+    let clock = VirtualClock::new();
+    let rec = Recorder::default();
+    let builder = AsyncRetryPolicy::builder()
+        .strategy(constant(ms(100)))
+        .clock(clock.clone())
+        .on_event(rec.hook());
+    (configure(builder).build().unwrap(), clock, rec)
+}
+
+/// Runs the policy on an operation failing with `classes[n]` on call `n`, then succeeding.
+async fn run(
+    policy: &AsyncRetryPolicy<Scripted>,
+    classes: &[ErrorClass],
+) -> (Result<u32, Scripted>, u32) {
+    let calls = AtomicU32::new(0);
+    let out = policy
+        .call(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let class = classes.get(n as usize - 1).copied();
+            async move {
+                tokio::task::yield_now().await;
+                match class {
+                    Some(class) => Err(Scripted::new(class, n)),
+                    None => Ok(n),
+                }
+            }
+        })
+        .await;
+    (out, calls.load(Ordering::SeqCst))
+}
+
+fn is_future<F: Future>(_: &F) {}
+
+fn assert_send<T: Send>(t: T) -> T {
+    t
+}
+
+#[tokio::test]
+async fn permanent_errors_are_not_retried() {
+    let (p, clock, rec) = policy(|b| b);
+    let (out, calls) = run(&p, &[ErrorClass::Permanent; 3]).await;
+    assert_eq!((out.unwrap_err().call, calls), (1, 1));
+    assert_eq!(rec.trace(), [(EventKind::GaveUp, 1)]);
+    assert_eq!(rec.last().stop, Some(StopReason::NonRetryable));
+    assert!(clock.sleeps().is_empty());
+}
+
+#[tokio::test]
+async fn transient_errors_retry_then_succeed() {
+    let (p, clock, rec) = policy(|b| b.operation("async_test"));
+    let (out, calls) = run(&p, &[ErrorClass::RateLimit, ErrorClass::Transient]).await;
+    assert_eq!((out, calls), (Ok(3), 3));
+    assert_eq!(
+        rec.trace(),
+        [
+            (EventKind::Retry, 1),
+            (EventKind::Retry, 2),
+            (EventKind::Success, 3)
+        ]
+    );
+    assert!(
+        rec.events()
+            .iter()
+            .all(|e| e.operation.as_deref() == Some("async_test"))
+    );
+    assert_eq!(clock.sleeps(), [ms(100), ms(100)]);
+}
+
+#[tokio::test]
+async fn caps_and_deadline_match_the_sync_policy() {
+    let (p, clock, rec) = policy(|b| b.max_attempts(3));
+    let (out, calls) = run(&p, &[ErrorClass::ServerError; 9]).await;
+    assert_eq!((out.unwrap_err().call, calls), (3, 3));
+    assert_eq!(clock.sleeps().len(), 2);
+    assert_eq!(rec.last().stop, Some(StopReason::MaxAttempts));
+
+    let (p, _, rec) = policy(|b| b.max_retries_for(ErrorClass::RateLimit, 2));
+    assert_eq!(run(&p, &[ErrorClass::RateLimit; 9]).await.1, 3);
+    assert_eq!(rec.last().stop, Some(StopReason::MaxRetriesForClass));
+
+    let (p, _, rec) = policy(|b| b);
+    assert_eq!(run(&p, &[ErrorClass::Unknown; 9]).await.1, 3);
+    assert_eq!(rec.last().stop, Some(StopReason::MaxUnknownRetries));
+
+    let (p, clock, rec) = policy(|b| {
+        b.strategy(constant(secs(1)))
+            .deadline(secs(2))
+            .max_attempts(10)
+    });
+    assert_eq!(run(&p, &[ErrorClass::Transient; 9]).await.1, 2);
+    assert_eq!(clock.sleeps(), [secs(1)]);
+    assert_eq!(rec.last().stop, Some(StopReason::DeadlineExceeded));
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let (p, clock, _) = policy(|b| b);
+    let calls = AtomicU32::new(0);
+    let out = p
+        .call(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if n == 1 {
+                    Err(Scripted {
+                        retry_after: Some(secs(2)),
+                        ..Scripted::new(ErrorClass::RateLimit, n)
+                    })
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+    assert_eq!(out, Ok(2));
+    assert_eq!(clock.sleeps(), [secs(2)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_sleeper_is_tokio_and_paused_time_drives_sleeps_and_deadline() {
+    let rec = Recorder::default();
+    let p = AsyncRetryPolicy::builder()
+        .strategy(constant(secs(10)))
+        .deadline(secs(25))
+        .max_attempts(10)
+        .on_event(rec.hook())
+        .build()
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    let (out, calls) = run(&p, &[ErrorClass::Transient; 9]).await;
+    assert_eq!(out.unwrap_err().call, 3);
+    assert_eq!(calls, 3);
+    assert_eq!(start.elapsed(), secs(20));
+    assert_eq!(rec.last().stop, Some(StopReason::DeadlineExceeded));
+    assert_eq!(rec.last().elapsed, secs(20));
+}
+
+#[test]
+fn works_on_a_plain_futures_executor() {
+    let (p, clock, rec) = policy(|b| b.strategy(equal_jitter()).seed(7));
+    let calls = AtomicU32::new(0);
+    let out = futures::executor::block_on(p.call(|| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n < 4 {
+                Err(Scripted::new(ErrorClass::ServerError, n))
+            } else {
+                Ok(n)
+            }
+        }
+    }));
+    assert_eq!(out, Ok(4));
+    assert_eq!(clock.sleeps().len(), 3);
+    assert_eq!(rec.trace().last(), Some(&(EventKind::Success, 4)));
+}
+
+#[test]
+fn a_custom_sleeper_is_used() {
+    let slept = Arc::new(Mutex::new(Vec::new()));
+    let log = slept.clone();
+    let p = AsyncRetryPolicy::builder()
+        .strategy(constant(ms(40)))
+        .sleeper(move |d: Duration| {
+            log.lock().unwrap().push(d);
+            std::future::ready(())
+        })
+        .build()
+        .unwrap();
+    let out = futures::executor::block_on(async {
+        let mut n = 0;
+        p.call(|| {
+            n += 1;
+            let m = n;
+            async move {
+                if m < 3 {
+                    Err(Scripted::new(ErrorClass::Transient, m))
+                } else {
+                    Ok(m)
+                }
+            }
+        })
+        .await
+    });
+    assert_eq!(out, Ok(3));
+    assert_eq!(*slept.lock().unwrap(), [ms(40), ms(40)]);
+}
+
+#[tokio::test]
+async fn the_call_future_is_send_and_can_be_spawned() {
+    let (p, _, _) = policy(|b| b.strategy(no_delay()));
+    let p = Arc::new(p);
+    let shared = Arc::new(tokio::sync::Mutex::new(0u32));
+    let task = {
+        let p = p.clone();
+        let shared = shared.clone();
+        assert_send(async move {
+            p.call(|| {
+                let shared = shared.clone();
+                async move {
+                    let mut guard = shared.lock().await;
+                    *guard += 1;
+                    if *guard < 3 {
+                        Err(Scripted::new(ErrorClass::Transient, *guard))
+                    } else {
+                        Ok(*guard)
+                    }
+                }
+            })
+            .await
+        })
+    };
+    assert_eq!(tokio::spawn(task).await.unwrap(), Ok(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_future_cancels_cleanly() {
+    let p = AsyncRetryPolicy::builder()
+        .strategy(constant(secs(10)))
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let fut = p.call(move || {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Err::<(), _>(Scripted::new(ErrorClass::Transient, 0)) }
+    });
+    // Cancelled during the first 10 s sleep.
+    let timed_out = tokio::time::timeout(secs(5), fut).await;
+    assert!(timed_out.is_err());
+    tokio::time::sleep(secs(60)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "no attempt after the future was dropped"
+    );
+}
+
+#[test]
+fn the_future_does_not_box_the_operation() {
+    let (p, _, _) = policy(|b| b);
+    let op_future = async { Ok::<[u8; 1024], Scripted>([0; 1024]) };
+    let op_size = size_of_val(&op_future);
+    let call = p.call(|| async { Ok::<[u8; 1024], Scripted>([0; 1024]) });
+    // The op's future is held inline: the call future is bigger than it, by a bounded amount.
+    let call_size = size_of_val(&call);
+    assert!(call_size >= op_size, "{call_size} < {op_size}");
+    assert!(
+        call_size <= op_size + 1024 + 512,
+        "call future is {call_size} bytes for a {op_size}-byte op future"
+    );
+    is_future(&call);
+}
