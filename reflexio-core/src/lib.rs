@@ -34,6 +34,7 @@ mod engine;
 mod errors;
 mod event;
 pub mod http;
+mod macro_support;
 mod policy;
 pub mod strategies;
 pub mod testing;
@@ -57,4 +58,5 @@ pub use policy::{AsyncRetryPolicyBuilder, PolicyBuilder, RetryPolicy, RetryPolic
 #[doc(hidden)]
 pub mod __private {
     pub use crate::engine::{Attempts, Step};
+    pub use crate::macro_support::*;
 }

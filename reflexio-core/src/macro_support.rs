@@ -1,0 +1,347 @@
+//! Support for the code that `#[retry]` and `#[derive(Classify)]` generate.
+//!
+//! /!\ WARNING: this is *not* a stable API! /!\
+//! Everything here is reachable only through the facade's hidden `__private` module, and may
+//! change in any release: the facade pins `reflexio-core` and `reflexio-macros` to the exact same
+//! version, so generated code and this module always match.
+//!
+//! The names below show up in compiler errors about a misused `#[retry]` (rustc prints the path
+//! of a trait whose bound failed), so each is chosen to read well there.
+
+use core::any::{Any, TypeId};
+use core::fmt;
+use core::time::Duration;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use crate::async_policy::AsyncRetryPolicy;
+use crate::class::Classification;
+use crate::engine::{Attempts, Next};
+use crate::errors::ConfigError;
+use crate::ok::OkClassifier;
+use crate::policy::{AsyncRetryPolicyBuilder, RetryPolicy, RetryPolicyBuilder};
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T, E> Sealed for Result<T, E> {}
+}
+
+/// The return type of a `#[retry]` function: a `Result`, whichever name it goes by.
+///
+/// A trait rather than a match on the type's name, so `io::Result<T>`, `anyhow::Result<T>` and
+/// any other alias work, and anything else fails with one error at the return type. Sealed:
+/// only `Result<T, E>` implements it.
+#[diagnostic::on_unimplemented(
+    message = "`#[retry]` functions must return `Result<T, E>`, found `{Self}`",
+    label = "expected `Result<T, E>` (or an alias such as `io::Result<T>`)",
+    note = "`#[retry]` retries the function when it returns `Err`, so its return type must be a `Result`"
+)]
+pub trait IsResult: sealed::Sealed + Sized {
+    /// The success type.
+    type Ok;
+    /// The error type, which the policy classifies.
+    type Err;
+    /// The value, as a `Result`.
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+    /// Back from a `Result`.
+    fn from_result(result: Result<Self::Ok, Self::Err>) -> Self;
+}
+
+impl<T, E> IsResult for Result<T, E> {
+    type Ok = T;
+    type Err = E;
+    #[inline(always)]
+    fn into_result(self) -> Result<T, E> {
+        self
+    }
+    #[inline(always)]
+    fn from_result(result: Result<T, E>) -> Self {
+        result
+    }
+}
+
+/// The builder of the sync policy of a function returning `R`.
+#[must_use]
+pub fn sync_builder<R: IsResult>() -> RetryPolicyBuilder<R::Err> {
+    RetryPolicy::builder()
+}
+
+/// The builder of the async policy of a function returning `R`.
+#[must_use]
+pub fn async_builder<R: IsResult>() -> AsyncRetryPolicyBuilder<R::Err> {
+    AsyncRetryPolicy::builder()
+}
+
+/// A clone of the policy given by `#[retry(policy = ..)]` on a sync function returning `R`.
+/// Deref coercion lets the expression be a `RetryPolicy`, a reference to one, a `LazyLock` of
+/// one or an `Arc` of one.
+#[must_use]
+pub fn sync_policy<R: IsResult, K: Clone>(
+    policy: &RetryPolicy<R::Err, K>,
+) -> RetryPolicy<R::Err, K> {
+    policy.clone()
+}
+
+/// A clone of the policy given by `#[retry(policy = ..)]` on an async function returning `R`.
+#[must_use]
+pub fn async_policy<R: IsResult, K: Clone>(
+    policy: &AsyncRetryPolicy<R::Err, K>,
+) -> AsyncRetryPolicy<R::Err, K> {
+    policy.clone()
+}
+
+/// Unwraps the result of `build()` for the policy of the function `function`.
+///
+/// # Panics
+///
+/// If the configuration is invalid. `#[retry]` checks every literal at compile time, so only a
+/// setting that can be checked at run time alone gets here (a strategy whose parameters its
+/// `validate()` rejects, for example).
+#[track_caller]
+pub fn built<P>(result: Result<P, ConfigError>, function: &str) -> P {
+    match result {
+        Ok(policy) => policy,
+        Err(error) => panic!("invalid `#[retry]` configuration on `{function}`: {error}"),
+    }
+}
+
+/// Retries a sync `#[retry]` function's body (`op`) under `policy`.
+///
+/// The bound `F: FnMut() -> R` is what makes rustc report a body that moves an argument out as
+/// E0507 ("cannot move out of `x`, a captured variable in an `FnMut` closure") at the user's code.
+#[inline]
+pub fn retry_sync<R, K, F>(policy: &RetryPolicy<R::Err, K>, mut op: F) -> R
+where
+    R: IsResult,
+    R::Err: fmt::Debug,
+    K: OkClassifier<R::Ok>,
+    F: FnMut() -> R,
+{
+    R::from_result(policy.call(|| op().into_result()))
+}
+
+/// Starts a call of an async `#[retry]` function returning `R`. The loop itself is generated
+/// inline in the function: a generic async driver taking a closure would make the future not
+/// `Send` (rust-lang/rust#138207).
+#[must_use]
+pub fn start_async<R: IsResult, K>(
+    policy: &AsyncRetryPolicy<R::Err, K>,
+) -> Attempts<'_, R::Err, R::Ok, K> {
+    policy.__start()
+}
+
+/// Feeds the result of one attempt of an async `#[retry]` function.
+#[inline]
+pub fn record<R, K>(attempts: &mut Attempts<'_, R::Err, R::Ok, K>, result: R) -> Next<R::Ok, R::Err>
+where
+    R: IsResult,
+    R::Err: fmt::Debug,
+    K: OkClassifier<R::Ok>,
+{
+    attempts.record(result.into_result())
+}
+
+/// The final result of an async `#[retry]` function.
+#[inline(always)]
+pub fn done<R: IsResult>(result: Result<R::Ok, R::Err>) -> R {
+    R::from_result(result)
+}
+
+/// The type of a `#[retry_after]` field: `Duration` or `Option<Duration>`.
+#[diagnostic::on_unimplemented(
+    message = "a `#[retry_after]` field must be a `Duration` or an `Option<Duration>`, found `{Self}`",
+    label = "expected `Duration` or `Option<Duration>`",
+    note = "`#[retry_after]` marks the field holding how long the server asked to wait"
+)]
+pub trait RetryAfterField {
+    /// The delay, if any.
+    fn retry_after(&self) -> Option<Duration>;
+}
+
+impl RetryAfterField for Duration {
+    #[inline]
+    fn retry_after(&self) -> Option<Duration> {
+        Some(*self)
+    }
+}
+
+impl RetryAfterField for Option<Duration> {
+    #[inline]
+    fn retry_after(&self) -> Option<Duration> {
+        *self
+    }
+}
+
+/// Sets the `retry_after` of `classification` from a `#[retry_after]` field, when it holds one.
+#[inline]
+#[must_use]
+pub fn with_retry_after<F>(classification: Classification, field: &F) -> Classification
+where
+    F: RetryAfterField + ?Sized,
+{
+    match field.retry_after() {
+        Some(delay) => classification.with_retry_after(delay),
+        None => classification,
+    }
+}
+
+/// Classifies a `#[class(status = field)]` field, an HTTP status code.
+#[inline]
+#[must_use]
+pub fn status_classification(status: &u16) -> Classification {
+    crate::http::classify_status(*status).into()
+}
+
+/// Classifies a `#[class(from_source)]` field through its own `Classify`.
+#[inline]
+#[must_use]
+pub fn source_classification<S>(source: &S) -> Classification
+where
+    S: crate::Classify + ?Sized,
+{
+    source.classification()
+}
+
+type Entry = (TypeId, &'static (dyn Any + Send + Sync));
+
+/// The lazily built policy of one `#[retry]` function, in a `static`.
+///
+/// Typed by the policy's type at run time, not in the `static`'s type: a `static` cannot name
+/// the type of a generic function's error, nor an `impl Trait` in its return type, while the
+/// function body can infer it. A function has one policy type in all but the rarest cases
+/// (a generic function whose error type is a type parameter), which the slow path covers:
+/// one policy per error type, each built once and kept for the life of the program.
+pub struct PolicyCell {
+    first: OnceLock<Entry>,
+    others: Mutex<Vec<Entry>>,
+}
+
+impl fmt::Debug for PolicyCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyCell")
+            .field("initialized", &self.first.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for PolicyCell {
+    fn default() -> Self {
+        PolicyCell::new()
+    }
+}
+
+impl PolicyCell {
+    /// An empty cell.
+    #[must_use]
+    pub const fn new() -> Self {
+        PolicyCell {
+            first: OnceLock::new(),
+            others: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The policy of type `P`, built by `init` on first use.
+    ///
+    /// # Panics
+    ///
+    /// If `init` panics (an invalid configuration, see [`built`]); the next call tries again.
+    pub fn get_or_init<P, F>(&'static self, init: F) -> &'static P
+    where
+        P: Any + Send + Sync,
+        F: FnOnce() -> P,
+    {
+        let want = TypeId::of::<P>();
+        let mut init = Some(init);
+        let (id, policy) = *self.first.get_or_init(|| {
+            let make = init.take().expect("`init` is only taken once");
+            let policy: &'static P = Box::leak(Box::new(make()));
+            (want, policy)
+        });
+        if id == want
+            && let Some(policy) = policy.downcast_ref::<P>()
+        {
+            return policy;
+        }
+        self.get_or_init_other(want, init)
+    }
+
+    #[cold]
+    fn get_or_init_other<P, F>(&'static self, want: TypeId, init: Option<F>) -> &'static P
+    where
+        P: Any + Send + Sync,
+        F: FnOnce() -> P,
+    {
+        let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(policy) = others
+            .iter()
+            .find(|(id, _)| *id == want)
+            .and_then(|(_, policy)| policy.downcast_ref::<P>())
+        {
+            return policy;
+        }
+        // `init` was not consumed: `first` was already set, for another type.
+        let make = init.expect("`init` is unused when `first` holds another type");
+        let policy: &'static P = Box::leak(Box::new(make()));
+        others.push((want, policy));
+        policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static CELL: PolicyCell = PolicyCell::new();
+
+    #[test]
+    fn a_cell_builds_once_per_type() {
+        let mut builds = 0;
+        let a: &u32 = CELL.get_or_init(|| {
+            builds += 1;
+            1
+        });
+        let b: &u32 = CELL.get_or_init(|| {
+            builds += 1;
+            2
+        });
+        assert!(core::ptr::eq(a, b));
+        let c: &String = CELL.get_or_init(|| {
+            builds += 1;
+            "three".to_owned()
+        });
+        let d: &String = CELL.get_or_init(|| {
+            builds += 1;
+            "four".to_owned()
+        });
+        assert_eq!(
+            (*a, *b, c.as_str(), d.as_str(), builds),
+            (1, 1, "three", "three", 2)
+        );
+    }
+
+    #[test]
+    fn built_names_the_function_in_its_panic() {
+        let err = RetryPolicy::<std::io::Error>::builder()
+            .max_attempts(0)
+            .build()
+            .map(drop);
+        let panic = std::panic::catch_unwind(|| built(err, "fetch")).unwrap_err();
+        let message = panic.downcast_ref::<String>().unwrap();
+        assert!(
+            message.starts_with("invalid `#[retry]` configuration on `fetch`: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn retry_after_fields() {
+        let c = Classification::new(crate::ErrorClass::RateLimit);
+        let d = Duration::from_secs(3);
+        assert_eq!(with_retry_after(c, &d).retry_after, Some(d));
+        assert_eq!(with_retry_after(c, &Some(d)).retry_after, Some(d));
+        assert_eq!(with_retry_after(c, &None::<Duration>).retry_after, None);
+        assert_eq!(
+            status_classification(&503).class,
+            crate::ErrorClass::ServerError
+        );
+    }
+}

@@ -1,0 +1,522 @@
+//! Code generation for `#[retry]`: signature checks, the policy, and the sync and async loops.
+
+use proc_macro2::{Delimiter, Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{GenericArgument, PathArguments, ReturnType, Signature, Type};
+
+use crate::parse::{Args, CLASS_KEYS, Deadline, Errors, Item, ItemFn};
+
+/// The entry point of `#[retry]`, on `proc_macro2` tokens so it can be unit-tested.
+pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let args = Args::parse(args, &mut errors);
+    match Item::parse(item.clone()) {
+        Item::Other(span) => errors.at(
+            span,
+            "`#[retry]` can only be used on functions\nput it on the `fn` whose calls should be retried",
+        ),
+        Item::Declaration { sig } => errors.at(
+            sig.ident.span(),
+            format!(
+                "`#[retry]` needs a function body, and `{}` has none\nput `#[retry]` on the function's implementation instead",
+                sig.ident
+            ),
+        ),
+        Item::Fn(f) => {
+            check_signature(&f.sig, &mut errors);
+            if errors_are_empty(&mut errors) {
+                return expand_fn(&args, f);
+            }
+        }
+    }
+    // On any error, emit the function unchanged next to the errors, so that its callers get no
+    // follow-on "cannot find function" errors (tokio's `token_stream_with_error`).
+    let errors = errors.into_result().err().map(|e| e.into_compile_error());
+    quote!(#item #errors)
+}
+
+fn errors_are_empty(errors: &mut Errors) -> bool {
+    let taken = std::mem::take(errors).into_result();
+    match taken {
+        Ok(()) => true,
+        Err(e) => {
+            errors.push(e);
+            false
+        }
+    }
+}
+
+/// Rejects what the retry loop cannot wrap, each error at the offending tokens.
+fn check_signature(sig: &Signature, errors: &mut Errors) {
+    if let Some(constness) = &sig.constness {
+        errors.at(
+            constness.span,
+            "`#[retry]` cannot be used on a `const fn`\nretrying sleeps and reads a clock, which a `const fn` cannot do; remove `const`",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(
+            abi,
+            "`#[retry]` cannot be used on an `extern` function\nput `#[retry]` on a Rust function and call it from the `extern` one",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, "`#[retry]` cannot be used on a variadic function");
+    }
+    if let ReturnType::Default = sig.output {
+        errors.at(
+            sig.ident.span(),
+            format!(
+                "`#[retry]` functions must return `Result<T, E>`, and `{}` returns `()`\nadd a return type such as `-> Result<(), MyError>`",
+                sig.ident
+            ),
+        );
+    }
+}
+
+/// Replaces every `impl Trait` by `_`, so the return type can annotate a local (as tracing's
+/// `erase_impl_trait` and async-trait's `replace_impl_trait_with_infer` do).
+struct EraseImplTrait;
+
+impl VisitMut for EraseImplTrait {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::ImplTrait(it) = ty {
+            *ty = Type::Infer(syn::TypeInfer {
+                attrs: vec![],
+                underscore_token: syn::Token![_](it.impl_token.span),
+            });
+        } else {
+            syn::visit_mut::visit_type_mut(self, ty);
+        }
+    }
+}
+
+fn erase_impl_trait(ty: &Type) -> Type {
+    let mut ty = ty.clone();
+    EraseImplTrait.visit_type_mut(&mut ty);
+    ty
+}
+
+/// The pieces of a function that `#[async_trait]` has already rewritten.
+///
+/// async-trait (0.1.92) turns `async fn f(&self, x: X) -> R { body }` into
+/// `fn f<'life0, 'async_trait>(&'life0 self, x: X) -> Pin<Box<dyn Future<Output = R> + Send +
+/// 'async_trait>> { Box::pin(async move { PREAMBLE let __ret: R = { body }; __ret }) }`, where
+/// `PREAMBLE` moves the arguments into the future (`let __self = self; let x = x;`).
+struct AsyncTrait {
+    /// `Box::pin`, as async-trait wrote it.
+    box_pin: TokenStream,
+    /// What runs once per call: the argument moves.
+    preamble: TokenStream,
+    /// What runs once per attempt: the user's body.
+    body: TokenStream,
+    /// `R`, the future's output.
+    output: Type,
+}
+
+impl AsyncTrait {
+    fn detect(f: &ItemFn) -> Option<AsyncTrait> {
+        if f.sig.asyncness.is_some() {
+            return None;
+        }
+        let ReturnType::Type(_, ty) = &f.sig.output else {
+            return None;
+        };
+        let output = boxed_future_output(ty)?;
+        let tokens: Vec<TokenTree> = f.body.clone().into_iter().collect();
+        let [
+            TokenTree::Ident(boxed),
+            TokenTree::Punct(c1),
+            TokenTree::Punct(c2),
+            TokenTree::Ident(pin),
+            TokenTree::Group(args),
+        ] = tokens.as_slice()
+        else {
+            return None;
+        };
+        if boxed != "Box" || pin != "pin" || c1.as_char() != ':' || c2.as_char() != ':' {
+            return None;
+        }
+        let inner: Vec<TokenTree> = args.stream().into_iter().collect();
+        let [
+            TokenTree::Ident(async_),
+            TokenTree::Ident(move_),
+            TokenTree::Group(block),
+        ] = inner.as_slice()
+        else {
+            return None;
+        };
+        if async_ != "async" || move_ != "move" || block.delimiter() != Delimiter::Brace {
+            return None;
+        }
+        let content: Vec<TokenTree> = block.stream().into_iter().collect();
+        let (preamble, body) = split_async_trait_block(&content).unwrap_or_else(|| {
+            // An unknown shape: retry the whole block. Correct, but arguments taken by value
+            // are then moved in every attempt (E0382 unless they are `Copy`).
+            (TokenStream::new(), block.stream())
+        });
+        Some(AsyncTrait {
+            box_pin: tokens[..4].iter().cloned().collect(),
+            preamble,
+            body,
+            output,
+        })
+    }
+}
+
+/// Splits `PREAMBLE let __ret: R = { body }; #[allow(..)] __ret` into `PREAMBLE` and `body`.
+fn split_async_trait_block(content: &[TokenTree]) -> Option<(TokenStream, TokenStream)> {
+    let is_ident = |tt: &TokenTree, name: &str| matches!(tt, TokenTree::Ident(i) if i == name);
+    let is_punct = |tt: &TokenTree, c: char| matches!(tt, TokenTree::Punct(p) if p.as_char() == c);
+    let start = content
+        .windows(3)
+        .position(|w| is_ident(&w[0], "let") && is_ident(&w[1], "__ret") && is_punct(&w[2], ':'))?;
+    let n = content.len();
+    if n < start + 6 {
+        return None;
+    }
+    let tail = &content[n - 6..];
+    let body = match &tail[1] {
+        TokenTree::Group(g) if g.delimiter() == Delimiter::Brace => g.stream(),
+        _ => return None,
+    };
+    let shape_ok = is_punct(&tail[0], '=')
+        && is_punct(&tail[2], ';')
+        && is_punct(&tail[3], '#')
+        && matches!(&tail[4], TokenTree::Group(g) if g.delimiter() == Delimiter::Bracket)
+        && is_ident(&tail[5], "__ret");
+    shape_ok.then(|| (content[..start].iter().cloned().collect(), body))
+}
+
+/// `R` in `Pin<Box<dyn Future<Output = R> + ..>>`.
+fn boxed_future_output(ty: &Type) -> Option<Type> {
+    fn single_arg<'a>(ty: &'a Type, name: &str) -> Option<&'a Type> {
+        let Type::Path(p) = ty else { return None };
+        let last = p.path.segments.last()?;
+        if last.ident != name {
+            return None;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        match args.args.first()? {
+            GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }
+    }
+    let boxed = single_arg(ty, "Pin")?;
+    let Type::TraitObject(object) = single_arg(boxed, "Box")? else {
+        return None;
+    };
+    object.bounds.iter().find_map(|bound| {
+        let syn::TypeParamBound::Trait(t) = bound else {
+            return None;
+        };
+        let last = t.path.segments.last()?;
+        if last.ident != "Future" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(a) if a.ident == "Output" => Some(a.ty.clone()),
+            _ => None,
+        })
+    })
+}
+
+/// Names used by the generated code.
+struct Names {
+    /// The path to the facade, `::reflexio` unless `crate = ..` says otherwise.
+    krate: TokenStream,
+    /// Locals with mixed-site hygiene: the user's body cannot name them, nor shadow them.
+    policy: syn::Ident,
+    attempts: syn::Ident,
+    next: syn::Ident,
+    attempt: syn::Ident,
+    result: syn::Ident,
+    delay: syn::Ident,
+}
+
+impl Names {
+    fn new(args: &Args) -> Names {
+        let krate = match &args.krate {
+            Some(set) => set.value.to_token_stream(),
+            None => quote!(::reflexio),
+        };
+        let local = |name: &str| format_ident!("__reflexio_{}", name, span = Span::mixed_site());
+        Names {
+            krate,
+            policy: local("policy"),
+            attempts: local("attempts"),
+            next: local("next"),
+            attempt: local("attempt"),
+            result: local("result"),
+            delay: local("delay"),
+        }
+    }
+}
+
+// Input:
+//     #[retry(max_attempts = 3)]
+//     async fn f(&self, x: &str) -> Result<T, E> { body }
+//
+// Output (async; sync differs in the loop, see `sync_body`):
+//     async fn f(&self, x: &str) -> Result<T, E> {
+//         #![inner attributes of body, hoisted]
+//         static __REFLEXIO_POLICY: PolicyCell = PolicyCell::new();
+//         let __reflexio_policy = __REFLEXIO_POLICY.get_or_init(|| built(async_builder::<Result<T, E>>()
+//             .max_attempts(3).operation("f").build(), "f"));
+//         let mut __reflexio_attempts = start_async::<Result<T, E>>(__reflexio_policy);
+//         loop {
+//             let __reflexio_result: Result<T, E> = async { <fake return edge> body }.await;
+//             match step::<Result<T, E>>(&mut __reflexio_attempts, &__reflexio_result) {
+//                 Step::Return => return __reflexio_result,
+//                 Step::Sleep(delay) => { drop(__reflexio_result); __reflexio_policy.__sleep(delay).await; }
+//             }
+//         }
+//     }
+fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
+    let names = Names::new(args);
+    let async_trait = AsyncTrait::detect(&f);
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        brace,
+        inner_attrs,
+        body,
+    } = f;
+    let ret = match (&async_trait, &sig.output) {
+        (Some(at), _) => erase_impl_trait(&at.output),
+        (None, ReturnType::Type(_, ty)) => erase_impl_trait(ty),
+        (None, ReturnType::Default) => unreachable!("rejected by `check_signature`"),
+    };
+    let krate = &names.krate;
+    let is_async = sig.asyncness.is_some() || async_trait.is_some();
+    let cell = policy_cell(krate);
+    let init = policy_init(args, &sig, &ret, &names, is_async);
+    let new_body = if let Some(at) = async_trait {
+        let AsyncTrait {
+            box_pin,
+            preamble,
+            body,
+            ..
+        } = at;
+        let retry_loop = async_loop(&names, &ret, &body);
+        quote! {
+            #cell
+            #box_pin(async move {
+                #preamble
+                #init
+                #retry_loop
+            })
+        }
+    } else if is_async {
+        let retry_loop = async_loop(&names, &ret, &body);
+        quote! { #cell #init #retry_loop }
+    } else {
+        let retry = sync_call(&names, &ret, &body);
+        quote! { #cell #init #retry }
+    };
+    let mut block = TokenStream::new();
+    brace.surround(&mut block, |tokens| {
+        // Inner attributes (`#![allow(..)]`) stay at the top of the function's block, where they
+        // apply to the whole function: left in the body they would land inside a closure or an
+        // async block, where inner attributes are not allowed.
+        for attr in &inner_attrs {
+            attr.to_tokens(tokens);
+        }
+        new_body.to_tokens(tokens);
+    });
+    quote! {
+        #(#attrs)*
+        #vis #sig #block
+    }
+}
+
+/// The `static` holding the function's policy, built on the first call.
+fn policy_cell(krate: &TokenStream) -> TokenStream {
+    quote! {
+        static __REFLEXIO_POLICY: #krate::__private::PolicyCell = #krate::__private::PolicyCell::new();
+    }
+}
+
+/// `let __reflexio_policy = __REFLEXIO_POLICY.get_or_init(|| ..);`: a `&'static` policy.
+fn policy_init(
+    args: &Args,
+    sig: &Signature,
+    ret: &Type,
+    names: &Names,
+    is_async: bool,
+) -> TokenStream {
+    let krate = &names.krate;
+    let policy = &names.policy;
+    let name = sig.ident.unraw().to_string();
+    let build = if let Some(set) = &args.policy {
+        let expr = &set.value;
+        let from = if is_async {
+            quote!(async_policy)
+        } else {
+            quote!(sync_policy)
+        };
+        quote!(#krate::__private::#from::<#ret>(&(#expr)))
+    } else {
+        let builder = if is_async {
+            quote!(async_builder)
+        } else {
+            quote!(sync_builder)
+        };
+        let calls = builder_calls(args, krate, &name);
+        quote! {
+            #krate::__private::built(
+                #krate::__private::#builder::<#ret>() #calls .build(),
+                #name,
+            )
+        }
+    };
+    quote! {
+        let #policy = __REFLEXIO_POLICY.get_or_init(|| #build);
+    }
+}
+
+/// The builder method calls for the settings given in the attribute, in the builder's own
+/// order. The user's expressions keep their spans, so a type error in one (a strategy that is
+/// not a `Strategy`) points at it.
+fn builder_calls(args: &Args, krate: &TokenStream, name: &str) -> TokenStream {
+    let mut calls = TokenStream::new();
+    if let Some(c) = &args.classifier {
+        let e = &c.value;
+        calls.extend(quote_spanned!(c.key.span()=> .classifier(#e)));
+    }
+    if let Some(s) = &args.strategy {
+        let e = &s.value;
+        calls.extend(quote_spanned!(s.key.span()=> .strategy(#e)));
+    }
+    for (set, (_, class)) in args.class_strategies.iter().zip(CLASS_KEYS) {
+        if let Some(set) = set {
+            let e = &set.value;
+            let class = syn::Ident::new(class, set.key.span());
+            calls.extend(quote_spanned!(set.key.span()=>
+                .strategy_for(#krate::__private::ErrorClass::#class, #e)
+            ));
+        }
+    }
+    if let Some(n) = &args.max_attempts {
+        let n = n.value;
+        calls.extend(quote!(.max_attempts(#n)));
+    }
+    if let Some(n) = &args.max_unknown_retries {
+        calls.extend(match n.value {
+            Some(n) => quote!(.max_unknown_retries(#krate::__private::Option::Some(#n))),
+            None => quote!(.max_unknown_retries(#krate::__private::Option::None)),
+        });
+    }
+    if let Some(d) = &args.deadline {
+        calls.extend(match d.value {
+            Deadline::After(d) => {
+                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+                quote!(.deadline(#krate::__private::Duration::new(#secs, #nanos)))
+            }
+            Deadline::Never => quote!(.no_deadline()),
+        });
+    }
+    if let Some(h) = &args.on_event {
+        let e = &h.value;
+        calls.extend(quote_spanned!(h.key.span()=> .on_event(#e)));
+    }
+    let operation = args.operation.as_ref().map_or_else(
+        || syn::LitStr::new(name, Span::call_site()),
+        |o| o.value.clone(),
+    );
+    calls.extend(quote!(.operation(#operation)));
+    if let Some(s) = &args.seed {
+        let e = &s.value;
+        calls.extend(quote_spanned!(s.key.span()=> .seed(#e)));
+    }
+    if let Some(c) = &args.clock {
+        let e = &c.value;
+        calls.extend(quote_spanned!(c.key.span()=> .clock(#e)));
+    }
+    calls
+}
+
+/// The sync retry: the body in a closure, called once per attempt by the core's loop.
+///
+/// The closure has the function's return type, so `return` and `?` end one attempt, not the
+/// function. Its `FnMut` bound makes a body that moves an argument out fail with rustc's own
+/// E0507 ("cannot move out of .. a captured variable in an `FnMut` closure"), at the user's code.
+fn sync_call(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
+    let krate = &names.krate;
+    let policy = &names.policy;
+    quote! {
+        #krate::__private::retry_sync::<#ret, _, _>(#policy, || -> #ret { #body })
+    }
+}
+
+/// The async retry loop, inlined in the function.
+///
+/// Not a generic `async fn` taking an `AsyncFnMut`: rustc cannot prove that future `Send` when
+/// the closure captures references (rust-lang/rust#138207, "implementation of `Send` is not
+/// general enough"). Inlined, the future is `Send` exactly when the body's is.
+fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
+    let Names {
+        krate,
+        policy,
+        attempts,
+        next,
+        attempt,
+        result,
+        delay,
+    } = names;
+    // The fake return edge (as tracing-attributes does): it tells rustc the async block's type
+    // before it reads the body, so a wrong `return` in the body is reported once, at the right
+    // place, instead of as a mismatch between the block and the annotation.
+    let ret_span = ret.span();
+    let fake = format_ident!("__reflexio_fake_return", span = Span::mixed_site());
+    let fake_return = quote_spanned! {ret_span=>
+        #[allow(
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::needless_return
+        )]
+        if false {
+            let #fake: #ret = loop {};
+            return #fake;
+        }
+    };
+    quote! {
+        let mut #attempts = #krate::__private::start_async::<#ret, _>(#policy);
+        let mut #next = #attempts.begin();
+        loop {
+            #next = match #next {
+                #krate::__private::Next::Attempt => {
+                    // The body, as an async block awaited in place: its `return` and `?` end
+                    // this attempt only. `__attempt` applies the policy's attempt timeout.
+                    let #attempt = async {
+                        #fake_return
+                        #body
+                    };
+                    match #policy.__attempt(#attempt).await {
+                        #krate::__private::Option::Some(#result) => {
+                            #krate::__private::record::<#ret, _>(&mut #attempts, #result)
+                        }
+                        #krate::__private::Option::None => #attempts.record_timeout(),
+                    }
+                }
+                #krate::__private::Next::Sleep(#delay) => {
+                    #policy.__sleep(#delay).await;
+                    #attempts.resume()
+                }
+                #krate::__private::Next::Done(#result) => {
+                    return #krate::__private::done::<#ret>(#result);
+                }
+            };
+        }
+    }
+}

@@ -1,0 +1,699 @@
+//! Parsing `#[retry(...)]`: the arguments ([`Args`]), the function ([`ItemFn`]), and the error
+//! accumulator ([`Errors`]).
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Attribute, Expr, Ident, Lit, LitStr, Path, Signature, Token, Visibility};
+
+/// Collects errors, so that every mistake in one attribute is reported in one build.
+///
+/// `tokio-macros` and `thiserror` stop at the first error; serde's `Ctxt` collects them, which
+/// is what users want: fix everything in one edit-compile cycle.
+#[derive(Default)]
+pub(crate) struct Errors {
+    combined: Option<syn::Error>,
+}
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.combined {
+            Some(combined) => combined.combine(error),
+            None => self.combined = Some(error),
+        }
+    }
+
+    pub(crate) fn at(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    pub(crate) fn spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub(crate) fn into_result(self) -> Result<(), syn::Error> {
+        self.combined.map_or(Ok(()), Err)
+    }
+}
+
+/// The retryable classes that have their own strategy key, with the `ErrorClass` variant each
+/// key sets.
+pub(crate) const CLASS_KEYS: [(&str, &str); 5] = [
+    ("transient", "Transient"),
+    ("rate_limit", "RateLimit"),
+    ("server_error", "ServerError"),
+    ("concurrency", "Concurrency"),
+    ("unknown", "Unknown"),
+];
+
+/// Every key `#[retry]` accepts, in the order the "expected one of" message lists them.
+///
+/// Adding a key (say `budget = EXPR`, once the builder has `.budget(..)`) takes one entry here,
+/// one arm in [`Args::set`], and one line in `expand::builder_calls`.
+pub(crate) const KEYS: [&str; 16] = [
+    "classifier",
+    "strategy",
+    "transient",
+    "rate_limit",
+    "server_error",
+    "concurrency",
+    "unknown",
+    "max_attempts",
+    "max_unknown_retries",
+    "deadline",
+    "on_event",
+    "operation",
+    "seed",
+    "clock",
+    "policy",
+    "crate",
+];
+
+fn keys_list() -> String {
+    KEYS.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A value and the key it was given under (for spans in later errors).
+pub(crate) struct Set<T> {
+    pub(crate) key: Ident,
+    pub(crate) value: T,
+}
+
+/// `deadline = "30s"` or `deadline = None`.
+pub(crate) enum Deadline {
+    After(std::time::Duration),
+    Never,
+}
+
+/// The parsed arguments of one `#[retry(...)]`.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) classifier: Option<Set<Expr>>,
+    pub(crate) strategy: Option<Set<Expr>>,
+    /// Per-class strategies, indexed like [`CLASS_KEYS`].
+    pub(crate) class_strategies: [Option<Set<Expr>>; 5],
+    pub(crate) max_attempts: Option<Set<u32>>,
+    pub(crate) max_unknown_retries: Option<Set<Option<u32>>>,
+    pub(crate) deadline: Option<Set<Deadline>>,
+    pub(crate) on_event: Option<Set<Expr>>,
+    pub(crate) operation: Option<Set<LitStr>>,
+    pub(crate) seed: Option<Set<Expr>>,
+    pub(crate) clock: Option<Set<Expr>>,
+    pub(crate) policy: Option<Set<Expr>>,
+    pub(crate) krate: Option<Set<Path>>,
+    /// Every key given, in source order.
+    order: Vec<Ident>,
+}
+
+impl Args {
+    /// Parses the attribute's arguments, collecting every error instead of stopping at the
+    /// first: after a bad argument, parsing resumes at the next top-level `,`.
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
+        let mut args = Args::default();
+        let parser = |input: ParseStream<'_>| {
+            args.parse_all(input, errors);
+            Ok(())
+        };
+        if let Err(e) = parser.parse2(tokens) {
+            errors.push(e);
+        }
+        args.check_policy_exclusive(errors);
+        args
+    }
+
+    fn parse_all(&mut self, input: ParseStream<'_>, errors: &mut Errors) {
+        while !input.is_empty() {
+            if let Err(e) = self.parse_one(input, errors) {
+                errors.push(e);
+                skip_to_comma(input);
+            } else if !input.is_empty() && !input.peek(Token![,]) {
+                errors.push(input.error("expected `,` between arguments"));
+                skip_to_comma(input);
+            }
+            if !input.is_empty() {
+                input.parse::<Token![,]>().expect("stopped at a `,`");
+            }
+        }
+    }
+
+    /// Parses `key = value`. An `Err` is a syntax error; a value that parses but is not valid
+    /// (such as `max_attempts = 0`) is pushed to `errors` and parsing goes on.
+    fn parse_one(&mut self, input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<()> {
+        if !input.peek(Ident::peek_any) {
+            return Err(input.error(format!(
+                "expected an argument name, one of: {}",
+                keys_list()
+            )));
+        }
+        // `parse_any` accepts the keyword `crate` too.
+        let key = Ident::parse_any(input)?;
+        let name = key.unraw().to_string();
+        if !KEYS.contains(&name.as_str()) {
+            let mut message = format!("unknown `#[retry]` argument `{name}`");
+            if let Some(close) = did_you_mean(&name) {
+                message.push_str(&format!("; did you mean `{close}`?"));
+            }
+            message.push_str(&format!("\nexpected one of: {}", keys_list()));
+            errors.at(key.span(), message);
+            skip_to_comma(input);
+            return Ok(());
+        }
+        if !input.peek(Token![=]) {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("expected `{name} = ...`: `{name}` takes a value"),
+            ));
+        }
+        input.parse::<Token![=]>()?;
+        let value: Expr = input.parse()?;
+        self.set(key, &name, value, errors);
+        Ok(())
+    }
+
+    /// Stores one argument, checking it is not a duplicate and that literal values are valid.
+    fn set(&mut self, key: Ident, name: &str, value: Expr, errors: &mut Errors) {
+        self.order.push(key.clone());
+        // Every duplicate check goes through here, so no key can forget it (tracing-attributes
+        // checks `parent` against the wrong field, a copy-paste bug this layout rules out).
+        fn store<T>(slot: &mut Option<Set<T>>, key: Ident, value: T, errors: &mut Errors) {
+            if let Some(first) = slot {
+                errors.at(
+                    key.span(),
+                    format!(
+                        "duplicate `{}` argument\nremove one: `{}` is already set",
+                        key.unraw(),
+                        first.key.unraw()
+                    ),
+                );
+            } else {
+                *slot = Some(Set { key, value });
+            }
+        }
+        match name {
+            "classifier" => store(&mut self.classifier, key, value, errors),
+            "strategy" => store(&mut self.strategy, key, value, errors),
+            "on_event" => store(&mut self.on_event, key, value, errors),
+            "seed" => store(&mut self.seed, key, value, errors),
+            "clock" => store(&mut self.clock, key, value, errors),
+            "policy" => store(&mut self.policy, key, value, errors),
+            "max_attempts" => {
+                if let Some(n) = max_attempts(&value, errors) {
+                    store(&mut self.max_attempts, key, n, errors);
+                } else {
+                    // Still a duplicate if given twice, even when invalid.
+                    store(&mut self.max_attempts, key, 1, errors);
+                }
+            }
+            "max_unknown_retries" => {
+                let n = max_unknown_retries(&value, errors).unwrap_or(None);
+                store(&mut self.max_unknown_retries, key, n, errors);
+            }
+            "deadline" => {
+                let d = deadline(&value, errors).unwrap_or(Deadline::Never);
+                store(&mut self.deadline, key, d, errors);
+            }
+            "operation" => {
+                let lit = match &value {
+                    Expr::Lit(syn::ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => s.clone(),
+                    other => {
+                        errors.spanned(
+                            other,
+                            "`operation` must be a string literal, such as `operation = \"fetch_user\"`",
+                        );
+                        LitStr::new("", other.span())
+                    }
+                };
+                store(&mut self.operation, key, lit, errors);
+            }
+            "crate" => {
+                let path = match &value {
+                    Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
+                    Expr::Lit(syn::ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => s.parse_with(Path::parse_mod_style).ok(),
+                    _ => None,
+                };
+                if let Some(path) = path {
+                    store(&mut self.krate, key, path, errors);
+                } else {
+                    errors.spanned(
+                        &value,
+                        "`crate` must be a path, such as `crate = my_reflexio` or `crate = \"::my_reflexio\"`",
+                    );
+                }
+            }
+            class => {
+                let i = CLASS_KEYS
+                    .iter()
+                    .position(|(k, _)| *k == class)
+                    .expect("every key in `KEYS` is handled");
+                store(&mut self.class_strategies[i], key, value, errors);
+            }
+        }
+    }
+
+    /// `policy` brings its own configuration: any other setting next to it would be ignored
+    /// silently, so each one is an error, at its key.
+    fn check_policy_exclusive(&self, errors: &mut Errors) {
+        if self.policy.is_none() {
+            return;
+        }
+        for key in &self.order {
+            let name = key.unraw().to_string();
+            if name != "policy" && name != "crate" {
+                errors.at(
+                    key.span(),
+                    format!(
+                        "`{name}` cannot be combined with `policy`\nset it on the policy's builder instead, or remove `policy`"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Skips token trees up to the next top-level `,` (left in the input) or the end.
+fn skip_to_comma(input: ParseStream<'_>) {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        let _ = input.parse::<TokenTree>();
+    }
+}
+
+/// A known key within two edits of `name` (ignoring case), for "did you mean".
+fn did_you_mean(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase().replace('-', "_");
+    KEYS.iter()
+        .map(|k| (edit_distance(&name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn int_literal(value: &Expr) -> Option<&syn::LitInt> {
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(i), ..
+        }) => Some(i),
+        Expr::Group(g) => int_literal(&g.expr),
+        _ => None,
+    }
+}
+
+fn max_attempts(value: &Expr, errors: &mut Errors) -> Option<u32> {
+    let Some(lit) = int_literal(value) else {
+        errors.spanned(
+            value,
+            "`max_attempts` must be an integer literal, such as `max_attempts = 5`",
+        );
+        return None;
+    };
+    match lit.base10_parse::<u32>() {
+        Ok(0) => {
+            errors.spanned(
+                lit,
+                "`max_attempts` must be at least 1: it counts every call, the first included",
+            );
+            None
+        }
+        Ok(n) => Some(n),
+        Err(_) => {
+            errors.spanned(lit, "`max_attempts` must fit in a `u32`");
+            None
+        }
+    }
+}
+
+fn is_none(value: &Expr) -> bool {
+    matches!(value, Expr::Path(p) if p.qself.is_none() && p.path.is_ident("None"))
+}
+
+fn max_unknown_retries(value: &Expr, errors: &mut Errors) -> Option<Option<u32>> {
+    if is_none(value) {
+        return Some(None);
+    }
+    let Some(lit) = int_literal(value) else {
+        errors.spanned(
+            value,
+            "`max_unknown_retries` must be an integer literal or `None`, such as `max_unknown_retries = 2`",
+        );
+        return None;
+    };
+    match lit.base10_parse::<u32>() {
+        Ok(n) => Some(Some(n)),
+        Err(_) => {
+            errors.spanned(lit, "`max_unknown_retries` must fit in a `u32`");
+            None
+        }
+    }
+}
+
+fn deadline(value: &Expr, errors: &mut Errors) -> Option<Deadline> {
+    if is_none(value) {
+        return Some(Deadline::Never);
+    }
+    let lit = match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => s,
+        other => {
+            errors.spanned(
+                other,
+                "`deadline` must be a duration literal, such as `deadline = \"30s\"`, or `None`",
+            );
+            return None;
+        }
+    };
+    match parse_duration(&lit.value()) {
+        Ok(d) if d.is_zero() => {
+            errors.spanned(
+                lit,
+                "`deadline` must be greater than zero\nto disable the deadline, write `deadline = None`",
+            );
+            None
+        }
+        Ok(d) => Some(Deadline::After(d)),
+        Err(why) => {
+            errors.spanned(
+                lit,
+                format!("invalid duration {}: {why}", lit.to_token_stream()),
+            );
+            None
+        }
+    }
+}
+
+/// Parses a duration literal: a number (`30`, `1.5`) and a unit (`ms`, `s`, `m`, `h`), with no
+/// space, such as `"250ms"`, `"30s"`, `"1.5s"`, `"2m"` or `"1h"`. Exact: `"0.1s"` is 100 ms, not
+/// the nearest `f64`.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    const UNITS: &str = "use `ms`, `s`, `m` or `h`, as in \"250ms\", \"30s\", \"2m\"";
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return Err(format!("expected a number followed by a unit; {UNITS}"));
+    }
+    let nanos_per_unit: u128 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60 * 1_000_000_000,
+        "h" => 3_600 * 1_000_000_000,
+        "" => return Err(format!("missing unit; {UNITS}")),
+        other => return Err(format!("unknown unit `{other}`; {UNITS}")),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || fraction.contains('.') || number.ends_with('.') {
+        return Err(format!("`{number}` is not a number; {UNITS}"));
+    }
+    let too_long = || format!("`{text}` is too long");
+    let mut nanos = whole
+        .parse::<u128>()
+        .ok()
+        .and_then(|w| w.checked_mul(nanos_per_unit))
+        .ok_or_else(too_long)?;
+    let mut scale = nanos_per_unit;
+    for digit in fraction.bytes() {
+        scale /= 10;
+        let d = u128::from(digit - b'0');
+        if scale == 0 {
+            if d != 0 {
+                return Err(format!("`{text}` is more precise than a nanosecond"));
+            }
+            continue;
+        }
+        nanos += d * scale;
+    }
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| too_long())?;
+    let subsec = u32::try_from(nanos % 1_000_000_000).expect("below 10^9");
+    Ok(std::time::Duration::new(secs, subsec))
+}
+
+/// A function whose body is kept as raw tokens: it is never parsed, so rustc sees it untouched
+/// and reports its errors itself (tracing's `MaybeItemFn`, tokio's `ItemFn`).
+pub(crate) struct ItemFn {
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) sig: Signature,
+    pub(crate) brace: syn::token::Brace,
+    pub(crate) inner_attrs: Vec<Attribute>,
+    pub(crate) body: TokenStream,
+}
+
+/// What `#[retry]` was put on.
+pub(crate) enum Item {
+    Fn(ItemFn),
+    /// A function with no body, such as a trait method's declaration.
+    Declaration {
+        sig: Signature,
+    },
+    /// Not a function: the span of what it is (`struct`, `impl`, ...).
+    Other(Span),
+}
+
+impl Item {
+    pub(crate) fn parse(tokens: TokenStream) -> Item {
+        let parser = |input: ParseStream<'_>| -> syn::Result<Item> {
+            let attrs = input.call(Attribute::parse_outer)?;
+            let vis: Visibility = input.parse()?;
+            let fork = input.fork();
+            let Ok(sig) = fork.parse::<Signature>() else {
+                let span = input
+                    .cursor()
+                    .token_tree()
+                    .map_or_else(Span::call_site, |(tt, _)| tt.span());
+                // Consume the rest, so the parse succeeds.
+                input.parse::<TokenStream>()?;
+                return Ok(Item::Other(span));
+            };
+            input.parse::<Signature>()?;
+            if input.peek(Token![;]) {
+                input.parse::<TokenStream>()?;
+                return Ok(Item::Declaration { sig });
+            }
+            let content;
+            let brace = syn::braced!(content in input);
+            let inner_attrs = content.call(Attribute::parse_inner)?;
+            let body: TokenStream = content.parse()?;
+            Ok(Item::Fn(ItemFn {
+                attrs,
+                vis,
+                sig,
+                brace,
+                inner_attrs,
+                body,
+            }))
+        };
+        parser
+            .parse2(tokens)
+            .unwrap_or_else(|e| Item::Other(e.span()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+    use std::time::Duration;
+
+    fn messages(tokens: TokenStream) -> (Args, Vec<String>) {
+        let mut errors = Errors::default();
+        let args = Args::parse(tokens, &mut errors);
+        let messages = match errors.into_result() {
+            Ok(()) => vec![],
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (args, messages)
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let (args, errors) = messages(quote! {
+            classifier = default_classifier,
+            strategy = decorrelated_jitter().max(Duration::from_secs(10)),
+            transient = constant(Duration::from_millis(1)),
+            rate_limit = token_backoff(),
+            server_error = equal_jitter(),
+            concurrency = full_jitter(),
+            unknown = no_delay(),
+            max_attempts = 5,
+            max_unknown_retries = None,
+            deadline = "1.5s",
+            on_event = |e| println!("{e}"),
+            operation = "fetch",
+            seed = 42,
+            clock = CLOCK.clone(),
+            crate = "::my::reflexio",
+        });
+        assert_eq!(errors, Vec::<String>::new());
+        assert_eq!(args.max_attempts.unwrap().value, 5);
+        assert_eq!(args.max_unknown_retries.unwrap().value, None);
+        assert!(matches!(
+            args.deadline.unwrap().value,
+            Deadline::After(d) if d == Duration::from_millis(1500)
+        ));
+        assert_eq!(args.operation.unwrap().value.value(), "fetch");
+        assert!(args.class_strategies.iter().all(Option::is_some));
+        let krate = args.krate.unwrap().value;
+        assert_eq!(quote!(#krate).to_string(), ":: my :: reflexio");
+    }
+
+    #[test]
+    fn all_errors_of_one_attribute_are_reported_together() {
+        let (args, errors) = messages(quote! {
+            max_attempts = 0,
+            retries = 3,
+            strategy = a(),
+            strategy = b(),
+            deadline = "30 sec",
+            max_attempts = "five",
+            operation = 1,
+        });
+        assert_eq!(
+            errors,
+            [
+                "`max_attempts` must be at least 1: it counts every call, the first included",
+                "unknown `#[retry]` argument `retries`\nexpected one of: `classifier`, `strategy`, \
+                 `transient`, `rate_limit`, `server_error`, `concurrency`, `unknown`, `max_attempts`, \
+                 `max_unknown_retries`, `deadline`, `on_event`, `operation`, `seed`, `clock`, \
+                 `policy`, `crate`",
+                "duplicate `strategy` argument\nremove one: `strategy` is already set",
+                "invalid duration \"30 sec\": unknown unit ` sec`; use `ms`, `s`, `m` or `h`, as in \
+                 \"250ms\", \"30s\", \"2m\"",
+                "`max_attempts` must be an integer literal, such as `max_attempts = 5`",
+                "duplicate `max_attempts` argument\nremove one: `max_attempts` is already set",
+                "`operation` must be a string literal, such as `operation = \"fetch_user\"`",
+            ]
+        );
+        // The valid arguments are still there.
+        assert!(args.strategy.is_some());
+    }
+
+    #[test]
+    fn syntax_errors_resume_at_the_next_comma() {
+        let (args, errors) =
+            messages(quote!(max_attempts 3, seed = 1, strategy = , deadline = "1m"));
+        assert_eq!(
+            errors,
+            [
+                "expected `max_attempts = ...`: `max_attempts` takes a value",
+                "expected an expression",
+            ]
+        );
+        assert!(args.seed.is_some());
+        assert!(args.deadline.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_suggest_a_close_one() {
+        let (_, errors) = messages(quote!(max_attempt = 3));
+        assert!(
+            errors[0].starts_with(
+                "unknown `#[retry]` argument `max_attempt`; did you mean `max_attempts`?\n"
+            ),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn policy_excludes_the_other_keys_but_crate() {
+        let (_, errors) = messages(quote!(max_attempts = 3, policy = P, crate = r, seed = 1));
+        assert_eq!(
+            errors,
+            [
+                "`max_attempts` cannot be combined with `policy`\nset it on the policy's builder instead, or remove `policy`",
+                "`seed` cannot be combined with `policy`\nset it on the policy's builder instead, or remove `policy`",
+            ]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", Duration::from_millis(250)),
+            ("30s", Duration::from_secs(30)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("0.1s", Duration::from_millis(100)),
+            ("0.000000001s", Duration::from_nanos(1)),
+            ("1.25ms", Duration::from_micros(1250)),
+            ("0s", Duration::ZERO),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "",
+            "30",
+            "s",
+            "30 s",
+            "1.2.3s",
+            "1.s",
+            ".5s",
+            "-1s",
+            "3d",
+            "0.0000000001s",
+            "99999999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_duration("3d").unwrap_err(),
+            "unknown unit `d`; use `ms`, `s`, `m` or `h`, as in \"250ms\", \"30s\", \"2m\""
+        );
+    }
+
+    #[test]
+    fn zero_and_huge_literals() {
+        let (_, errors) = messages(quote!(deadline = "0ms", max_attempts = 5000000000));
+        assert_eq!(
+            errors,
+            [
+                "`deadline` must be greater than zero\nto disable the deadline, write `deadline = None`",
+                "`max_attempts` must fit in a `u32`",
+            ]
+        );
+    }
+
+    #[test]
+    fn items() {
+        assert!(matches!(
+            Item::parse(quote!(#[inline] pub async fn f(&self) -> Result<(), E> { #![allow(x)] body })),
+            Item::Fn(ItemFn { ref inner_attrs, .. }) if inner_attrs.len() == 1
+        ));
+        assert!(matches!(
+            Item::parse(quote!(
+                fn f() -> R;
+            )),
+            Item::Declaration { .. }
+        ));
+        assert!(matches!(
+            Item::parse(quote!(
+                struct S;
+            )),
+            Item::Other(_)
+        ));
+    }
+}
