@@ -15,6 +15,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::async_policy::AsyncRetryPolicy;
 use crate::class::Classification;
+use crate::classify::Classifier;
 use crate::engine::{Attempts, Next};
 use crate::errors::ConfigError;
 use crate::ok::OkClassifier;
@@ -59,15 +60,53 @@ impl<T, E> IsResult for Result<T, E> {
     }
 }
 
+/// Proof that a `#[retry]` function's return type `R` is `Result<T, E>`, made once per call by
+/// [`witness`], the only helper bounded by [`IsResult`].
+///
+/// Every other helper takes the witness instead of an `R: IsResult` bound, so a function that
+/// does not return a `Result` gets exactly one error, at its return type: a bound repeated on
+/// each helper would be reported once per helper.
+pub struct Witness<R, T, E> {
+    into: fn(R) -> Result<T, E>,
+    from: fn(Result<T, E>) -> R,
+}
+
+impl<R, T, E> Clone for Witness<R, T, E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R, T, E> Copy for Witness<R, T, E> {}
+
+impl<R, T, E> fmt::Debug for Witness<R, T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Witness")
+    }
+}
+
+/// The [`Witness`] for the return type `R` (named by turbofish, with the user's own tokens, so
+/// the error lands on them).
+#[must_use]
+pub fn witness<R, T, E>() -> Witness<R, T, E>
+where
+    R: IsResult<Ok = T, Err = E>,
+{
+    Witness {
+        into: R::into_result,
+        from: R::from_result,
+    }
+}
+
 /// The builder of the sync policy of a function returning `R`.
 #[must_use]
-pub fn sync_builder<R: IsResult>() -> RetryPolicyBuilder<R::Err> {
+pub fn sync_builder<R, T, E>(_: Witness<R, T, E>) -> RetryPolicyBuilder<E> {
     RetryPolicy::builder()
 }
 
 /// The builder of the async policy of a function returning `R`.
 #[must_use]
-pub fn async_builder<R: IsResult>() -> AsyncRetryPolicyBuilder<R::Err> {
+pub fn async_builder<R, T, E>(_: Witness<R, T, E>) -> AsyncRetryPolicyBuilder<E> {
     AsyncRetryPolicy::builder()
 }
 
@@ -75,18 +114,46 @@ pub fn async_builder<R: IsResult>() -> AsyncRetryPolicyBuilder<R::Err> {
 /// Deref coercion lets the expression be a `RetryPolicy`, a reference to one, a `LazyLock` of
 /// one or an `Arc` of one.
 #[must_use]
-pub fn sync_policy<R: IsResult, K: Clone>(
-    policy: &RetryPolicy<R::Err, K>,
-) -> RetryPolicy<R::Err, K> {
+pub fn sync_policy<R, T, E, K: Clone>(
+    _: Witness<R, T, E>,
+    policy: &RetryPolicy<E, K>,
+) -> RetryPolicy<E, K> {
     policy.clone()
 }
 
 /// A clone of the policy given by `#[retry(policy = ..)]` on an async function returning `R`.
 #[must_use]
-pub fn async_policy<R: IsResult, K: Clone>(
-    policy: &AsyncRetryPolicy<R::Err, K>,
-) -> AsyncRetryPolicy<R::Err, K> {
+pub fn async_policy<R, T, E, K: Clone>(
+    _: Witness<R, T, E>,
+    policy: &AsyncRetryPolicy<E, K>,
+) -> AsyncRetryPolicy<E, K> {
     policy.clone()
+}
+
+/// The classifier given by `#[retry(classifier = ..)]`, behind a trait object: the bound is
+/// checked here, once, so a classifier of the wrong error type is one error at the expression
+/// (and not a second one at `build()`).
+pub fn classifier<R, T, E, C>(_: Witness<R, T, E>, classifier: C) -> ErasedClassifier<E>
+where
+    C: Classifier<E> + Send + Sync + 'static,
+{
+    ErasedClassifier(Box::new(classifier))
+}
+
+/// A classifier behind a trait object, from [`classifier`].
+pub struct ErasedClassifier<E>(Box<dyn Classifier<E> + Send + Sync>);
+
+impl<E> fmt::Debug for ErasedClassifier<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ErasedClassifier")
+    }
+}
+
+impl<E> Classifier<E> for ErasedClassifier<E> {
+    #[inline]
+    fn classify(&self, error: &E) -> Classification {
+        self.0.classify(error)
+    }
 }
 
 /// Unwraps the result of `build()` for the policy of the function `function`.
@@ -109,41 +176,44 @@ pub fn built<P>(result: Result<P, ConfigError>, function: &str) -> P {
 /// The bound `F: FnMut() -> R` is what makes rustc report a body that moves an argument out as
 /// E0507 ("cannot move out of `x`, a captured variable in an `FnMut` closure") at the user's code.
 #[inline]
-pub fn retry_sync<R, K, F>(policy: &RetryPolicy<R::Err, K>, mut op: F) -> R
+pub fn retry_sync<R, T, E, K, F>(policy: &RetryPolicy<E, K>, w: Witness<R, T, E>, mut op: F) -> R
 where
-    R: IsResult,
-    R::Err: fmt::Debug,
-    K: OkClassifier<R::Ok>,
+    E: fmt::Debug,
+    K: OkClassifier<T>,
     F: FnMut() -> R,
 {
-    R::from_result(policy.call(|| op().into_result()))
+    (w.from)(policy.call(|| (w.into)(op())))
 }
 
-/// Starts a call of an async `#[retry]` function returning `R`. The loop itself is generated
-/// inline in the function: a generic async driver taking a closure would make the future not
-/// `Send` (rust-lang/rust#138207).
+/// Starts a call of an async `#[retry]` function. The loop itself is generated inline in the
+/// function: a generic async driver taking a closure would make the future not `Send`
+/// (rust-lang/rust#138207).
 #[must_use]
-pub fn start_async<R: IsResult, K>(
-    policy: &AsyncRetryPolicy<R::Err, K>,
-) -> Attempts<'_, R::Err, R::Ok, K> {
+pub fn start_async<R, T, E, K>(
+    policy: &AsyncRetryPolicy<E, K>,
+    _: Witness<R, T, E>,
+) -> Attempts<'_, E, T, K> {
     policy.__start()
 }
 
 /// Feeds the result of one attempt of an async `#[retry]` function.
 #[inline]
-pub fn record<R, K>(attempts: &mut Attempts<'_, R::Err, R::Ok, K>, result: R) -> Next<R::Ok, R::Err>
+pub fn record<R, T, E, K>(
+    attempts: &mut Attempts<'_, E, T, K>,
+    w: Witness<R, T, E>,
+    result: R,
+) -> Next<T, E>
 where
-    R: IsResult,
-    R::Err: fmt::Debug,
-    K: OkClassifier<R::Ok>,
+    E: fmt::Debug,
+    K: OkClassifier<T>,
 {
-    attempts.record(result.into_result())
+    attempts.record((w.into)(result))
 }
 
 /// The final result of an async `#[retry]` function.
-#[inline(always)]
-pub fn done<R: IsResult>(result: Result<R::Ok, R::Err>) -> R {
-    R::from_result(result)
+#[inline]
+pub fn done<R, T, E>(w: Witness<R, T, E>, result: Result<T, E>) -> R {
+    (w.from)(result)
 }
 
 /// The type of a `#[retry_after]` field: `Duration` or `Option<Duration>`.

@@ -231,6 +231,12 @@ fn boxed_future_output(ty: &Type) -> Option<Type> {
 
 /// Names used by the generated code.
 struct Names {
+    /// Where generated code is located: at the return type, with call-site hygiene. An error
+    /// about the glue (the return type is not a `Result`, its error type is not `Debug`) then
+    /// points at the return type, and the repeats of one error at one place are merged by rustc.
+    glue: Span,
+    /// The local holding the `Witness` that the return type is a `Result`.
+    witness: syn::Ident,
     /// The path to the facade, `::reflexio` unless `crate = ..` says otherwise.
     krate: TokenStream,
     /// Locals with mixed-site hygiene: the user's body cannot name them, nor shadow them.
@@ -243,13 +249,22 @@ struct Names {
 }
 
 impl Names {
-    fn new(args: &Args) -> Names {
+    fn new(args: &Args, ret: &Type) -> Names {
+        let glue = Span::call_site().located_at(ret.span());
         let krate = match &args.krate {
-            Some(set) => set.value.to_token_stream(),
-            None => quote!(::reflexio),
+            Some(set) => respan(set.value.to_token_stream(), glue),
+            None => quote_spanned!(glue=> ::reflexio),
         };
-        let local = |name: &str| format_ident!("__reflexio_{}", name, span = Span::mixed_site());
+        let local = |name: &str| {
+            format_ident!(
+                "__reflexio_{}",
+                name,
+                span = Span::mixed_site().located_at(glue)
+            )
+        };
         Names {
+            glue,
+            witness: local("witness"),
             krate,
             policy: local("policy"),
             attempts: local("attempts"),
@@ -281,7 +296,6 @@ impl Names {
 //         }
 //     }
 fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
-    let names = Names::new(args);
     let async_trait = AsyncTrait::detect(&f);
     let ItemFn {
         attrs,
@@ -296,9 +310,10 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         (None, ReturnType::Type(_, ty)) => erase_impl_trait(ty),
         (None, ReturnType::Default) => unreachable!("rejected by `check_signature`"),
     };
+    let names = Names::new(args, &ret);
     let krate = &names.krate;
     let is_async = sig.asyncness.is_some() || async_trait.is_some();
-    let cell = policy_cell(krate);
+    let cell = policy_cell(krate, names.glue);
     let init = policy_init(args, &sig, &ret, &names, is_async);
     let new_body = if let Some(at) = async_trait {
         let AsyncTrait {
@@ -320,7 +335,7 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         let retry_loop = async_loop(&names, &ret, &body);
         quote! { #cell #init #retry_loop }
     } else {
-        let retry = sync_call(&names, &ret, &body);
+        let retry = sync_call(&names, &ret, &body, brace.span.join());
         quote! { #cell #init #retry }
     };
     let mut block = TokenStream::new();
@@ -340,8 +355,8 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
 }
 
 /// The `static` holding the function's policy, built on the first call.
-fn policy_cell(krate: &TokenStream) -> TokenStream {
-    quote! {
+fn policy_cell(krate: &TokenStream, glue: Span) -> TokenStream {
+    quote_spanned! {glue=>
         static __REFLEXIO_POLICY: #krate::__private::PolicyCell = #krate::__private::PolicyCell::new();
     }
 }
@@ -356,30 +371,34 @@ fn policy_init(
 ) -> TokenStream {
     let krate = &names.krate;
     let policy = &names.policy;
+    let glue = names.glue;
+    let witness = &names.witness;
     let name = sig.ident.unraw().to_string();
     let build = if let Some(set) = &args.policy {
         let expr = &set.value;
         let from = if is_async {
-            quote!(async_policy)
+            quote_spanned!(glue=>async_policy)
         } else {
-            quote!(sync_policy)
+            quote_spanned!(glue=>sync_policy)
         };
-        quote!(#krate::__private::#from::<#ret>(&(#expr)))
+        quote_spanned!(glue=>#krate::__private::#from(#witness, &(#expr)))
     } else {
         let builder = if is_async {
-            quote!(async_builder)
+            quote_spanned!(glue=>async_builder)
         } else {
-            quote!(sync_builder)
+            quote_spanned!(glue=>sync_builder)
         };
-        let calls = builder_calls(args, krate, &name);
-        quote! {
+        let calls = builder_calls(args, names, &name);
+        quote_spanned! {glue=>
             #krate::__private::built(
-                #krate::__private::#builder::<#ret>() #calls .build(),
+                #krate::__private::#builder(#witness) #calls .build(),
                 #name,
             )
         }
     };
-    quote! {
+    quote_spanned! {glue=>
+        // The one check that the return type is a `Result` (see `Witness`).
+        let #witness = #krate::__private::witness::<#ret, _, _>();
         let #policy = __REFLEXIO_POLICY.get_or_init(|| #build);
     }
 }
@@ -387,60 +406,72 @@ fn policy_init(
 /// The builder method calls for the settings given in the attribute, in the builder's own
 /// order. The user's expressions keep their spans, so a type error in one (a strategy that is
 /// not a `Strategy`) points at it.
-fn builder_calls(args: &Args, krate: &TokenStream, name: &str) -> TokenStream {
+fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
+    let krate = &names.krate;
+    let witness = &names.witness;
+    let glue = names.glue;
     let mut calls = TokenStream::new();
     if let Some(c) = &args.classifier {
         let e = &c.value;
-        calls.extend(quote_spanned!(c.key.span()=> .classifier(#e)));
+        // The helper call is located at the expression, so "expected closure signature" (a
+        // classifier of another error type) points at it and nowhere else.
+        let at = e.span();
+        let helper = respan(quote!(#krate::__private::classifier), at);
+        let witness = respan(witness.to_token_stream(), at);
+        let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #e));
+        args.set_span(Span::call_site().located_at(at));
+        calls.extend(quote_spanned!(glue=>.classifier(#helper #args)));
     }
     if let Some(s) = &args.strategy {
         let e = &s.value;
-        calls.extend(quote_spanned!(s.key.span()=> .strategy(#e)));
+        calls.extend(quote_spanned!(glue=> .strategy(#e)));
     }
     for (set, (_, class)) in args.class_strategies.iter().zip(CLASS_KEYS) {
         if let Some(set) = set {
             let e = &set.value;
             let class = syn::Ident::new(class, set.key.span());
-            calls.extend(quote_spanned!(set.key.span()=>
+            calls.extend(quote_spanned!(glue=>
                 .strategy_for(#krate::__private::ErrorClass::#class, #e)
             ));
         }
     }
     if let Some(n) = &args.max_attempts {
         let n = n.value;
-        calls.extend(quote!(.max_attempts(#n)));
+        calls.extend(quote_spanned!(glue=>.max_attempts(#n)));
     }
     if let Some(n) = &args.max_unknown_retries {
         calls.extend(match n.value {
-            Some(n) => quote!(.max_unknown_retries(#krate::__private::Option::Some(#n))),
-            None => quote!(.max_unknown_retries(#krate::__private::Option::None)),
+            Some(n) => {
+                quote_spanned!(glue=>.max_unknown_retries(#krate::__private::Option::Some(#n)))
+            }
+            None => quote_spanned!(glue=>.max_unknown_retries(#krate::__private::Option::None)),
         });
     }
     if let Some(d) = &args.deadline {
         calls.extend(match d.value {
             Deadline::After(d) => {
                 let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-                quote!(.deadline(#krate::__private::Duration::new(#secs, #nanos)))
+                quote_spanned!(glue=>.deadline(#krate::__private::Duration::new(#secs, #nanos)))
             }
-            Deadline::Never => quote!(.no_deadline()),
+            Deadline::Never => quote_spanned!(glue=>.no_deadline()),
         });
     }
     if let Some(h) = &args.on_event {
         let e = &h.value;
-        calls.extend(quote_spanned!(h.key.span()=> .on_event(#e)));
+        calls.extend(quote_spanned!(glue=> .on_event(#e)));
     }
     let operation = args.operation.as_ref().map_or_else(
         || syn::LitStr::new(name, Span::call_site()),
         |o| o.value.clone(),
     );
-    calls.extend(quote!(.operation(#operation)));
+    calls.extend(quote_spanned!(glue=>.operation(#operation)));
     if let Some(s) = &args.seed {
         let e = &s.value;
-        calls.extend(quote_spanned!(s.key.span()=> .seed(#e)));
+        calls.extend(quote_spanned!(glue=> .seed(#e)));
     }
     if let Some(c) = &args.clock {
         let e = &c.value;
-        calls.extend(quote_spanned!(c.key.span()=> .clock(#e)));
+        calls.extend(quote_spanned!(glue=> .clock(#e)));
     }
     calls
 }
@@ -450,12 +481,36 @@ fn builder_calls(args: &Args, krate: &TokenStream, name: &str) -> TokenStream {
 /// The closure has the function's return type, so `return` and `?` end one attempt, not the
 /// function. Its `FnMut` bound makes a body that moves an argument out fail with rustc's own
 /// E0507 ("cannot move out of .. a captured variable in an `FnMut` closure"), at the user's code.
-fn sync_call(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
+fn sync_call(names: &Names, ret: &Type, body: &TokenStream, body_span: Span) -> TokenStream {
     let krate = &names.krate;
     let policy = &names.policy;
-    quote! {
-        #krate::__private::retry_sync::<#ret, _, _>(#policy, || -> #ret { #body })
+    let witness = &names.witness;
+    let glue = names.glue;
+    // The closure is located at the body, so rustc names the captured variables in its
+    // messages (E0507 "cannot move out of `s`").
+    let closure = quote_spanned!(body_span=> || -> #ret { #body });
+    quote_spanned! {glue=>
+        #krate::__private::retry_sync(#policy, #witness, #closure)
     }
+}
+
+/// `tokens`, located at `span` (each keeping its own hygiene), so an error about them points
+/// there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tt| {
+            let located = tt.span().located_at(span);
+            if let TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(located);
+                tt = TokenTree::Group(group);
+            } else {
+                tt.set_span(located);
+            }
+            tt
+        })
+        .collect()
 }
 
 /// The async retry loop, inlined in the function.
@@ -472,13 +527,18 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
         attempt,
         result,
         delay,
+        glue,
+        witness,
     } = names;
+    let glue = *glue;
     // The fake return edge (as tracing-attributes does): it tells rustc the async block's type
     // before it reads the body, so a wrong `return` in the body is reported once, at the right
     // place, instead of as a mismatch between the block and the annotation.
-    let ret_span = ret.span();
-    let fake = format_ident!("__reflexio_fake_return", span = Span::mixed_site());
-    let fake_return = quote_spanned! {ret_span=>
+    let fake = format_ident!(
+        "__reflexio_fake_return",
+        span = Span::mixed_site().located_at(glue)
+    );
+    let fake_return = quote_spanned! {glue=>
         #[allow(
             unreachable_code,
             clippy::diverging_sub_expression,
@@ -490,8 +550,8 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
             return #fake;
         }
     };
-    quote! {
-        let mut #attempts = #krate::__private::start_async::<#ret, _>(#policy);
+    quote_spanned! {glue=>
+        let mut #attempts = #krate::__private::start_async(#policy, #witness);
         let mut #next = #attempts.begin();
         loop {
             #next = match #next {
@@ -504,7 +564,7 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
                     };
                     match #policy.__attempt(#attempt).await {
                         #krate::__private::Option::Some(#result) => {
-                            #krate::__private::record::<#ret, _>(&mut #attempts, #result)
+                            #krate::__private::record(&mut #attempts, #witness, #result)
                         }
                         #krate::__private::Option::None => #attempts.record_timeout(),
                     }
@@ -514,7 +574,7 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
                     #attempts.resume()
                 }
                 #krate::__private::Next::Done(#result) => {
-                    return #krate::__private::done::<#ret>(#result);
+                    return #krate::__private::done(#witness, #result);
                 }
             };
         }

@@ -421,6 +421,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
         "m" => 60 * 1_000_000_000,
         "h" => 3_600 * 1_000_000_000,
         "" => return Err(format!("missing unit; {UNITS}")),
+        other if other.starts_with(char::is_whitespace) => {
+            return Err(format!(
+                "unexpected space; write the number and its unit together, as in \"30s\""
+            ));
+        }
         other => return Err(format!("unknown unit `{other}`; {UNITS}")),
     };
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
@@ -579,8 +584,8 @@ mod tests {
                  `max_unknown_retries`, `deadline`, `on_event`, `operation`, `seed`, `clock`, \
                  `policy`, `crate`",
                 "duplicate `strategy` argument\nremove one: `strategy` is already set",
-                "invalid duration \"30 sec\": unknown unit ` sec`; use `ms`, `s`, `m` or `h`, as in \
-                 \"250ms\", \"30s\", \"2m\"",
+                "invalid duration \"30 sec\": unexpected space; write the number and its unit together, \
+                 as in \"30s\"",
                 "`max_attempts` must be an integer literal, such as `max_attempts = 5`",
                 "duplicate `max_attempts` argument\nremove one: `max_attempts` is already set",
                 "`operation` must be a string literal, such as `operation = \"fetch_user\"`",

@@ -6,7 +6,7 @@ pub use reflexio_core::*;
 
 #[cfg(feature = "macros")]
 #[doc(inline)]
-pub use reflexio_macros::retry;
+pub use reflexio_macros::{Classify, retry};
 
 // Used by the code that `#[retry]` and `#[derive(Classify)]` generate. Not public API: no
 // stability guarantee. The standard names are re-exported so generated code still works in a

@@ -1,0 +1,6 @@
+#[reflexio::retry(strategy = 5)]
+fn fetch() -> Result<(), std::io::Error> {
+    Ok(())
+}
+
+fn main() {}
