@@ -140,6 +140,16 @@ where
     ErasedClassifier(Box::new(classifier))
 }
 
+/// The default classifier, for a function with no `classifier = ..`: the error's own
+/// [`Classify`](crate::Classify). Checked here, so an error type that does not implement it is
+/// one error (`Classify`'s own, suggesting `classifier = ..`) at the function's return type.
+pub fn classify_self<R, T, E>(_: Witness<R, T, E>) -> ErasedClassifier<E>
+where
+    E: crate::Classify + 'static,
+{
+    ErasedClassifier(Box::new(crate::DefaultClassifier))
+}
+
 /// A classifier behind a trait object, from [`classifier`].
 pub struct ErasedClassifier<E>(Box<dyn Classifier<E> + Send + Sync>);
 

@@ -421,6 +421,8 @@ fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
         let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #e));
         args.set_span(Span::call_site().located_at(at));
         calls.extend(quote_spanned!(glue=>.classifier(#helper #args)));
+    } else {
+        calls.extend(quote_spanned!(glue=>.classifier(#krate::__private::classify_self(#witness))));
     }
     if let Some(s) = &args.strategy {
         let e = &s.value;
