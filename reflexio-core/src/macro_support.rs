@@ -42,6 +42,10 @@ pub trait IsResult: sealed::Sealed + Sized {
     /// The error type, which the policy classifies.
     type Err;
     /// The value, as a `Result`.
+    ///
+    /// # Errors
+    ///
+    /// The `Err` the value holds.
     fn into_result(self) -> Result<Self::Ok, Self::Err>;
     /// Back from a `Result`.
     fn from_result(result: Result<Self::Ok, Self::Err>) -> Self;
@@ -50,11 +54,11 @@ pub trait IsResult: sealed::Sealed + Sized {
 impl<T, E> IsResult for Result<T, E> {
     type Ok = T;
     type Err = E;
-    #[inline(always)]
+    #[inline]
     fn into_result(self) -> Result<T, E> {
         self
     }
-    #[inline(always)]
+    #[inline]
     fn from_result(result: Result<T, E>) -> Self {
         result
     }
@@ -99,13 +103,11 @@ where
 }
 
 /// The builder of the sync policy of a function returning `R`.
-#[must_use]
 pub fn sync_builder<R, T, E>(_: Witness<R, T, E>) -> RetryPolicyBuilder<E> {
     RetryPolicy::builder()
 }
 
 /// The builder of the async policy of a function returning `R`.
-#[must_use]
 pub fn async_builder<R, T, E>(_: Witness<R, T, E>) -> AsyncRetryPolicyBuilder<E> {
     AsyncRetryPolicy::builder()
 }
@@ -133,6 +135,7 @@ pub fn async_policy<R, T, E, K: Clone>(
 /// The classifier given by `#[retry(classifier = ..)]`, behind a trait object: the bound is
 /// checked here, once, so a classifier of the wrong error type is one error at the expression
 /// (and not a second one at `build()`).
+#[must_use]
 pub fn classifier<R, T, E, C>(_: Witness<R, T, E>, classifier: C) -> ErasedClassifier<E>
 where
     C: Classifier<E> + Send + Sync + 'static,
@@ -143,6 +146,7 @@ where
 /// The default classifier, for a function with no `classifier = ..`: the error's own
 /// [`Classify`](crate::Classify). Checked here, so an error type that does not implement it is
 /// one error (`Classify`'s own, suggesting `classifier = ..`) at the function's return type.
+#[must_use]
 pub fn classify_self<R, T, E>(_: Witness<R, T, E>) -> ErasedClassifier<E>
 where
     E: crate::Classify + 'static,

@@ -46,22 +46,19 @@ enum RuleSpec {
 }
 
 fn class_message(name: &str) -> String {
-    let mut message = format!("unknown error class `{name}`");
     let lower = to_snake_case(name);
-    if let Some((close, _)) = CLASSES
+    let close = CLASSES
         .iter()
         .map(|(c, _)| (*c, edit_distance(&lower, c)))
         .filter(|(_, d)| *d <= 2)
         .min_by_key(|(_, d)| *d)
-    {
-        message.push_str(&format!("; did you mean `{close}`?"));
-    }
+        .map(|(close, _)| format!("; did you mean `{close}`?"))
+        .unwrap_or_default();
     let list: Vec<String> = CLASSES.iter().map(|(c, _)| format!("`{c}`")).collect();
-    message.push_str(&format!(
-        "\nexpected one of: {}, or `from_source`, `status = field`",
+    format!(
+        "unknown error class `{name}`{close}\nexpected one of: {}, or `from_source`, `status = field`",
         list.join(", ")
-    ));
-    message
+    )
 }
 
 fn to_snake_case(name: &str) -> String {
@@ -79,7 +76,7 @@ fn to_snake_case(name: &str) -> String {
     out
 }
 
-/// The `ErrorClass` variant for a snake_case class name, or an error at `ident`.
+/// The `ErrorClass` variant for a `snake_case` class name, or an error at `ident`.
 fn class_variant(ident: &Ident, errors: &mut Errors) -> Option<Ident> {
     let name = ident.to_string();
     if let Some((_, variant)) = CLASSES.iter().find(|(c, _)| *c == name) {
@@ -301,6 +298,7 @@ fn resolve(
 //             }
 //         }
 //     }
+#[allow(clippy::too_many_lines)] // one pass over the input, reading top to bottom
 pub(crate) fn derive(input: TokenStream) -> TokenStream {
     let input: DeriveInput = match syn::parse2(input) {
         Ok(input) => input,
@@ -344,17 +342,16 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
         Data::Struct(data) => {
             let attr = parse_class_attrs(&input.attrs, true, true, &mut errors);
             let retry_after = find_retry_after(&data.fields, &mut errors);
-            let rule = match attr.rule {
-                Some((spec, span)) => resolve(spec, span, name, &data.fields, &mut errors),
-                None => {
-                    errors.at(
-                        name.span(),
-                        format!(
-                            "`{name}` has no error class\nadd `#[class(transient)]` (or another class) to it"
-                        ),
-                    );
-                    None
-                }
+            let rule = if let Some((spec, span)) = attr.rule {
+                resolve(spec, span, name, &data.fields, &mut errors)
+            } else {
+                errors.at(
+                    name.span(),
+                    format!(
+                        "`{name}` has no error class\nadd `#[class(transient)]` (or another class) to it"
+                    ),
+                );
+                None
             };
             let arms = rule
                 .map(|rule| (quote!(#name), Arm { rule, retry_after }))

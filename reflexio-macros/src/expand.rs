@@ -10,6 +10,7 @@ use syn::{GenericArgument, PathArguments, ReturnType, Signature, Type};
 use crate::parse::{Args, CLASS_KEYS, Deadline, Errors, Item, ItemFn};
 
 /// The entry point of `#[retry]`, on `proc_macro2` tokens so it can be unit-tested.
+#[allow(clippy::needless_pass_by_value)] // the signature of a proc-macro entry point
 pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = Args::parse(args, &mut errors);
@@ -34,7 +35,10 @@ pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
     }
     // On any error, emit the function unchanged next to the errors, so that its callers get no
     // follow-on "cannot find function" errors (tokio's `token_stream_with_error`).
-    let errors = errors.into_result().err().map(|e| e.into_compile_error());
+    let errors = errors
+        .into_result()
+        .err()
+        .map(syn::Error::into_compile_error);
     quote!(#item #errors)
 }
 
@@ -251,9 +255,10 @@ struct Names {
 impl Names {
     fn new(args: &Args, ret: &Type) -> Names {
         let glue = Span::call_site().located_at(ret.span());
-        let krate = match &args.krate {
-            Some(set) => respan(set.value.to_token_stream(), glue),
-            None => quote_spanned!(glue=> ::reflexio),
+        let krate = if let Some(set) = &args.krate {
+            respan(set.value.to_token_stream(), glue)
+        } else {
+            quote_spanned!(glue=> ::reflexio)
         };
         let local = |name: &str| {
             format_ident!(
@@ -442,12 +447,11 @@ fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
         calls.extend(quote_spanned!(glue=>.max_attempts(#n)));
     }
     if let Some(n) = &args.max_unknown_retries {
-        calls.extend(match n.value {
-            Some(n) => {
-                quote_spanned!(glue=>.max_unknown_retries(#krate::__private::Option::Some(#n)))
-            }
-            None => quote_spanned!(glue=>.max_unknown_retries(#krate::__private::Option::None)),
-        });
+        let value = n.value.map_or_else(
+            || quote_spanned!(glue=> #krate::__private::Option::None),
+            |n| quote_spanned!(glue=> #krate::__private::Option::Some(#n)),
+        );
+        calls.extend(quote_spanned!(glue=>.max_unknown_retries(#value)));
     }
     if let Some(d) = &args.deadline {
         calls.extend(match d.value {

@@ -154,11 +154,13 @@ impl Args {
         let key = Ident::parse_any(input)?;
         let name = key.unraw().to_string();
         if !KEYS.contains(&name.as_str()) {
-            let mut message = format!("unknown `#[retry]` argument `{name}`");
-            if let Some(close) = did_you_mean(&name) {
-                message.push_str(&format!("; did you mean `{close}`?"));
-            }
-            message.push_str(&format!("\nexpected one of: {}", keys_list()));
+            let close = did_you_mean(&name)
+                .map(|close| format!("; did you mean `{close}`?"))
+                .unwrap_or_default();
+            let message = format!(
+                "unknown `#[retry]` argument `{name}`{close}\nexpected one of: {}",
+                keys_list()
+            );
             errors.at(key.span(), message);
             skip_to_comma(input);
             return Ok(());
@@ -177,7 +179,6 @@ impl Args {
 
     /// Stores one argument, checking it is not a duplicate and that literal values are valid.
     fn set(&mut self, key: Ident, name: &str, value: Expr, errors: &mut Errors) {
-        self.order.push(key.clone());
         // Every duplicate check goes through here, so no key can forget it (tracing-attributes
         // checks `parent` against the wrong field, a copy-paste bug this layout rules out).
         fn store<T>(slot: &mut Option<Set<T>>, key: Ident, value: T, errors: &mut Errors) {
@@ -194,6 +195,7 @@ impl Args {
                 *slot = Some(Set { key, value });
             }
         }
+        self.order.push(key.clone());
         match name {
             "classifier" => store(&mut self.classifier, key, value, errors),
             "strategy" => store(&mut self.strategy, key, value, errors),
@@ -348,6 +350,8 @@ fn is_none(value: &Expr) -> bool {
     matches!(value, Expr::Path(p) if p.qself.is_none() && p.path.is_ident("None"))
 }
 
+/// `None` for an invalid value (reported); `Some(None)` for `max_unknown_retries = None`.
+#[allow(clippy::option_option)]
 fn max_unknown_retries(value: &Expr, errors: &mut Errors) -> Option<Option<u32>> {
     if is_none(value) {
         return Some(None);
@@ -359,12 +363,11 @@ fn max_unknown_retries(value: &Expr, errors: &mut Errors) -> Option<Option<u32>>
         );
         return None;
     };
-    match lit.base10_parse::<u32>() {
-        Ok(n) => Some(Some(n)),
-        Err(_) => {
-            errors.spanned(lit, "`max_unknown_retries` must fit in a `u32`");
-            None
-        }
+    if let Ok(n) = lit.base10_parse::<u32>() {
+        Some(Some(n))
+    } else {
+        errors.spanned(lit, "`max_unknown_retries` must fit in a `u32`");
+        None
     }
 }
 
@@ -372,17 +375,15 @@ fn deadline(value: &Expr, errors: &mut Errors) -> Option<Deadline> {
     if is_none(value) {
         return Some(Deadline::Never);
     }
-    let lit = match value {
-        Expr::Lit(syn::ExprLit {
-            lit: Lit::Str(s), ..
-        }) => s,
-        other => {
-            errors.spanned(
-                other,
-                "`deadline` must be a duration literal, such as `deadline = \"30s\"`, or `None`",
-            );
-            return None;
-        }
+    let Expr::Lit(syn::ExprLit {
+        lit: Lit::Str(lit), ..
+    }) = value
+    else {
+        errors.spanned(
+            value,
+            "`deadline` must be a duration literal, such as `deadline = \"30s\"`, or `None`",
+        );
+        return None;
     };
     match parse_duration(&lit.value()) {
         Ok(d) if d.is_zero() => {
@@ -422,9 +423,9 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
         "h" => 3_600 * 1_000_000_000,
         "" => return Err(format!("missing unit; {UNITS}")),
         other if other.starts_with(char::is_whitespace) => {
-            return Err(format!(
-                "unexpected space; write the number and its unit together, as in \"30s\""
-            ));
+            return Err(
+                "unexpected space; write the number and its unit together, as in \"30s\"".into(),
+            );
         }
         other => return Err(format!("unknown unit `{other}`; {UNITS}")),
     };

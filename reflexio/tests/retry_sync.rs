@@ -1,6 +1,9 @@
 //! `#[retry]` on sync functions, through the facade: call counts, events, per-class keys,
 //! `policy =`, methods, generics, `impl Trait`, `return` and `?`, aliases, `crate =`.
 
+// Each test declares its `#[retry]` functions (and their statics) next to its assertions.
+#![allow(clippy::items_after_statements)]
+
 mod support;
 
 use std::cell::Cell;
@@ -16,6 +19,12 @@ use reflexio::{ErrorClass, EventKind, RetryPolicy, StopReason, TransientError, r
 use support::{Recorder, Scripted, ms};
 
 extern crate reflexio as renamed;
+
+impl From<TransientError> for Scripted {
+    fn from(_: TransientError) -> Self {
+        Scripted(ErrorClass::Transient)
+    }
+}
 
 /// Fails with `classes[n]` on call `n`, then succeeds with the call number.
 fn script(calls: &AtomicU32, classes: &[ErrorClass]) -> Result<u32, Scripted> {
@@ -219,6 +228,8 @@ static SHARED: LazyLock<RetryPolicy<Scripted>> = LazyLock::new(|| {
 #[test]
 fn policy_takes_a_lazy_lock_an_arc_or_an_expression() {
     static CALLS: AtomicU32 = AtomicU32::new(0);
+    static ARC: LazyLock<Arc<RetryPolicy<Scripted>>> = LazyLock::new(|| Arc::new(SHARED.clone()));
+    static BUILDS: AtomicU32 = AtomicU32::new(0);
     #[retry(policy = SHARED)]
     fn from_static() -> Result<u32, Scripted> {
         script(&CALLS, &[ErrorClass::Transient; 10])
@@ -226,7 +237,6 @@ fn policy_takes_a_lazy_lock_an_arc_or_an_expression() {
     assert!(from_static().is_err());
     assert_eq!(CALLS.swap(0, Ordering::SeqCst), 2);
 
-    static ARC: LazyLock<Arc<RetryPolicy<Scripted>>> = LazyLock::new(|| Arc::new(SHARED.clone()));
     #[retry(policy = **ARC)]
     fn from_arc() -> Result<u32, Scripted> {
         script(&CALLS, &[ErrorClass::Transient; 10])
@@ -234,7 +244,6 @@ fn policy_takes_a_lazy_lock_an_arc_or_an_expression() {
     assert!(from_arc().is_err());
     assert_eq!(CALLS.swap(0, Ordering::SeqCst), 2);
 
-    static BUILDS: AtomicU32 = AtomicU32::new(0);
     #[retry(policy = {
         BUILDS.fetch_add(1, Ordering::SeqCst);
         RetryPolicy::builder().strategy(no_delay()).max_attempts(3).build().unwrap()
@@ -255,20 +264,23 @@ fn policy_takes_a_lazy_lock_an_arc_or_an_expression() {
 #[test]
 fn return_and_question_mark_end_one_attempt() {
     static CALLS: AtomicU32 = AtomicU32::new(0);
+    fn reset() -> Result<(), TransientError> {
+        Err(TransientError::new("reset"))
+    }
     #[retry(strategy = no_delay())]
-    fn early(fail_until: u32) -> Result<String, io::Error> {
+    fn early(fail_until: u32) -> Result<String, Scripted> {
         let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
-            return Err(io::ErrorKind::TimedOut.into());
+            return Err(Scripted(ErrorClass::Transient));
         }
         if n < fail_until {
             // `?` converts with `From`, and ends this attempt only.
-            Err(TransientError::new("reset")).map_err(io::Error::other)?;
+            reset()?;
         }
         Ok(format!("attempt {n}"))
     }
-    // `io::Error::other` is `Unknown`: retried, under `max_unknown_retries` (2).
-    assert_eq!(early(3).unwrap(), "attempt 3");
+    assert_eq!(early(4).unwrap(), "attempt 4");
+    assert_eq!(CALLS.load(Ordering::SeqCst), 4);
 }
 
 #[test]
