@@ -36,6 +36,8 @@ struct ClassAttr {
     rule: Option<(RuleSpec, Span)>,
     default: Option<Ident>,
     krate: Option<syn::Path>,
+    /// Some `#[class]` attribute was written (even if invalid, and already reported).
+    written: bool,
 }
 
 /// A rule as written, before its field is looked up.
@@ -97,6 +99,7 @@ fn parse_class_attrs(
 ) -> ClassAttr {
     let mut out = ClassAttr::default();
     for attr in attrs.iter().filter(|a| a.path().is_ident("class")) {
+        out.written = true;
         let syn::Meta::List(list) = &attr.meta else {
             errors.spanned(
                 attr,
@@ -122,7 +125,7 @@ fn parse_class_attrs(
                         "duplicate class\nan error has exactly one `#[class(..)]`",
                     );
                 } else {
-                    out.rule = Some((spec, attr.span()));
+                    out.rule = Some((spec, ident.span()));
                 }
             };
             match name.as_str() {
@@ -320,6 +323,9 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
                     None => {
                         if let Some(default) = &top.default {
                             Some(Rule::Class(default.clone()))
+                        } else if attr.written || top.written {
+                            // Its `#[class]` (or the enum's) is invalid, and already reported.
+                            None
                         } else {
                             errors.at(
                                 variant.ident.span(),
@@ -344,6 +350,8 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
             let retry_after = find_retry_after(&data.fields, &mut errors);
             let rule = if let Some((spec, span)) = attr.rule {
                 resolve(spec, span, name, &data.fields, &mut errors)
+            } else if attr.written {
+                None
             } else {
                 errors.at(
                     name.span(),

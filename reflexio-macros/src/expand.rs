@@ -316,9 +316,7 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         (None, ReturnType::Default) => unreachable!("rejected by `check_signature`"),
     };
     let names = Names::new(args, &ret);
-    let krate = &names.krate;
     let is_async = sig.asyncness.is_some() || async_trait.is_some();
-    let cell = policy_cell(krate, names.glue);
     let init = policy_init(args, &sig, &ret, &names, is_async);
     let new_body = if let Some(at) = async_trait {
         let AsyncTrait {
@@ -329,7 +327,6 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         } = at;
         let retry_loop = async_loop(&names, &ret, &body);
         quote! {
-            #cell
             #box_pin(async move {
                 #preamble
                 #init
@@ -338,10 +335,10 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         }
     } else if is_async {
         let retry_loop = async_loop(&names, &ret, &body);
-        quote! { #cell #init #retry_loop }
+        quote! { #init #retry_loop }
     } else {
         let retry = sync_call(&names, &ret, &body, brace.span.join());
-        quote! { #cell #init #retry }
+        quote! { #init #retry }
     };
     let mut block = TokenStream::new();
     brace.surround(&mut block, |tokens| {
@@ -356,13 +353,6 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
     quote! {
         #(#attrs)*
         #vis #sig #block
-    }
-}
-
-/// The `static` holding the function's policy, built on the first call.
-fn policy_cell(krate: &TokenStream, glue: Span) -> TokenStream {
-    quote_spanned! {glue=>
-        static __REFLEXIO_POLICY: #krate::__private::PolicyCell = #krate::__private::PolicyCell::new();
     }
 }
 
@@ -386,7 +376,15 @@ fn policy_init(
         } else {
             quote_spanned!(glue=>sync_policy)
         };
-        quote_spanned!(glue=>#krate::__private::#from(#witness, &(#expr)))
+        // Located at the expression: a policy of the wrong kind (an `AsyncRetryPolicy` on a
+        // sync function) is reported there.
+        let at = expr.span();
+        let helper = respan(quote_spanned!(glue=> #krate::__private::#from), at);
+        let witness = respan(witness.to_token_stream(), at);
+        let arg = quote_spanned!(Span::call_site().located_at(at)=> &(#expr));
+        let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #arg));
+        args.set_span(Span::call_site().located_at(at));
+        quote!(#helper #args)
     } else {
         let builder = if is_async {
             quote_spanned!(glue=>async_builder)
@@ -404,7 +402,12 @@ fn policy_init(
     quote_spanned! {glue=>
         // The one check that the return type is a `Result` (see `Witness`).
         let #witness = #krate::__private::witness::<#ret, _, _>();
-        let #policy = __REFLEXIO_POLICY.get_or_init(|| #build);
+        // The `static` is in a block of its own, out of the body's sight.
+        let #policy = {
+            static __REFLEXIO_POLICY: #krate::__private::PolicyCell =
+                #krate::__private::PolicyCell::new();
+            __REFLEXIO_POLICY.get_or_init(|| #build)
+        };
     }
 }
 

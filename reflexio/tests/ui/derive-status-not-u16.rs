@@ -1,0 +1,7 @@
+#[derive(Debug, reflexio::Classify)]
+enum ApiError {
+    #[class(status = code)]
+    Http { code: String },
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[reflexio::retry]
+fn run() {}
+
+fn main() {
+    run();
+}

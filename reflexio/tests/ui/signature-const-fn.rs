@@ -1,0 +1,8 @@
+#[reflexio::retry]
+const fn fetch() -> Result<(), ()> {
+    Ok(())
+}
+
+fn main() {
+    let _ = fetch();
+}

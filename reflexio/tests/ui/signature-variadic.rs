@@ -1,0 +1,6 @@
+#[reflexio::retry]
+unsafe extern "C" fn sum(count: usize, _args: ...) -> Result<usize, std::io::Error> {
+    Ok(count)
+}
+
+fn main() {}
