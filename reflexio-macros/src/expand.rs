@@ -283,21 +283,29 @@ impl Names {
 
 // Input:
 //     #[retry(max_attempts = 3)]
-//     async fn f(&self, x: &str) -> Result<T, E> { body }
+//     async fn f(&self, x: &str) -> Result<T, E> { #![allow(..)] body }
 //
-// Output (async; sync differs in the loop, see `sync_body`):
+// Output (async; a sync body goes through `retry_sync` instead, see `sync_call`):
 //     async fn f(&self, x: &str) -> Result<T, E> {
-//         #![inner attributes of body, hoisted]
-//         static __REFLEXIO_POLICY: PolicyCell = PolicyCell::new();
-//         let __reflexio_policy = __REFLEXIO_POLICY.get_or_init(|| built(async_builder::<Result<T, E>>()
-//             .max_attempts(3).operation("f").build(), "f"));
-//         let mut __reflexio_attempts = start_async::<Result<T, E>>(__reflexio_policy);
+//         #![allow(..)]                              // inner attributes, hoisted
+//         let __reflexio_witness = witness::<Result<T, E>, _, _>();   // the one `IsResult` check
+//         let __reflexio_policy = {
+//             static __REFLEXIO_POLICY: PolicyCell = PolicyCell::new();
+//             __REFLEXIO_POLICY.get_or_init(|| built(async_builder(__reflexio_witness)
+//                 .classifier(classify_self(__reflexio_witness)).max_attempts(3).operation("f")
+//                 .build(), "f"))
+//         };
+//         let mut __reflexio_attempts = start_async(__reflexio_policy, __reflexio_witness);
+//         let mut __reflexio_next = __reflexio_attempts.begin();
 //         loop {
-//             let __reflexio_result: Result<T, E> = async { <fake return edge> body }.await;
-//             match step::<Result<T, E>>(&mut __reflexio_attempts, &__reflexio_result) {
-//                 Step::Return => return __reflexio_result,
-//                 Step::Sleep(delay) => { drop(__reflexio_result); __reflexio_policy.__sleep(delay).await; }
-//             }
+//             __reflexio_next = match __reflexio_next {
+//                 Next::Attempt => match __reflexio_policy.__attempt(async { <fake return> body }).await {
+//                     Some(result) => record(&mut __reflexio_attempts, __reflexio_witness, result),
+//                     None => __reflexio_attempts.record_timeout(),
+//                 },
+//                 Next::Sleep(delay) => { __reflexio_policy.__sleep(delay).await; __reflexio_attempts.resume() }
+//                 Next::Done(result) => return done(__reflexio_witness, result),
+//             };
 //         }
 //     }
 fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {

@@ -1,5 +1,7 @@
-//! Implementation detail of the `reflexio` crate: use `reflexio::retry` and
-//! `reflexio::Classify` instead.
+//! Implementation detail of the `reflexio` crate: the `#[retry]` attribute and
+//! `#[derive(Classify)]`. Use them through `reflexio` (`use reflexio::retry;`): the code they
+//! generate refers to `reflexio`'s hidden API, which this crate is pinned to.
+#![doc(test(attr(deny(warnings))))]
 
 mod classify;
 mod expand;
@@ -7,13 +9,300 @@ mod parse;
 
 use proc_macro::TokenStream;
 
-/// Retries the function.
+/// Retries a function: each call runs the body again, under a retry policy, until it succeeds
+/// or the policy stops.
+///
+/// Works on sync and `async` functions returning a `Result` (or any alias of it, such as
+/// `io::Result<T>`): free functions, `&self` / `&mut self` methods, generic functions, `impl
+/// Trait` arguments and return types, and `async fn`s in `#[async_trait]` impls. Every error is
+/// classified into an [`ErrorClass`](../reflexio/enum.ErrorClass.html), and each class is
+/// retried with its own strategy and limits; one event hook reports every decision.
+///
+/// ```
+/// use std::io;
+/// use reflexio::retry;
+/// use reflexio::strategies::no_delay;
+///
+/// #[retry(max_attempts = 3, strategy = no_delay())]
+/// fn read_config(path: &str) -> io::Result<String> {
+///     std::fs::read_to_string(path)
+/// }
+///
+/// // A missing file is `Permanent`: one call, the error is returned as it is.
+/// assert_eq!(read_config("/no/such/file").unwrap_err().kind(), io::ErrorKind::NotFound);
+/// ```
+///
+/// # How it runs
+///
+/// - The policy is built **once per function**, on its first call, and kept in a `static`.
+/// - Each attempt runs the **whole body**. `return` and `?` end the attempt (an `Err` is then
+///   classified and maybe retried), not the retrying. The function returns the value, or the
+///   last attempt's own error.
+/// - Sync functions sleep by blocking the thread; async functions sleep on the policy's async
+///   sleeper (tokio's timer by default) and their future is `Send` when the body's is.
+/// - The body runs once per attempt, so it **cannot move an argument out**: rustc reports it
+///   with E0507 ("cannot move out of `s`, a captured variable in an `FnMut` closure") or, in an
+///   async function, E0382 ("value moved here, in previous iteration of loop"), at your code,
+///   with a "consider cloning" hint. Borrow the argument, or clone it in the body.
+/// - Every literal is checked at compile time. The one setting that can only be checked at run
+///   time, a strategy whose parameters its own `validate()` rejects (such as
+///   `exponential().factor(0.5)`), makes the first call **panic** with
+///   ``invalid `#[retry]` configuration on `function_name`: ..``.
+/// - The function's error type must be `Debug` (it is reported in events) and `'static` (the
+///   policy lives in a `static`).
+///
+/// # Keys
+///
+/// Every key is optional. Without any, the policy has the builder's defaults: the error type's
+/// own [`Classify`](../reflexio/trait.Classify.html), `decorrelated_jitter().max(5 s)`, 6
+/// attempts, a 60 s deadline, 2 retries of `Unknown` errors, and the function's name as the
+/// operation.
+///
+/// | key | value | builder call |
+/// |---|---|---|
+/// | `classifier` | a `Classifier` of the error type: a closure `\|e: &E\| ErrorClass::..` | `.classifier(..)` |
+/// | `strategy` | a `Strategy`, for every class without its own | `.strategy(..)` |
+/// | `transient`, `rate_limit`, `server_error`, `concurrency`, `unknown` | a `Strategy` for that class | `.strategy_for(ErrorClass::.., ..)` |
+/// | `max_attempts` | an integer literal, at least 1: every call, the first included | `.max_attempts(n)` |
+/// | `max_unknown_retries` | an integer literal, or `None` | `.max_unknown_retries(Some(n))` |
+/// | `deadline` | a duration literal (`"250ms"`, `"30s"`, `"1.5s"`, `"2m"`, `"1h"`), or `None` | `.deadline(..)` / `.no_deadline()` |
+/// | `on_event` | a hook `Fn(&RetryEvent)`: a closure or a function | `.on_event(..)` |
+/// | `operation` | a string literal; the function's name by default | `.operation(..)` |
+/// | `seed` | a `u64`, for reproducible jitter | `.seed(..)` |
+/// | `clock` | a `VirtualClock`, for tests: sleeps are instant and recorded | `.clock(..)` |
+/// | `policy` | a whole `RetryPolicy` (sync) or `AsyncRetryPolicy` (async); excludes the keys above | |
+/// | `crate` | the path to `reflexio`, if renamed | |
+///
+/// Expressions are evaluated once, when the policy is built.
+///
+/// ## `classifier`, `strategy` and the per-class strategies
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio::{retry, ErrorClass, RetryPolicy};
+/// use reflexio::strategies::{constant, token_backoff};
+///
+/// #[derive(Debug)]
+/// struct HttpError { status: u16 }
+///
+/// #[retry(
+///     classifier = |e: &HttpError| reflexio::http::classify_status(e.status),
+///     strategy = constant(Duration::from_millis(1)),
+///     rate_limit = token_backoff().base(Duration::from_millis(1)).max(Duration::from_millis(5)),
+/// )]
+/// fn get(status: u16) -> Result<(), HttpError> {
+///     Err(HttpError { status })
+/// }
+/// assert_eq!(get(404).unwrap_err().status, 404); // `Permanent`: not retried
+///
+/// // The same policy, without the macro:
+/// let policy = RetryPolicy::builder()
+///     .classifier(|e: &HttpError| reflexio::http::classify_status(e.status))
+///     .strategy(constant(Duration::from_millis(1)))
+///     .strategy_for(ErrorClass::RateLimit, token_backoff().base(Duration::from_millis(1)).max(Duration::from_millis(5)))
+///     .operation("get")
+///     .build()
+///     .unwrap();
+/// assert_eq!(policy.call(|| Err::<(), _>(HttpError { status: 404 })).unwrap_err().status, 404);
+/// ```
+///
+/// A `classifier` for another error type is a compile error at the closure; so is a `strategy`
+/// that is not a [`Strategy`](../reflexio/strategies/trait.Strategy.html). Without
+/// `classifier`, the error type must implement `Classify` (or `#[derive(Classify)]`).
+///
+/// ## `max_attempts`, `max_unknown_retries`, `deadline`
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio::{retry, RetryPolicy, TransientError};
+/// use reflexio::strategies::no_delay;
+///
+/// #[retry(max_attempts = 4, max_unknown_retries = 1, deadline = "1.5s", strategy = no_delay())]
+/// fn ping() -> Result<(), TransientError> {
+///     Err(TransientError::new("down"))
+/// }
+/// assert!(ping().is_err()); // after 4 calls
+///
+/// let policy = RetryPolicy::builder()
+///     .max_attempts(4)
+///     .max_unknown_retries(Some(1))
+///     .deadline(Duration::from_millis(1500))
+///     .strategy(no_delay())
+///     .operation("ping")
+///     .build()
+///     .unwrap();
+/// assert!(policy.call(|| Err::<(), _>(TransientError::new("down"))).is_err());
+/// ```
+///
+/// `max_attempts = 0`, a `max_attempts` that is not an integer literal, and a malformed or zero
+/// `deadline` are compile errors. `deadline = None` and `max_unknown_retries = None` remove the
+/// limit (`.no_deadline()`, `.max_unknown_retries(None)`).
+///
+/// ## `on_event`, `operation`, `seed`
+///
+/// ```
+/// use reflexio::{retry, RetryEvent, RetryPolicy, TransientError};
+///
+/// fn log_event(e: &RetryEvent<'_>) {
+///     assert_eq!(e.operation, Some("ping"));
+/// }
+///
+/// #[retry(on_event = log_event, operation = "ping", seed = 42)]
+/// fn healthcheck() -> Result<(), TransientError> {
+///     Ok(())
+/// }
+/// healthcheck().unwrap();
+///
+/// let policy = RetryPolicy::builder()
+///     .on_event(log_event)
+///     .operation("ping")
+///     .seed(42)
+///     .build()
+///     .unwrap();
+/// policy.call(|| Ok::<(), TransientError>(())).unwrap();
+/// ```
+///
+/// Without `operation`, events carry the function's name.
+///
+/// ## `clock`: testing without sleeping
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use std::time::Duration;
+/// use reflexio::{retry, testing::VirtualClock, TransientError};
+/// use reflexio::strategies::constant;
+///
+/// static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
+///
+/// #[retry(strategy = constant(Duration::from_secs(60)), max_attempts = 3, deadline = None, clock = CLOCK.clone())]
+/// fn slow() -> Result<(), TransientError> {
+///     Err(TransientError::new("down"))
+/// }
+///
+/// assert!(slow().is_err());
+/// assert_eq!(CLOCK.sleeps(), [Duration::from_secs(60); 2]); // and the test took microseconds
+/// ```
+///
+/// The equivalent builder call is `.clock(CLOCK.clone())`.
+///
+/// ## `policy`: a policy built elsewhere
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use reflexio::{retry, RetryPolicy, TransientError};
+/// use reflexio::strategies::no_delay;
+///
+/// static POLICY: LazyLock<RetryPolicy<TransientError>> = LazyLock::new(|| {
+///     RetryPolicy::builder().strategy(no_delay()).max_attempts(2).build().unwrap()
+/// });
+///
+/// #[retry(policy = POLICY)]
+/// fn ping() -> Result<(), TransientError> {
+///     Err(TransientError::new("down"))
+/// }
+/// assert!(ping().is_err());
+///
+/// // Without the macro:
+/// assert!(POLICY.call(|| Err::<(), _>(TransientError::new("down"))).is_err());
+/// ```
+///
+/// The expression may be a `RetryPolicy`, a reference to one, a `LazyLock` or an `Arc` of one
+/// (an `AsyncRetryPolicy` for an `async fn`). It is evaluated once, on the first call, and the
+/// function keeps a clone (which shares the original's state, such as its seed sequence). It
+/// excludes every other key but `crate`: each one given with it is a compile error.
+///
+/// ## `crate`
+///
+/// For a crate that renames `reflexio` in its `Cargo.toml`, or re-exports it:
+///
+/// ```
+/// extern crate reflexio as retries;
+///
+/// #[retries::retry(crate = retries, max_attempts = 2)]
+/// fn ping() -> Result<(), retries::TransientError> {
+///     Ok(())
+/// }
+/// # ping().unwrap();
+/// ```
+///
+/// `crate = "::retries"` (a string) works too.
+///
+/// # Async functions
+///
+/// ```
+/// use reflexio::{retry, ServerError};
+/// use reflexio::strategies::no_delay;
+///
+/// #[retry(max_attempts = 3, strategy = no_delay())]
+/// async fn fetch(id: &str) -> Result<String, ServerError> {
+///     Ok(format!("user {id}"))
+/// }
+///
+/// # futures::executor::block_on(async {
+/// assert_eq!(fetch("7").await.unwrap(), "user 7");
+/// # });
+/// ```
+///
+/// Without the macro, the body goes in a closure returning a future:
+/// `policy.call(|| async { Ok(format!("user {id}")) }).await`, with an
+/// [`AsyncRetryPolicy`](../reflexio/struct.AsyncRetryPolicy.html) built from the same keys.
+/// The macro writes the retry loop inline instead, so the future stays `Send`.
+///
+/// # Compile errors
+///
+/// Unknown and duplicate keys, invalid literals, `policy` with other keys, a function that does
+/// not return a `Result`, a `const fn`, an `extern` or variadic function, a function without a
+/// body, and anything that is not a function: each is reported at the offending tokens, all
+/// errors of one attribute at once, and the function is still emitted unchanged so that its
+/// callers get no further errors.
 #[proc_macro_attribute]
 pub fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::retry(args.into(), item.into()).into()
 }
 
-/// Derives `reflexio::Classify`.
+/// Derives `reflexio::Classify`: the class of each variant, declared on the variant.
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio::{Classify, ErrorClass};
+///
+/// # #[allow(dead_code)]
+/// #[derive(Debug, Classify)]
+/// enum ApiError {
+///     #[class(transient)]
+///     Timeout,
+///     #[class(rate_limit)]
+///     Throttled { #[retry_after] wait: Duration },
+///     #[class(permanent)]
+///     BadRequest(String),
+///     #[class(from_source)] // the field's own `Classify` decides
+///     Io(#[source] std::io::Error),
+///     #[class(status = code)] // `http::classify_status` on a `u16` field
+///     Http { code: u16 },
+/// }
+///
+/// let throttled = ApiError::Throttled { wait: Duration::from_secs(2) }.classification();
+/// assert_eq!(throttled.class, ErrorClass::RateLimit);
+/// assert_eq!(throttled.retry_after, Some(Duration::from_secs(2)));
+/// assert_eq!(ApiError::Http { code: 503 }.classification().class, ErrorClass::ServerError);
+/// assert_eq!(ApiError::Timeout.classification().class, ErrorClass::Transient);
+/// assert_eq!(ApiError::BadRequest("?".into()).classification().class, ErrorClass::Permanent);
+/// let reset = ApiError::Io(std::io::ErrorKind::ConnectionReset.into());
+/// assert_eq!(reset.classification().class, ErrorClass::Transient);
+/// ```
+///
+/// - Classes are written in `snake_case`: `auth`, `permission`, `permanent`, `concurrency`,
+///   `rate_limit`, `server_error`, `transient`, `unknown`.
+/// - Every variant needs a class, unless the enum has `#[class(default = unknown)]` (any class).
+/// - `#[retry_after]` marks a `Duration` or `Option<Duration>` field: the server's requested
+///   delay, which the policy never undercuts.
+/// - `from_source` delegates to the field marked `#[source]` (or thiserror's `#[from]`), else
+///   the field named `source`, else the only field. It works with `#[derive(thiserror::Error)]`.
+/// - A struct takes one `#[class(..)]` on the struct itself.
+/// - `#[class(crate = path)]` on the type names a renamed `reflexio`.
+///
+/// An unclassified variant, an unknown class, a duplicate class or `#[retry_after]`, and a
+/// `#[retry_after]` field of another type are compile errors.
 #[proc_macro_derive(Classify, attributes(class, retry_after, source))]
 pub fn derive_classify(input: TokenStream) -> TokenStream {
     classify::derive(input.into()).into()
