@@ -28,6 +28,15 @@ pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
         ),
         Item::Fn(f) => {
             check_signature(&f.sig, &mut errors);
+            if let Some(t) = &args.attempt_timeout
+                && f.sig.asyncness.is_none()
+                && AsyncTrait::detect(&f).is_none()
+            {
+                errors.at(
+                    t.key.span(),
+                    "`attempt_timeout` only applies to `async fn`s\na sync attempt cannot be interrupted: remove it, or make the function `async`",
+                );
+            }
             if errors_are_empty(&mut errors) {
                 return expand_fn(&args, f);
             }
@@ -489,6 +498,20 @@ fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
     if let Some(c) = &args.clock {
         let e = &c.value;
         calls.extend(quote_spanned!(glue=> .clock(#e)));
+    }
+    if let Some(b) = &args.budget {
+        let e = &b.value;
+        calls.extend(quote_spanned!(glue=> .budget(#e)));
+    }
+    if let Some(b) = &args.circuit_breaker {
+        let e = &b.value;
+        calls.extend(quote_spanned!(glue=> .circuit_breaker(#e)));
+    }
+    if let Some(t) = &args.attempt_timeout {
+        let (secs, nanos) = (t.value.as_secs(), t.value.subsec_nanos());
+        calls.extend(quote_spanned!(glue=>
+            .attempt_timeout(#krate::__private::Duration::new(#secs, #nanos))
+        ));
     }
     calls
 }

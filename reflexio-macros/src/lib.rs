@@ -70,6 +70,9 @@ use proc_macro::TokenStream;
 /// | `operation` | a string literal; the function's name by default | `.operation(..)` |
 /// | `seed` | a `u64`, for reproducible jitter | `.seed(..)` |
 /// | `clock` | a `VirtualClock`, for tests: sleeps are instant and recorded | `.clock(..)` |
+/// | `budget` | a `RetryBudget`, shared with other calls and policies | `.budget(..)` |
+/// | `circuit_breaker` | a `CircuitBreaker`; the error type must implement `From<CircuitOpen>` | `.circuit_breaker(..)` |
+/// | `attempt_timeout` | a duration literal; `async fn` only; the error type must implement `From<AttemptTimedOut>` | `.attempt_timeout(..)` |
 /// | `policy` | a whole `RetryPolicy` (sync) or `AsyncRetryPolicy` (async); excludes the keys above | |
 /// | `crate` | the path to `reflexio`, if renamed | |
 ///
@@ -184,6 +187,44 @@ use proc_macro::TokenStream;
 /// ```
 ///
 /// The equivalent builder call is `.clock(CLOCK.clone())`.
+///
+/// ## `budget`, `circuit_breaker`, `attempt_timeout`
+///
+/// ```
+/// use std::sync::LazyLock;
+/// use reflexio::{retry, AsyncRetryPolicy, AttemptTimedOut, CircuitBreaker, RetryBudget, TransientError};
+///
+/// static BUDGET: LazyLock<RetryBudget> = LazyLock::new(RetryBudget::aws_standard);
+/// static BREAKER: LazyLock<CircuitBreaker> =
+///     LazyLock::new(|| CircuitBreaker::builder().build().unwrap());
+///
+/// #[derive(Debug, reflexio::Classify)]
+/// enum Error {
+///     #[class(transient)]
+///     Down,
+///     #[class(from_source)]
+///     Open(reflexio::CircuitOpen),
+///     #[class(from_source)]
+///     Slow(AttemptTimedOut),
+/// }
+/// # impl From<reflexio::CircuitOpen> for Error { fn from(e: reflexio::CircuitOpen) -> Self { Error::Open(e) } }
+/// # impl From<AttemptTimedOut> for Error { fn from(e: AttemptTimedOut) -> Self { Error::Slow(e) } }
+///
+/// #[retry(budget = BUDGET.clone(), circuit_breaker = BREAKER.clone(), attempt_timeout = "2s")]
+/// async fn call() -> Result<(), Error> {
+///     Ok(())
+/// }
+/// # futures::executor::block_on(async { assert!(call().await.is_ok()) });
+///
+/// // Without the macro:
+/// let policy = AsyncRetryPolicy::<Error>::builder()
+///     .budget(BUDGET.clone())
+///     .circuit_breaker(BREAKER.clone())
+///     .attempt_timeout(std::time::Duration::from_secs(2))
+///     .build()
+///     .unwrap();
+/// # drop((policy, Error::Down, TransientError::new("")));
+/// ```
 ///
 /// ## `policy`: a policy built elsewhere
 ///

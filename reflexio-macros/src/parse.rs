@@ -50,9 +50,9 @@ pub(crate) const CLASS_KEYS: [(&str, &str); 5] = [
 
 /// Every key `#[retry]` accepts, in the order the "expected one of" message lists them.
 ///
-/// Adding a key (say `budget = EXPR`, once the builder has `.budget(..)`) takes one entry here,
-/// one arm in [`Args::set`], and one line in `expand::builder_calls`.
-pub(crate) const KEYS: [&str; 16] = [
+/// Adding a key that takes an expression (as `budget = EXPR` does) takes one entry here, one
+/// field, one arm in [`Args::set`], and one call in `expand::builder_calls`.
+pub(crate) const KEYS: [&str; 19] = [
     "classifier",
     "strategy",
     "transient",
@@ -67,6 +67,9 @@ pub(crate) const KEYS: [&str; 16] = [
     "operation",
     "seed",
     "clock",
+    "budget",
+    "circuit_breaker",
+    "attempt_timeout",
     "policy",
     "crate",
 ];
@@ -104,6 +107,9 @@ pub(crate) struct Args {
     pub(crate) operation: Option<Set<LitStr>>,
     pub(crate) seed: Option<Set<Expr>>,
     pub(crate) clock: Option<Set<Expr>>,
+    pub(crate) budget: Option<Set<Expr>>,
+    pub(crate) circuit_breaker: Option<Set<Expr>>,
+    pub(crate) attempt_timeout: Option<Set<std::time::Duration>>,
     pub(crate) policy: Option<Set<Expr>>,
     pub(crate) krate: Option<Set<Path>>,
     /// Every key given, in source order.
@@ -202,6 +208,15 @@ impl Args {
             "on_event" => store(&mut self.on_event, key, value, errors),
             "seed" => store(&mut self.seed, key, value, errors),
             "clock" => store(&mut self.clock, key, value, errors),
+            "budget" => store(&mut self.budget, key, value, errors),
+            "circuit_breaker" => store(&mut self.circuit_breaker, key, value, errors),
+            "attempt_timeout" => {
+                let d = match duration_literal("attempt_timeout", &value, errors) {
+                    Some(Deadline::After(d)) => d,
+                    _ => std::time::Duration::ZERO,
+                };
+                store(&mut self.attempt_timeout, key, d, errors);
+            }
             "policy" => store(&mut self.policy, key, value, errors),
             "max_attempts" => {
                 if let Some(n) = max_attempts(&value, errors) {
@@ -375,22 +390,30 @@ fn deadline(value: &Expr, errors: &mut Errors) -> Option<Deadline> {
     if is_none(value) {
         return Some(Deadline::Never);
     }
+    duration_literal("deadline", value, errors)
+}
+
+/// A duration literal given to `key`: `None` (reported) if it is not one, or zero.
+fn duration_literal(key: &str, value: &Expr, errors: &mut Errors) -> Option<Deadline> {
     let Expr::Lit(syn::ExprLit {
         lit: Lit::Str(lit), ..
     }) = value
     else {
+        let none = if key == "deadline" { ", or `None`" } else { "" };
         errors.spanned(
             value,
-            "`deadline` must be a duration literal, such as `deadline = \"30s\"`, or `None`",
+            format!("`{key}` must be a duration literal, such as `{key} = \"30s\"`{none}"),
         );
         return None;
     };
     match parse_duration(&lit.value()) {
         Ok(d) if d.is_zero() => {
-            errors.spanned(
-                lit,
-                "`deadline` must be greater than zero\nto disable the deadline, write `deadline = None`",
-            );
+            let hint = if key == "deadline" {
+                "\nto disable the deadline, write `deadline = None`"
+            } else {
+                ""
+            };
+            errors.spanned(lit, format!("`{key}` must be greater than zero{hint}"));
             None
         }
         Ok(d) => Some(Deadline::After(d)),
@@ -583,7 +606,7 @@ mod tests {
                 "unknown `#[retry]` argument `retries`\nexpected one of: `classifier`, `strategy`, \
                  `transient`, `rate_limit`, `server_error`, `concurrency`, `unknown`, `max_attempts`, \
                  `max_unknown_retries`, `deadline`, `on_event`, `operation`, `seed`, `clock`, \
-                 `policy`, `crate`",
+                 `budget`, `circuit_breaker`, `attempt_timeout`, `policy`, `crate`",
                 "duplicate `strategy` argument\nremove one: `strategy` is already set",
                 "invalid duration \"30 sec\": unexpected space; write the number and its unit together, \
                  as in \"30s\"",
