@@ -620,3 +620,111 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand(args: TokenStream, item: TokenStream) -> String {
+        retry(args, item).to_string()
+    }
+
+    #[test]
+    fn errors_keep_the_function_unchanged() {
+        let out = expand(
+            quote!(max_attempts = 0, bogus = 1),
+            quote!(
+                fn fetch() -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.starts_with("fn fetch () -> Result < () , E > { Ok (()) }"),
+            "{out}"
+        );
+        assert_eq!(out.matches("compile_error").count(), 2, "{out}");
+        assert!(!out.contains("__reflexio"), "{out}");
+    }
+
+    #[test]
+    fn signature_errors_join_argument_errors() {
+        let out = expand(
+            quote!(seed = ),
+            quote!(
+                const extern "C" fn f() {}
+            ),
+        );
+        // `seed = ` (no value), `const`, `extern`, and the missing return type.
+        assert_eq!(out.matches("compile_error").count(), 4, "{out}");
+    }
+
+    #[test]
+    fn sync_and_async_expansions() {
+        let sync = expand(
+            TokenStream::new(),
+            quote!(
+                fn f(x: &str) -> io::Result<usize> {
+                    Ok(x.len())
+                }
+            ),
+        );
+        assert!(sync.contains("retry_sync"), "{sync}");
+        assert!(
+            sync.contains(
+                ":: reflexio :: __private :: witness :: < io :: Result < usize > , _ , _ >"
+            ),
+            "{sync}"
+        );
+        assert!(sync.contains(". operation (\"f\")"), "{sync}");
+        let asynchronous = expand(
+            quote!(crate = my::rx),
+            quote!(
+                async fn g() -> Result<impl Display, E> {
+                    #![allow(unused)]
+                    Ok(1)
+                }
+            ),
+        );
+        assert!(
+            asynchronous
+                .starts_with("async fn g () -> Result < impl Display , E > { # ! [allow (unused)]"),
+            "{asynchronous}"
+        );
+        assert!(
+            asynchronous.contains("my :: rx :: __private :: start_async"),
+            "{asynchronous}"
+        );
+        assert!(
+            asynchronous.contains("witness :: < Result < _ , E > , _ , _ >"),
+            "{asynchronous}"
+        );
+        assert!(!asynchronous.contains("retry_sync"), "{asynchronous}");
+    }
+
+    #[test]
+    fn async_trait_bodies_are_split() {
+        let out = expand(
+            TokenStream::new(),
+            quote! {
+                fn load<'a, 'async_trait>(&'a self, s: String)
+                    -> Pin<Box<dyn Future<Output = Result<u8, E>> + Send + 'async_trait>>
+                {
+                    Box::pin(async move {
+                        let __self = self;
+                        let s = s;
+                        let __ret: Result<u8, E> = { __self.go(&s) };
+                        #[allow(unreachable_code)]
+                        __ret
+                    })
+                }
+            },
+        );
+        // The argument moves run once, before the loop; the body once per attempt.
+        let preamble = out.find("let s = s ;").expect("preamble kept");
+        let lp = out.find("loop").expect("a loop");
+        let body = out.rfind("__self . go (& s)").expect("body kept");
+        assert!(preamble < lp && lp < body, "{out}");
+        assert!(out.contains("start_async"), "{out}");
+    }
+}
