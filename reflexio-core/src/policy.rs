@@ -281,7 +281,8 @@ where
 
 impl<E, C> PolicyBuilder<E, C, AsyncRetryPolicy<E>> {
     /// Sleeps with a custom async sleeper instead of the default (tokio's timer with the
-    /// `tokio` feature): any `Fn(Duration) -> impl Future<Output = ()>`, for another executor.
+    /// `tokio` feature, else `futures-timer` with that feature): any
+    /// `Fn(Duration) -> impl Future<Output = ()>`, for another executor.
     /// A [`clock`](Self::clock) takes precedence.
     ///
     /// ```
@@ -314,26 +315,28 @@ where
     /// # Errors
     ///
     /// A [`ConfigError`] naming every setting that cannot work, including a missing async
-    /// sleeper when the `tokio` feature is off and neither `.sleeper(..)` nor `.clock(..)` is
-    /// set.
+    /// sleeper when both the `tokio` and `futures-timer` features are off and neither
+    /// `.sleeper(..)` nor `.clock(..)` is set.
     pub fn build(self) -> Result<AsyncRetryPolicy<E>, ConfigError> {
         let time = match (&self.clock, &self.sleeper) {
             (Some(clock), _) => TimeSource::Virtual(clock.clone()),
             (None, Some(sleeper)) => TimeSource::Custom(sleeper.clone()),
-            #[cfg(feature = "tokio")]
-            (None, None) => TimeSource::Tokio,
-            #[cfg(not(feature = "tokio"))]
             (None, None) => {
-                let mut problems = self
-                    .check()
-                    .err()
-                    .map(|e| e.problems().to_vec())
-                    .unwrap_or_default();
-                problems.push(ConfigProblem::Invalid {
-                    setting: "sleeper",
-                    reason: "is required: enable the `tokio` feature, or set `.sleeper(..)`".into(),
-                });
-                return Err(ConfigError::from_problems(problems).unwrap_err());
+                let Some(time) = TimeSource::default_async() else {
+                    let mut problems = self
+                        .check()
+                        .err()
+                        .map(|e| e.problems().to_vec())
+                        .unwrap_or_default();
+                    problems.push(ConfigProblem::Invalid {
+                        setting: "sleeper",
+                        reason: "is required: enable the `tokio` or `futures-timer` feature, \
+                                 or set `.sleeper(..)`"
+                            .into(),
+                    });
+                    return Err(ConfigError::from_problems(problems).unwrap_err());
+                };
+                time
             }
         };
         Ok(AsyncRetryPolicy::from_config(self.into_config(time)?))

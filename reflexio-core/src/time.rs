@@ -30,6 +30,11 @@ pub(crate) enum TimeSource {
     /// `tokio::time::Instant` and `tokio::time::sleep`, so `tokio::time::pause()` works.
     #[cfg(feature = "tokio")]
     Tokio,
+    /// `std::time::Instant` and `futures_timer::Delay`, which works on any executor: the
+    /// default of the async policy when the `tokio` feature is off.
+    #[cfg(feature = "futures-timer")]
+    #[cfg_attr(feature = "tokio", allow(dead_code))] // tokio is preferred when both are on
+    FuturesTimer,
     /// A user's sleeper, timed with `std::time::Instant`.
     Custom(CustomSleeper),
     /// The test clock: sleeping advances it at once.
@@ -37,9 +42,31 @@ pub(crate) enum TimeSource {
 }
 
 impl TimeSource {
+    /// The async policy's source when neither `.clock(..)` nor `.sleeper(..)` is set: tokio's
+    /// timer with the `tokio` feature (so `tokio::time::pause()` works), else `futures-timer`
+    /// with that feature, else none.
+    #[cfg(feature = "tokio")]
+    #[allow(clippy::unnecessary_wraps)] // `None` when no timer feature is on
+    pub(crate) fn default_async() -> Option<TimeSource> {
+        Some(TimeSource::Tokio)
+    }
+
+    #[cfg(all(not(feature = "tokio"), feature = "futures-timer"))]
+    #[allow(clippy::unnecessary_wraps)] // the same signature as the other two
+    pub(crate) fn default_async() -> Option<TimeSource> {
+        Some(TimeSource::FuturesTimer)
+    }
+
+    #[cfg(not(any(feature = "tokio", feature = "futures-timer")))]
+    pub(crate) fn default_async() -> Option<TimeSource> {
+        None
+    }
+
     pub(crate) fn now(&self) -> Stamp {
         match self {
             TimeSource::Blocking | TimeSource::Custom(_) => Stamp::Std(std::time::Instant::now()),
+            #[cfg(feature = "futures-timer")]
+            TimeSource::FuturesTimer => Stamp::Std(std::time::Instant::now()),
             #[cfg(feature = "tokio")]
             TimeSource::Tokio => Stamp::Tokio(tokio::time::Instant::now()),
             TimeSource::Virtual(clock) => Stamp::Virtual(clock.now()),
@@ -72,10 +99,67 @@ impl TimeSource {
         match self {
             #[cfg(feature = "tokio")]
             TimeSource::Tokio => tokio::time::sleep(delay).await,
+            #[cfg(feature = "futures-timer")]
+            TimeSource::FuturesTimer => futures_timer::Delay::new(delay).await,
             TimeSource::Custom(sleeper) => sleeper(delay).await,
             TimeSource::Virtual(clock) => clock.sleep(delay),
             // The builder never gives the async policy a blocking source.
             TimeSource::Blocking => std::thread::sleep(delay),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_async_source_follows_the_features() {
+        let source = TimeSource::default_async();
+        #[cfg(feature = "tokio")]
+        assert!(matches!(source, Some(TimeSource::Tokio)));
+        #[cfg(all(not(feature = "tokio"), feature = "futures-timer"))]
+        assert!(matches!(source, Some(TimeSource::FuturesTimer)));
+        #[cfg(not(any(feature = "tokio", feature = "futures-timer")))]
+        assert!(source.is_none());
+    }
+
+    #[cfg(feature = "futures-timer")]
+    #[test]
+    fn futures_timer_sleeps_for_real_on_a_plain_executor() {
+        let source = TimeSource::FuturesTimer;
+        let start = source.now();
+        futures::executor::block_on(source.sleep(Duration::from_millis(3)));
+        assert!(source.since(start) >= Duration::from_millis(3));
+    }
+
+    /// Without tokio, a policy built with no sleeper and no clock sleeps on `futures-timer`, on
+    /// any executor. CI runs this with `--no-default-features --features futures-timer`.
+    #[cfg(all(not(feature = "tokio"), feature = "futures-timer"))]
+    #[test]
+    fn without_tokio_the_async_policy_retries_on_futures_timer() {
+        use crate::strategies::constant;
+        use crate::{AsyncRetryPolicy, TransientError};
+
+        let policy = AsyncRetryPolicy::builder()
+            .strategy(constant(Duration::from_millis(2)))
+            .max_attempts(3)
+            .build()
+            .expect("futures-timer is the default sleeper");
+        let mut calls = 0;
+        let started = std::time::Instant::now();
+        let out = futures::executor::block_on(policy.call(|| {
+            calls += 1;
+            let n = calls;
+            async move {
+                if n < 3 {
+                    Err(TransientError::new("flaky"))
+                } else {
+                    Ok(n)
+                }
+            }
+        }));
+        assert_eq!(out, Ok(3));
+        assert!(started.elapsed() >= Duration::from_millis(4));
     }
 }

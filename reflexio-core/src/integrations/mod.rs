@@ -1,0 +1,38 @@
+//! One-line integrations with the crates Rust services are built on, each behind its own
+//! optional feature, so nobody compiles what they do not use.
+//!
+//! | feature | module | what it gives |
+//! |---|---|---|
+//! | `tracing` | `tracing` | a hook emitting one structured `tracing` event per decision |
+//! | `metrics` | `metrics` | a hook recording retry counters and a delay histogram |
+//! | `http` | `http` | `Classify` for `http::StatusCode`, `retry_after(&HeaderMap)` |
+//! | `reqwest` | `reqwest` | `Classify` for `reqwest::Error`, `classify_response` (429/503 with `Retry-After`) |
+//! | `tonic` | `tonic` | `Classify` for `tonic::Status`, honouring `grpc-retry-pushback-ms` |
+//! | `sqlx` | `sqlx` | `Classify` for `sqlx::Error`, by SQLSTATE or `SQLite` result code |
+//! | `tower` | `tower` | `RetryLayer`, a `tower::Layer` retrying through an `AsyncRetryPolicy` |
+//!
+//! SQLSTATE classification itself needs no crate: see [`crate::sql`].
+//!
+//! The modules are named after the crates they integrate, and live here rather than at the crate
+//! root on purpose: a `use reflexio::*;` would otherwise bring a module `tracing` into scope next
+//! to the `tracing` crate, and every `tracing::info!` of that file would become ambiguous
+//! (E0659).
+//!
+//! Trait implementations for foreign types (`Classify for reqwest::Error`, ...) need no import:
+//! enabling the feature is enough for [`default_classifier`](crate::default_classifier) to
+//! classify those errors.
+
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
+#[cfg(feature = "sqlx")]
+pub mod sqlx;
+#[cfg(feature = "tonic")]
+pub mod tonic;
+#[cfg(feature = "tower")]
+pub mod tower;
+#[cfg(feature = "tracing")]
+pub mod tracing;

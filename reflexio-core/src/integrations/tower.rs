@@ -1,0 +1,243 @@
+//! [`tower`](https://docs.rs/tower) (feature `tower`): [`RetryLayer`], a `tower::Layer` that
+//! retries requests through an [`AsyncRetryPolicy`], so every reflexio feature (classes,
+//! per-class strategies and caps, deadline, `Retry-After`, one event hook) works in a tower,
+//! axum or tonic stack.
+//!
+//! It depends only on `tower-layer` and `tower-service`, the two small crates `tower` itself
+//! re-exports, so it works with `tower::ServiceBuilder` without compiling `tower`.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::future::{Ready, ready};
+//! use std::task::{Context, Poll};
+//! use reflexio_core::{integrations::tower::RetryLayer, AsyncRetryPolicy, ServerError};
+//! use tower_layer::Layer;
+//! use tower_service::Service;
+//!
+//! /// A service that answers requests with their length.
+//! #[derive(Clone)]
+//! struct Len;
+//! impl Service<String> for Len {
+//!     type Response = usize;
+//!     type Error = ServerError;
+//!     type Future = Ready<Result<usize, ServerError>>;
+//!     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+//!         Poll::Ready(Ok(()))
+//!     }
+//!     fn call(&mut self, request: String) -> Self::Future {
+//!         ready(Ok(request.len()))
+//!     }
+//! }
+//!
+//! let policy = AsyncRetryPolicy::<ServerError>::builder().max_attempts(3).build().unwrap();
+//! let mut service = RetryLayer::new(policy).layer(Len);
+//! // With tower: `ServiceBuilder::new().layer(RetryLayer::new(policy)).service(Len)`.
+//! let n = futures::executor::block_on(service.call("hello".to_string())).unwrap();
+//! assert_eq!(n, 5);
+//! ```
+
+use core::fmt;
+use core::future::{Future, poll_fn};
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use std::sync::Arc;
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::async_policy::AsyncRetryPolicy;
+
+/// A `tower::Layer` that wraps a service in [`Retry`], retrying each request through an
+/// [`AsyncRetryPolicy`] whose error type is the service's.
+///
+/// The request type must be `Clone` (each attempt sends its own copy) and the service `Clone`
+/// (each retry calls a clone, made ready first, as tower requires). Only `Err` results are
+/// retried; the error is classified by the policy's classifier, so with the default one the
+/// service's error type implements [`Classify`](crate::Classify): `tower::BoxError` (a
+/// `Box<dyn Error + Send + Sync>`) does, by walking its source chain.
+///
+/// Put the layer *outside* the layers it should retry through (a timeout, a concurrency limit):
+/// those are then applied to every attempt.
+///
+/// A rustc limitation to know about: with an error type holding a trait object, such as
+/// `tower::BoxError`, `tokio::spawn(async move { service.oneshot(request).await })` fails to
+/// compile ("one type is more general than the other", rust-lang/rust#90656), because the
+/// compiler cannot prove inside the async block that the error type is `'static`. Spawn the
+/// future itself, `tokio::spawn(service.oneshot(request))`, or call
+/// `service.ready().await?.call(request)` inside the block: both compile.
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio_core::{integrations::tower::RetryLayer, AsyncRetryPolicy, TransientError};
+///
+/// let layer = RetryLayer::new(
+///     AsyncRetryPolicy::<TransientError>::builder()
+///         .deadline(Duration::from_secs(5))
+///         .build()
+///         .unwrap(),
+/// );
+/// let same_policy = layer.clone(); // cheap: the policy is shared
+/// # drop(same_policy);
+/// ```
+pub struct RetryLayer<E> {
+    policy: Arc<AsyncRetryPolicy<E>>,
+}
+
+impl<E> RetryLayer<E> {
+    /// A layer retrying through `policy`, shared by every service it wraps.
+    #[must_use]
+    pub fn new(policy: AsyncRetryPolicy<E>) -> Self {
+        RetryLayer {
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<E> Clone for RetryLayer<E> {
+    fn clone(&self) -> Self {
+        RetryLayer {
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<E> fmt::Debug for RetryLayer<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryLayer")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl<S, E> Layer<S> for RetryLayer<E> {
+    type Service = Retry<S, E>;
+
+    fn layer(&self, inner: S) -> Retry<S, E> {
+        Retry {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// The service made by [`RetryLayer`]: calls `S`, retrying failed requests through the policy.
+///
+/// ```
+/// use std::future::{Ready, ready};
+/// use std::task::{Context, Poll};
+/// use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+/// use tower_service::Service;
+///
+/// #[derive(Clone)]
+/// struct Echo;
+/// impl Service<u32> for Echo {
+///     type Response = u32;
+///     type Error = ServerError;
+///     type Future = Ready<Result<u32, ServerError>>;
+///     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ServerError>> {
+///         Poll::Ready(Ok(()))
+///     }
+///     fn call(&mut self, n: u32) -> Self::Future { ready(Ok(n)) }
+/// }
+///
+/// let mut service = Retry::new(Echo, AsyncRetryPolicy::builder().build().unwrap());
+/// assert_eq!(futures::executor::block_on(service.call(7)), Ok(7));
+/// let _inner: &Echo = service.get_ref();
+/// ```
+pub struct Retry<S, E> {
+    inner: S,
+    policy: Arc<AsyncRetryPolicy<E>>,
+}
+
+impl<S, E> Retry<S, E> {
+    /// Wraps `inner`, retrying through `policy`; the same as `RetryLayer::new(policy).layer(inner)`.
+    #[must_use]
+    pub fn new(inner: S, policy: AsyncRetryPolicy<E>) -> Self {
+        Retry {
+            inner,
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The wrapped service.
+    #[must_use]
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, consuming the wrapper.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, E> Clone for Retry<S, E> {
+    fn clone(&self) -> Self {
+        Retry {
+            inner: self.inner.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, E> fmt::Debug for Retry<S, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// The future of [`Retry`]'s `call`: boxed, `Send`, `'static`, as axum and tonic need.
+pub type RetryFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+impl<S, Req, E> Service<Req> for Retry<S, E>
+where
+    S: Service<Req, Error = E> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    Req: Clone + Send + 'static,
+    E: fmt::Debug + Send + Sync + 'static,
+{
+    type Response = S::Response;
+    type Error = E;
+    type Future = RetryFuture<S::Response, E>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        // `self.inner` was made ready by `poll_ready`: the first attempt takes it, and leaves a
+        // clone behind for the next request (tower's documented clone-and-swap idiom). Every
+        // retry calls a fresh clone, made ready first.
+        let template = self.inner.clone();
+        let mut ready = Some(core::mem::replace(&mut self.inner, template.clone()));
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            policy
+                .call(move || {
+                    let service = ready.take().ok_or_else(|| template.clone());
+                    let request = request.clone();
+                    async move {
+                        let mut service = match service {
+                            Ok(ready) => ready,
+                            Err(mut fresh) => {
+                                poll_fn(|cx| fresh.poll_ready(cx)).await?;
+                                fresh
+                            }
+                        };
+                        service.call(request).await
+                    }
+                })
+                .await
+        })
+    }
+}

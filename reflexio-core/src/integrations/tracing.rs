@@ -1,0 +1,155 @@
+//! [`tracing`] (feature `tracing`): one structured event per retry decision.
+//!
+//! ```
+//! use reflexio_core::{integrations::tracing as retry_tracing, RetryPolicy};
+//!
+//! let policy = RetryPolicy::<std::io::Error>::builder()
+//!     .operation("load_config")
+//!     .on_event(retry_tracing::hook())
+//!     .build()
+//!     .unwrap();
+//! # drop(policy);
+//! ```
+//!
+//! To report to `tracing` and elsewhere, call [`record`] from your own hook:
+//! `.on_event(|e| { retry_tracing::record(e); my_counter.inc(); })`.
+//!
+//! # Fields
+//!
+//! Every event has the target `reflexio` and these fields; the names are stable:
+//!
+//! | field | type | present |
+//! |---|---|---|
+//! | `event` | `"success"`, `"retry"`, `"gave_up"` | always |
+//! | `attempt` | `u32`, 1-based | always |
+//! | `elapsed_ms` | `u64`, since the call started, on the policy's clock | always |
+//! | `operation` | the policy's `.operation(..)` (the function name under `#[retry]`) | when set |
+//! | `class` | the [`ErrorClass`](crate::ErrorClass) as `snake_case` | on failures |
+//! | `delay_ms` | `u64`, the wait before the next attempt | on `retry` |
+//! | `stop_reason` | the [`StopReason`] as `snake_case` | on `gave_up` |
+//! | `error` | the error, with `Debug` | on failures |
+//!
+//! # Levels
+//!
+//! | decision | level | why |
+//! |---|---|---|
+//! | success at the first attempt | `TRACE` | the normal case: nothing happened that an operator needs |
+//! | success after retries | `INFO` | the retries worked: worth a line, not an alarm |
+//! | retry | `WARN` | something failed and is being handled; a burst of these is the early sign of an outage |
+//! | gave up after retrying, or at once for a limit (deadline, budget, ...) | `ERROR` | the caller gets an error that retrying could not fix |
+//! | gave up at once because the class is never retried (`Auth`, `Permission`, `Permanent`) | `DEBUG` | reflexio did nothing: the caller gets its own error back and decides whether it is one (a 404 often is not) |
+//!
+//! The events are emitted inside whatever span is current when the policy runs, so an
+//! `#[instrument]`ed function that retries sees every decision in its own span; with the async
+//! policy that span stays current across attempts and sleeps.
+
+use ::tracing::{Level, event};
+
+use crate::engine::StopReason;
+use crate::event::{EventKind, RetryEvent};
+
+/// The level [`record`] uses for `event`; see the [module docs](self#levels) for the reasons.
+///
+/// ```
+/// use tracing::Level;
+/// use reflexio_core::integrations::tracing::level;
+/// # use reflexio_core::{strategies::no_delay, RetryPolicy, ServerError};
+/// # use std::sync::{Arc, Mutex};
+/// # let levels = Arc::new(Mutex::new(Vec::new()));
+/// # let sink = levels.clone();
+/// # let policy = RetryPolicy::builder().strategy(no_delay()).max_attempts(2)
+/// #     .on_event(move |e| sink.lock().unwrap().push(level(e))).build().unwrap();
+/// # let _: Result<(), _> = policy.call(|| Err(ServerError::new("503")));
+/// // An operation failing twice with a server error under a 2-attempt policy:
+/// assert_eq!(*levels.lock().unwrap(), [Level::WARN, Level::ERROR]);
+/// ```
+#[must_use]
+#[allow(unreachable_patterns)] // `EventKind` is non-exhaustive: a new kind is worth a warning
+pub fn level(event: &RetryEvent<'_>) -> Level {
+    match event.kind {
+        EventKind::Success if event.attempt <= 1 => Level::TRACE,
+        EventKind::Success => Level::INFO,
+        EventKind::GaveUp if event.attempt <= 1 && event.stop == Some(StopReason::NonRetryable) => {
+            Level::DEBUG
+        }
+        EventKind::GaveUp => Level::ERROR,
+        // A retry, and any kind added later: something failed and is being handled.
+        _ => Level::WARN,
+    }
+}
+
+fn millis(d: core::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Emits `event` as one `tracing` event, with the [fields](self#fields) and at the
+/// [level](self#levels) documented on this module.
+///
+/// A plain function, so it is itself a hook (`.on_event(record)`) and composes with others.
+///
+/// ```
+/// use reflexio_core::{integrations::tracing::record, RetryPolicy};
+///
+/// let policy = RetryPolicy::<std::io::Error>::builder()
+///     .on_event(|e| {
+///         record(e);
+///         // ... and anything else: metrics, a test recorder
+///     })
+///     .build()
+///     .unwrap();
+/// assert_eq!(policy.call(|| Ok::<_, std::io::Error>(1)).unwrap(), 1);
+/// ```
+pub fn record(e: &RetryEvent<'_>) {
+    // `tracing` needs the level as a constant at each call site, hence one `event!` per level.
+    macro_rules! emit {
+        ($level:expr) => {
+            event!(
+                target: "reflexio",
+                $level,
+                event = e.kind.as_str(),
+                attempt = e.attempt,
+                elapsed_ms = millis(e.elapsed),
+                operation = e.operation,
+                class = e.class.map(crate::ErrorClass::as_str),
+                delay_ms = e.delay.map(millis),
+                stop_reason = e.stop.map(StopReason::as_str),
+                error = e.error.map(::tracing::field::debug),
+                "{}",
+                message(e.kind),
+            )
+        };
+    }
+    match level(e) {
+        Level::TRACE => emit!(Level::TRACE),
+        Level::DEBUG => emit!(Level::DEBUG),
+        Level::INFO => emit!(Level::INFO),
+        Level::WARN => emit!(Level::WARN),
+        _ => emit!(Level::ERROR),
+    }
+}
+
+#[allow(unreachable_patterns)] // `EventKind` is non-exhaustive
+fn message(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Success => "operation succeeded",
+        EventKind::Retry => "attempt failed, retrying",
+        EventKind::GaveUp => "attempt failed, giving up",
+        _ => "retry decision",
+    }
+}
+
+/// The hook to pass to `.on_event(..)`: [`record`] as a value.
+///
+/// ```
+/// use reflexio_core::{integrations::tracing::hook, AsyncRetryPolicy, ServerError};
+///
+/// let policy = AsyncRetryPolicy::<ServerError>::builder()
+///     .operation("charge_card")
+///     .on_event(hook())
+///     .build()
+///     .unwrap();
+/// # drop(policy);
+/// ```
+pub fn hook() -> impl Fn(&RetryEvent<'_>) + Clone + Send + Sync + 'static {
+    record
+}
