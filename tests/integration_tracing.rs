@@ -262,3 +262,102 @@ async fn an_instrument_span_stays_current_across_attempts_and_sleeps() {
     assert_eq!(retry.len(), 3);
     assert!(retry.iter().all(|e| e.field("operation") == Some("fetch")));
 }
+
+static LOOKUPS: AtomicU32 = AtomicU32::new(0);
+
+/// `#[retry]` written above `#[instrument]`: the span covers the whole retried call.
+#[reflexio::retry(
+    strategy = constant(Duration::from_secs(1)),
+    max_attempts = 4,
+    on_event = retry_tracing::hook(),
+)]
+#[tracing::instrument]
+async fn lookup(id: u32) -> Result<u32, TransientError> {
+    let n = LOOKUPS.fetch_add(1, Ordering::SeqCst) + 1;
+    tracing::info!(n, "attempt started");
+    tokio::task::yield_now().await;
+    if n < 3 {
+        Err(TransientError::new("reset"))
+    } else {
+        Ok(id)
+    }
+}
+
+static RESOLVES: AtomicU32 = AtomicU32::new(0);
+
+/// A `#[retry]` function called from an `#[instrument]`ed one.
+#[reflexio::retry(
+    strategy = constant(Duration::from_secs(1)),
+    max_attempts = 4,
+    on_event = retry_tracing::hook(),
+)]
+async fn resolve(name: &str) -> Result<usize, TransientError> {
+    let n = RESOLVES.fetch_add(1, Ordering::SeqCst) + 1;
+    tracing::info!(n, "attempt started");
+    tokio::task::yield_now().await;
+    if n < 3 {
+        Err(TransientError::new("timeout"))
+    } else {
+        Ok(name.len())
+    }
+}
+
+#[tracing::instrument]
+async fn handle_request(name: &'static str) -> Result<usize, TransientError> {
+    resolve(name).await
+}
+
+/// Every event `capture` saw that came from a retried call: the attempts' own logs and the
+/// hook's decisions.
+fn retried_call_events(capture: &Capture) -> Vec<Captured> {
+    capture
+        .events()
+        .into_iter()
+        .filter(|e| {
+            e.target == "reflexio"
+                || e.field("message")
+                    .is_some_and(|m| m.starts_with("attempt "))
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_fn_keeps_its_instrument_span_across_attempts_and_sleeps() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(subscriber(&capture));
+    let (out, ()) = tokio::join!(lookup(7), neighbour());
+    assert_eq!(out, Ok(7));
+
+    let events = retried_call_events(&capture);
+    // 3 attempts logging once each, then 2 retries and 1 success from the hook.
+    assert_eq!(events.len(), 3 + 3, "{events:#?}");
+    for e in &events {
+        assert_eq!(e.spans, ["lookup"], "{e:#?}");
+    }
+    let decisions: Vec<Option<&str>> = events
+        .iter()
+        .filter(|e| e.target == "reflexio")
+        .map(|e| e.field("event"))
+        .collect();
+    assert_eq!(decisions, [Some("retry"), Some("retry"), Some("success")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_fn_called_inside_an_instrumented_fn_stays_in_its_span() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(subscriber(&capture));
+    let (out, ()) = tokio::join!(handle_request("ada"), neighbour());
+    assert_eq!(out, Ok(3));
+
+    let events = retried_call_events(&capture);
+    assert_eq!(events.len(), 3 + 3, "{events:#?}");
+    for e in &events {
+        assert_eq!(e.spans, ["handle_request"], "{e:#?}");
+    }
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.target == "reflexio")
+            .all(|e| e.field("operation") == Some("resolve"))
+    );
+}

@@ -41,7 +41,10 @@
 //!
 //! The events are emitted inside whatever span is current when the policy runs, so an
 //! `#[instrument]`ed function that retries sees every decision in its own span; with the async
-//! policy that span stays current across attempts and sleeps.
+//! policy that span stays current across attempts and sleeps. With both `#[retry]` and
+//! `#[instrument]` on one function, write `#[retry]` first (above): `#[instrument]` then wraps
+//! the whole retried call. In the other order it wraps each attempt, and the decisions are
+//! reported outside its span.
 
 use ::tracing::{Level, event};
 
