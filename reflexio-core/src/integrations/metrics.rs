@@ -41,13 +41,30 @@ use ::metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
 
 use crate::event::{EventKind, RetryEvent};
 
-/// The name of the counter of attempts.
+/// The name of the counter of attempts, labelled `operation`, `class`, `outcome`.
+///
+/// ```
+/// assert_eq!(reflexio_core::integrations::metrics::ATTEMPTS_TOTAL, "reflexio_attempts_total");
+/// ```
 pub const ATTEMPTS_TOTAL: &str = "reflexio_attempts_total";
-/// The name of the counter of retries.
+/// The name of the counter of retries, labelled `operation`, `class`.
+///
+/// ```
+/// assert_eq!(reflexio_core::integrations::metrics::RETRIES_TOTAL, "reflexio_retries_total");
+/// ```
 pub const RETRIES_TOTAL: &str = "reflexio_retries_total";
-/// The name of the counter of calls that gave up.
+/// The name of the counter of calls that gave up, labelled `operation`, `class`, `stop_reason`.
+///
+/// ```
+/// assert_eq!(reflexio_core::integrations::metrics::GIVEUPS_TOTAL, "reflexio_giveups_total");
+/// ```
 pub const GIVEUPS_TOTAL: &str = "reflexio_giveups_total";
-/// The name of the histogram of retry delays, in seconds.
+/// The name of the histogram of retry delays, in seconds, labelled `operation`, `class`.
+///
+/// ```
+/// use reflexio_core::integrations::metrics::RETRY_DELAY_SECONDS;
+/// assert_eq!(RETRY_DELAY_SECONDS, "reflexio_retry_delay_seconds");
+/// ```
 pub const RETRY_DELAY_SECONDS: &str = "reflexio_retry_delay_seconds";
 
 /// Records `event` in the [metrics](self#metrics) documented on this module, through the

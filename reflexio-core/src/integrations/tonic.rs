@@ -47,6 +47,14 @@ use crate::class::{Classification, ErrorClass};
 use crate::classify::Classify;
 
 /// The metadata key (a trailer) by which a gRPC server pushes back on retries (gRFC A6).
+///
+/// ```
+/// use reflexio_core::integrations::tonic::PUSHBACK_KEY;
+///
+/// // A server asking for 2 s before the next try:
+/// let mut status = tonic::Status::unavailable("overloaded");
+/// status.metadata_mut().insert(PUSHBACK_KEY, "2000".parse().unwrap());
+/// ```
 pub const PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
 
 /// Classifies a gRPC status code.
@@ -92,7 +100,19 @@ pub const fn classify_code(code: Code) -> ErrorClass {
     }
 }
 
-/// What the server's `grpc-retry-pushback-ms` says.
+/// What the server's `grpc-retry-pushback-ms` says, read by [`pushback`].
+///
+/// ```
+/// use std::time::Duration;
+/// use reflexio_core::integrations::tonic::{pushback, Pushback};
+///
+/// let mut status = tonic::Status::resource_exhausted("quota");
+/// status.metadata_mut().insert("grpc-retry-pushback-ms", "100".parse().unwrap());
+/// match pushback(&status) {
+///     Some(Pushback::RetryAfter(d)) => assert_eq!(d, Duration::from_millis(100)),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pushback {
     /// Retry no sooner than this.

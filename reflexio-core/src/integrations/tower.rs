@@ -86,6 +86,13 @@ pub struct RetryLayer<E> {
 
 impl<E> RetryLayer<E> {
     /// A layer retrying through `policy`, shared by every service it wraps.
+    ///
+    /// ```
+    /// use reflexio_core::{integrations::tower::RetryLayer, AsyncRetryPolicy, ServerError};
+    ///
+    /// let layer = RetryLayer::new(AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
+    /// # drop(layer);
+    /// ```
     #[must_use]
     pub fn new(policy: AsyncRetryPolicy<E>) -> Self {
         RetryLayer {
@@ -152,6 +159,14 @@ pub struct Retry<S, E> {
 
 impl<S, E> Retry<S, E> {
     /// Wraps `inner`, retrying through `policy`; the same as `RetryLayer::new(policy).layer(inner)`.
+    ///
+    /// ```
+    /// use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+    ///
+    /// let inner = String::from("any service");
+    /// let retry = Retry::new(inner, AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
+    /// assert_eq!(retry.get_ref(), "any service");
+    /// ```
     #[must_use]
     pub fn new(inner: S, policy: AsyncRetryPolicy<E>) -> Self {
         Retry {
@@ -161,17 +176,36 @@ impl<S, E> Retry<S, E> {
     }
 
     /// The wrapped service.
+    ///
+    /// ```
+    /// # use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+    /// let retry = Retry::new(7_u8, AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
+    /// assert_eq!(*retry.get_ref(), 7);
+    /// ```
     #[must_use]
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
 
     /// The wrapped service, mutably.
+    ///
+    /// ```
+    /// # use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+    /// let mut retry = Retry::new(7_u8, AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
+    /// *retry.get_mut() += 1;
+    /// assert_eq!(*retry.get_ref(), 8);
+    /// ```
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
 
     /// The wrapped service, consuming the wrapper.
+    ///
+    /// ```
+    /// # use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+    /// let retry = Retry::new(7_u8, AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
+    /// assert_eq!(retry.into_inner(), 7);
+    /// ```
     pub fn into_inner(self) -> S {
         self.inner
     }
@@ -196,6 +230,13 @@ impl<S: fmt::Debug, E> fmt::Debug for Retry<S, E> {
 }
 
 /// The future of [`Retry`]'s `call`: boxed, `Send`, `'static`, as axum and tonic need.
+///
+/// ```
+/// use reflexio_core::integrations::tower::RetryFuture;
+///
+/// fn assert_send_static<F: Send + 'static>() {}
+/// assert_send_static::<RetryFuture<String, std::io::Error>>();
+/// ```
 pub type RetryFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
 impl<S, Req, E> Service<Req> for Retry<S, E>
@@ -204,7 +245,7 @@ where
     S::Future: Send + 'static,
     S::Response: Send + 'static,
     Req: Clone + Send + 'static,
-    E: fmt::Debug + Send + Sync + 'static,
+    E: fmt::Debug + Send + 'static,
 {
     type Response = S::Response;
     type Error = E;
