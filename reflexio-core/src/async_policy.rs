@@ -4,7 +4,13 @@ use core::fmt;
 use core::time::Duration;
 use std::future::Future;
 
-use crate::engine::{Attempts, Config, Step};
+use std::future::poll_fn;
+use std::pin::pin;
+use std::task::Poll;
+
+use crate::engine::{Attempts, Config, Next};
+use crate::errors::RetryError;
+use crate::ok::{AcceptOk, OkClassifier};
 use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
 
 /// A retry policy for async operations: the same decisions as
@@ -39,19 +45,21 @@ use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
 /// assert_eq!(out, Ok(3));
 /// # }
 /// ```
-pub struct AsyncRetryPolicy<E> {
+pub struct AsyncRetryPolicy<E, R = AcceptOk> {
     config: Config<E>,
+    ok_rule: R,
 }
 
-impl<E> Clone for AsyncRetryPolicy<E> {
+impl<E, R: Clone> Clone for AsyncRetryPolicy<E, R> {
     fn clone(&self) -> Self {
         AsyncRetryPolicy {
             config: self.config.clone(),
+            ok_rule: self.ok_rule.clone(),
         }
     }
 }
 
-impl<E> fmt::Debug for AsyncRetryPolicy<E> {
+impl<E, R> fmt::Debug for AsyncRetryPolicy<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncRetryPolicy")
             .field("max_attempts", &self.config.max_attempts)
@@ -61,14 +69,23 @@ impl<E> fmt::Debug for AsyncRetryPolicy<E> {
     }
 }
 
-impl<E> AsyncRetryPolicy<E> {
-    pub(crate) fn from_config(config: Config<E>) -> Self {
-        AsyncRetryPolicy { config }
+impl<E, R> fmt::Display for AsyncRetryPolicy<E, R> {
+    /// The same as [`describe`](AsyncRetryPolicy::describe).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.config.describe(f)
     }
+}
 
+impl<E> AsyncRetryPolicy<E> {
     /// A builder with the defaults listed on [`PolicyBuilder`].
     pub fn builder() -> AsyncRetryPolicyBuilder<E> {
         PolicyBuilder::new()
+    }
+}
+
+impl<E, R> AsyncRetryPolicy<E, R> {
+    pub(crate) fn from_parts(config: Config<E>, ok_rule: R) -> Self {
+        AsyncRetryPolicy { config, ok_rule }
     }
 
     /// Calls `op` and awaits its future until it succeeds or the policy stops, sleeping
@@ -80,30 +97,95 @@ impl<E> AsyncRetryPolicy<E> {
     /// # Errors
     ///
     /// The error of the last attempt, when the policy stops.
-    pub async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
+    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
+        R: OkClassifier<T>,
     {
-        let mut attempts = self.config.start();
+        let mut attempts = self.config.start(&self.ok_rule, false);
+        self.drive(&mut attempts, op).await
+    }
+
+    /// Like [`call`](Self::call), but the error tells why the policy stopped, after how many
+    /// attempts and how long, with the last error inside ([`RetryError::into_inner`]).
+    ///
+    /// # Errors
+    ///
+    /// A [`RetryError`] wrapping the last attempt's error.
+    pub async fn execute<T, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: fmt::Debug,
+        R: OkClassifier<T>,
+    {
+        let mut attempts = self.config.start(&self.ok_rule, true);
+        let result = self.drive(&mut attempts, op).await;
+        attempts.finish(result)
+    }
+
+    async fn drive<T, F, Fut>(
+        &self,
+        attempts: &mut Attempts<'_, E, T, R>,
+        mut op: F,
+    ) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: fmt::Debug,
+        R: OkClassifier<T>,
+    {
+        let mut next = attempts.begin();
         loop {
-            let result = op().await;
-            match attempts.on_result(&result) {
-                Step::Return => return result,
-                Step::Sleep(delay) => {
-                    drop(result);
+            next = match next {
+                Next::Attempt => match self.__attempt(op()).await {
+                    Some(outcome) => attempts.record(outcome),
+                    None => attempts.record_timeout(),
+                },
+                Next::Sleep(delay) => {
                     self.__sleep(delay).await;
+                    attempts.resume()
                 }
-            }
+                Next::Done(result) => return result,
+            };
         }
+    }
+
+    /// A readable, multi-line snapshot of the policy; see
+    /// [`RetryPolicy::describe`](crate::RetryPolicy::describe).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        self.to_string()
     }
 
     /// Starts the per-call state that `#[retry]`-generated code drives. Not public API.
     #[doc(hidden)]
     #[must_use]
-    pub fn __start(&self) -> Attempts<'_, E> {
-        self.config.start()
+    pub fn __start<T>(&self) -> Attempts<'_, E, T, R> {
+        self.config.start(&self.ok_rule, false)
+    }
+
+    /// Runs one attempt under the attempt timeout, if any: `None` when it timed out (the
+    /// attempt's future is then dropped). Not public API.
+    #[doc(hidden)]
+    pub async fn __attempt<Fut: Future>(&self, attempt: Fut) -> Option<Fut::Output> {
+        let Some((timeout, _)) = self.config.attempt_timeout else {
+            return Some(attempt.await);
+        };
+        let mut attempt = pin!(attempt);
+        let mut timer = pin!(self.config.time.timer(timeout));
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = attempt.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Sleeps as the policy does between attempts. Not public API.

@@ -11,9 +11,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::budget::RetryBudget;
+use crate::circuit::{CircuitBreaker, Permit, Transition};
 use crate::class::{Classification, ErrorClass};
 use crate::classify::Classifier;
+use crate::errors::{AttemptTimedOut, CircuitOpen, RetryError};
 use crate::event::{EventKind, RetryEvent};
+use crate::ok::OkClassifier;
 use crate::strategies::{BackoffContext, Strategy};
 use crate::time::{Stamp, TimeSource};
 
@@ -31,6 +35,12 @@ pub enum StopReason {
     MaxUnknownRetries,
     /// The deadline passed, or waiting for the next attempt would reach it.
     DeadlineExceeded,
+    /// The shared [`RetryBudget`](crate::RetryBudget) had no tokens left for this retry.
+    BudgetExhausted,
+    /// The [`CircuitBreaker`](crate::CircuitBreaker) rejected the next attempt.
+    CircuitOpen,
+    /// The policy's `abort_if` condition said to stop.
+    Aborted,
 }
 
 impl StopReason {
@@ -47,6 +57,9 @@ impl StopReason {
             StopReason::MaxRetriesForClass => "max_retries_for_class",
             StopReason::MaxUnknownRetries => "max_unknown_retries",
             StopReason::DeadlineExceeded => "deadline_exceeded",
+            StopReason::BudgetExhausted => "budget_exhausted",
+            StopReason::CircuitOpen => "circuit_open",
+            StopReason::Aborted => "aborted",
         }
     }
 }
@@ -64,6 +77,12 @@ pub(crate) enum Decision {
     Stop(StopReason),
 }
 
+/// An async attempt timeout, with the conversion of its error into `E`.
+pub(crate) type AttemptTimeout<E> = (Duration, fn(AttemptTimedOut) -> E);
+
+/// A circuit breaker, with the conversion of its rejection into `E`.
+pub(crate) type Breaker<E> = (CircuitBreaker, fn(CircuitOpen) -> E);
+
 /// The event hook, as stored.
 pub(crate) type Hook = Arc<dyn Fn(&RetryEvent<'_>) + Send + Sync>;
 
@@ -79,6 +98,13 @@ pub(crate) struct Config<E> {
     pub(crate) operation: Option<Arc<str>>,
     pub(crate) hook: Option<Hook>,
     pub(crate) seed: Option<u64>,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    /// Turns a circuit rejection into `E`; set together with `breaker`.
+    pub(crate) circuit_open: Option<fn(CircuitOpen) -> E>,
+    /// The async attempt timeout and how to turn it into `E`.
+    pub(crate) attempt_timeout: Option<AttemptTimeout<E>>,
+    pub(crate) abort: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     /// Numbers the calls that need randomness, so a seeded policy gives each call its own
     /// (reproducible) jitter sequence.
     pub(crate) calls: Arc<AtomicU64>,
@@ -98,6 +124,11 @@ impl<E> Clone for Config<E> {
             operation: self.operation.clone(),
             hook: self.hook.clone(),
             seed: self.seed,
+            budget: self.budget.clone(),
+            breaker: self.breaker.clone(),
+            circuit_open: self.circuit_open,
+            attempt_timeout: self.attempt_timeout,
+            abort: self.abort.clone(),
             calls: self.calls.clone(),
             time: self.time.clone(),
         }
@@ -112,6 +143,69 @@ impl<E> Config<E> {
         }
     }
 
+    /// Writes the multi-line description of `describe()`.
+    pub(crate) fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::strategies::fmt_duration;
+        f.write_str("retry policy")?;
+        if let Some(op) = &self.operation {
+            write!(f, " `{op}`")?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "  max attempts: {} (the first included)",
+            self.max_attempts
+        )?;
+        f.write_str("  deadline: ")?;
+        match self.deadline {
+            Some(d) => fmt_duration(d, f)?,
+            None => f.write_str("none")?,
+        }
+        writeln!(f)?;
+        f.write_str("  unknown errors: ")?;
+        match self.max_unknown_retries {
+            Some(n) => writeln!(f, "at most {n} retries")?,
+            None => writeln!(f, "no own cap")?,
+        }
+        f.write_str("  default strategy: ")?;
+        self.default_strategy.describe(f)?;
+        writeln!(f)?;
+        for class in ErrorClass::ALL {
+            let i = class.index();
+            if !class.is_retryable() {
+                continue;
+            }
+            if self.class_strategies[i].is_none() && self.class_caps[i].is_none() {
+                continue;
+            }
+            write!(f, "  {class}: ")?;
+            self.strategy_for(class).describe(f)?;
+            if let Some(cap) = self.class_caps[i] {
+                write!(f, ", at most {cap} retries")?;
+            }
+            writeln!(f)?;
+        }
+        writeln!(f, "  never retried: auth, permission, permanent")?;
+        if let Some(b) = &self.budget {
+            writeln!(f, "  budget: {}", b.describe())?;
+        }
+        if let Some(b) = &self.breaker {
+            writeln!(f, "  {}", b.describe())?;
+        }
+        if let Some((t, _)) = self.attempt_timeout {
+            f.write_str("  attempt timeout: ")?;
+            fmt_duration(t, f)?;
+            writeln!(f)?;
+        }
+        if self.abort.is_some() {
+            writeln!(f, "  abort condition: set")?;
+        }
+        if let Some(seed) = self.seed {
+            writeln!(f, "  jitter seed: {seed}")?;
+        }
+        Ok(())
+    }
+
     fn rng_seed(&self) -> u64 {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         match self.seed {
@@ -121,15 +215,23 @@ impl<E> Config<E> {
         }
     }
 
-    /// Starts one call: the per-call state the drivers feed outcomes into.
-    pub(crate) fn start(&self) -> Attempts<'_, E> {
-        // The clock is read up front only when someone needs the elapsed time: a deadline or a
-        // hook. Otherwise a call that succeeds at once costs no clock read.
-        let start = (self.deadline.is_some() || self.hook.is_some()).then(|| self.time.now());
+    /// Starts one call: the per-call state the drivers feed outcomes into. `timed` reads the
+    /// clock now even without a deadline or a hook (for `execute`'s elapsed time).
+    pub(crate) fn start<'p, T, R>(&'p self, ok_rule: &'p R, timed: bool) -> Attempts<'p, E, T, R> {
+        // The clock is read up front only when someone needs the elapsed time: a deadline, a
+        // hook or `execute`. Otherwise a call that succeeds at once costs no clock read.
+        let start =
+            (timed || self.deadline.is_some() || self.hook.is_some()).then(|| self.time.now());
         Attempts {
             config: self,
+            ok_rule,
             engine: Engine::new(),
             start,
+            permit: None,
+            last: None,
+            last_class: None,
+            stop: None,
+            elapsed: Duration::ZERO,
         }
     }
 }
@@ -175,6 +277,11 @@ impl Engine {
             prev_delay: [None; 8],
             rng: None,
         }
+    }
+
+    /// The number of attempts made so far.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempt
     }
 
     /// Records the start of an attempt and returns its 1-based number.
@@ -247,9 +354,9 @@ impl Engine {
     }
 }
 
-/// What a driver does after an attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a driver that keeps each attempt's result itself does after an attempt.
 #[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Return the attempt's result.
     Return,
@@ -257,26 +364,58 @@ pub enum Step {
     Sleep(Duration),
 }
 
+/// What a driver does next.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Next<T, E> {
+    /// Make an attempt, then pass its outcome to [`Attempts::record`].
+    Attempt,
+    /// Sleep this long, then call [`Attempts::resume`].
+    Sleep(Duration),
+    /// The call is over: return this.
+    Done(Result<T, E>),
+}
+
 /// The state of one call of a policy, fed each attempt's outcome by a driver (the sync loop,
-/// the async loop, or code generated by `#[retry]`).
+/// the async loop, or code generated by `#[retry]`):
+///
+/// ```text
+/// let mut next = attempts.begin();
+/// loop {
+///     next = match next {
+///         Next::Attempt => attempts.record(op()),
+///         Next::Sleep(d) => { sleep(d); attempts.resume() }
+///         Next::Done(result) => return result,
+///     };
+/// }
+/// ```
 ///
 /// Not public API: reachable only through the facade's hidden `__private` module.
 #[doc(hidden)]
-pub struct Attempts<'p, E> {
+pub struct Attempts<'p, E, T, R> {
     config: &'p Config<E>,
+    ok_rule: &'p R,
     engine: Engine,
     start: Option<Stamp>,
+    /// The breaker's permit for the attempt in flight.
+    permit: Option<Permit>,
+    /// The last outcome, kept across the sleep: returned if the next attempt is rejected.
+    last: Option<Result<T, E>>,
+    last_class: Option<ErrorClass>,
+    stop: Option<StopReason>,
+    elapsed: Duration,
 }
 
-impl<E> fmt::Debug for Attempts<'_, E> {
+impl<E, T, R> fmt::Debug for Attempts<'_, E, T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Attempts")
             .field("engine", &self.engine)
+            .field("stop", &self.stop)
             .finish_non_exhaustive()
     }
 }
 
-impl<E: fmt::Debug> Attempts<'_, E> {
+impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
     fn elapsed(&mut self) -> Duration {
         if let Some(start) = self.start {
             self.config.time.since(start)
@@ -296,53 +435,231 @@ impl<E: fmt::Debug> Attempts<'_, E> {
         }
     }
 
-    /// Feeds the outcome of one attempt and says what to do next. Emits the event.
+    fn event(&self, kind: EventKind, attempt: u32, elapsed: Duration) -> RetryEvent<'_> {
+        RetryEvent {
+            kind,
+            stop: None,
+            attempt,
+            class: None,
+            delay: None,
+            elapsed,
+            operation: self.config.operation.as_deref(),
+            error: None,
+        }
+    }
+
+    fn emit_transition(&mut self, transition: Option<Transition>, attempt: u32) {
+        if let Some(t) = transition
+            && self.config.hook.is_some()
+        {
+            let kind = match t {
+                Transition::Opened => EventKind::CircuitOpened,
+                Transition::HalfOpened => EventKind::CircuitHalfOpen,
+                Transition::Closed => EventKind::CircuitClosed,
+            };
+            let elapsed = self.elapsed();
+            self.emit(&self.event(kind, attempt, elapsed));
+        }
+    }
+
+    /// Starts the call: counts it in the budget, then asks the breaker for the first attempt.
     #[inline]
-    pub fn on_result<T>(&mut self, result: &Result<T, E>) -> Step {
-        let attempt = self.engine.begin_attempt();
-        match result {
-            Ok(_) => {
-                if self.config.hook.is_some() {
-                    let elapsed = self.elapsed();
-                    self.emit(&RetryEvent {
-                        kind: EventKind::Success,
-                        stop: None,
-                        attempt,
-                        class: None,
-                        delay: None,
-                        elapsed,
-                        operation: self.config.operation.as_deref(),
-                        error: None,
-                    });
-                }
-                Step::Return
+    pub fn begin(&mut self) -> Next<T, E> {
+        if let Some(budget) = &self.config.budget {
+            budget.record_call();
+        }
+        self.admit()
+    }
+
+    /// After a sleep: asks the breaker for the next attempt.
+    pub fn resume(&mut self) -> Next<T, E> {
+        self.admit()
+    }
+
+    #[inline]
+    fn admit(&mut self) -> Next<T, E> {
+        let Some(breaker) = &self.config.breaker else {
+            return Next::Attempt;
+        };
+        let next_attempt = self.engine.attempts().saturating_add(1);
+        match breaker.acquire() {
+            Ok((permit, transition)) => {
+                self.permit = Some(permit);
+                self.emit_transition(transition, next_attempt);
+                Next::Attempt
             }
-            Err(error) => self.on_error(attempt, error),
+            Err(open) => self.reject(open, next_attempt),
         }
     }
 
     #[cold]
-    fn on_error(&mut self, attempt: u32, error: &E) -> Step {
-        let classification = self.config.classifier.classify(error);
+    fn reject(&mut self, open: CircuitOpen, attempt: u32) -> Next<T, E> {
         let elapsed = self.elapsed();
-        let config = self.config;
-        let decision = self
-            .engine
-            .on_failure(config, classification, elapsed, || config.rng_seed());
-        let (kind, stop, delay, next) = match decision {
-            Decision::Retry(d) => (EventKind::Retry, None, Some(d), Step::Sleep(d)),
-            Decision::Stop(reason) => (EventKind::GaveUp, Some(reason), None, Step::Return),
+        self.elapsed = elapsed;
+        self.stop = Some(StopReason::CircuitOpen);
+        if self.config.hook.is_some() {
+            self.emit(&self.event(EventKind::CircuitRejected, attempt, elapsed));
+            let mut gave_up = self.event(EventKind::GaveUp, attempt, elapsed);
+            gave_up.stop = Some(StopReason::CircuitOpen);
+            gave_up.class = self.last_class;
+            self.emit(&gave_up);
+        }
+        match self.last.take() {
+            Some(last) => Next::Done(last),
+            // The builder sets the conversion whenever it sets a breaker.
+            None => Next::Done(Err((self
+                .config
+                .circuit_open
+                .expect("a policy with a circuit breaker has a conversion"))(
+                open
+            ))),
+        }
+    }
+
+    /// Feeds the outcome of one attempt and says what to do next. Emits the event.
+    #[inline]
+    pub fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
+        match self.decide(&outcome, None) {
+            Some(delay) => {
+                self.last = Some(outcome);
+                Next::Sleep(delay)
+            }
+            None => Next::Done(outcome),
+        }
+    }
+
+    /// Feeds an attempt that exceeded the policy's attempt timeout: a `Transient` failure.
+    ///
+    /// # Panics
+    ///
+    /// If the policy has no attempt timeout (drivers call it only when one fired).
+    pub fn record_timeout(&mut self) -> Next<T, E> {
+        let (timeout, into) = self
+            .config
+            .attempt_timeout
+            .expect("only policies with an attempt timeout time out");
+        self.record_forced(
+            Err(into(AttemptTimedOut::new(timeout))),
+            ErrorClass::Transient.into(),
+        )
+    }
+
+    fn record_forced(&mut self, outcome: Result<T, E>, c: Classification) -> Next<T, E> {
+        match self.decide(&outcome, Some(c)) {
+            Some(delay) => {
+                self.last = Some(outcome);
+                Next::Sleep(delay)
+            }
+            None => Next::Done(outcome),
+        }
+    }
+
+    /// Feeds the outcome of one attempt by reference: `Step::Sleep` or `Step::Return`. For
+    /// drivers that keep the result themselves; the circuit breaker is not consulted between
+    /// attempts on this path.
+    #[inline]
+    pub fn on_result(&mut self, outcome: &Result<T, E>) -> Step {
+        match self.decide(outcome, None) {
+            Some(delay) => Step::Sleep(delay),
+            None => Step::Return,
+        }
+    }
+
+    /// Decides what follows one attempt: `Some(delay)` to retry, `None` when the call is over.
+    #[inline]
+    fn decide(
+        &mut self,
+        outcome: &Result<T, E>,
+        forced: Option<Classification>,
+    ) -> Option<Duration> {
+        let attempt = self.engine.begin_attempt();
+        let failure = match (forced, outcome) {
+            (Some(c), _) => Some(c),
+            (None, Ok(value)) => self.ok_rule.classify_ok(value),
+            (None, Err(error)) => Some(self.config.classifier.classify(error)),
         };
-        self.emit(&RetryEvent {
-            kind,
-            stop,
-            attempt,
-            class: Some(classification.class),
-            delay,
-            elapsed,
-            operation: self.config.operation.as_deref(),
-            error: Some(error),
-        });
-        next
+        match failure {
+            None => {
+                self.succeed(attempt);
+                None
+            }
+            Some(c) => self.fail(attempt, c, outcome.as_ref().err()),
+        }
+    }
+
+    #[inline]
+    fn succeed(&mut self, attempt: u32) {
+        if let Some(permit) = self.permit.take()
+            && let Some(breaker) = &self.config.breaker
+        {
+            let t = breaker.record(permit, None);
+            self.emit_transition(t, attempt);
+        }
+        if let Some(budget) = &self.config.budget {
+            budget.record_success(self.last_class);
+        }
+        if self.config.hook.is_some() {
+            let elapsed = self.elapsed();
+            self.emit(&self.event(EventKind::Success, attempt, elapsed));
+        }
+    }
+
+    #[cold]
+    fn fail(&mut self, attempt: u32, c: Classification, error: Option<&E>) -> Option<Duration> {
+        let elapsed = self.elapsed();
+        self.elapsed = elapsed;
+        self.last_class = Some(c.class);
+        if let Some(permit) = self.permit.take()
+            && let Some(breaker) = &self.config.breaker
+        {
+            let t = breaker.record(permit, Some(c.class));
+            self.emit_transition(t, attempt);
+        }
+        let config = self.config;
+        let mut decision = self
+            .engine
+            .on_failure(config, c, elapsed, || config.rng_seed());
+        if let Decision::Retry(_) = decision {
+            if config.abort.as_ref().is_some_and(|abort| abort()) {
+                decision = Decision::Stop(StopReason::Aborted);
+            } else if config
+                .budget
+                .as_ref()
+                .is_some_and(|b| !b.try_retry(c.class))
+            {
+                decision = Decision::Stop(StopReason::BudgetExhausted);
+            }
+        }
+        if config.hook.is_some() {
+            let mut event = self.event(EventKind::Retry, attempt, elapsed);
+            event.class = Some(c.class);
+            event.error = error.map(|e| e as &dyn fmt::Debug);
+            match decision {
+                Decision::Retry(d) => event.delay = Some(d),
+                Decision::Stop(reason) => {
+                    event.kind = EventKind::GaveUp;
+                    event.stop = Some(reason);
+                }
+            }
+            self.emit(&event);
+        }
+        match decision {
+            Decision::Retry(d) => Some(d),
+            Decision::Stop(reason) => {
+                self.stop = Some(reason);
+                None
+            }
+        }
+    }
+
+    /// Turns the final result into `execute`'s: the error with why and when the policy stopped.
+    pub(crate) fn finish(&mut self, result: Result<T, E>) -> Result<T, RetryError<E>> {
+        result.map_err(|error| RetryError {
+            error,
+            stop: self.stop.unwrap_or(StopReason::NonRetryable),
+            attempts: self.engine.attempts(),
+            last_class: self.last_class,
+            elapsed: self.elapsed,
+        })
     }
 }

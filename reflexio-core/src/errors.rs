@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use crate::class::{Classification, ErrorClass};
 use crate::classify::Classify;
+use crate::engine::StopReason;
 
 /// A message that costs nothing to build from a `&'static str`.
 type Message = Cow<'static, str>;
@@ -272,3 +273,191 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The error of a call rejected by an open [`CircuitBreaker`](crate::CircuitBreaker), without
+/// calling the operation.
+///
+/// A policy with a circuit breaker returns it, converted with `From<CircuitOpen>` into the
+/// policy's error type, when the first attempt of a call is rejected. (A call rejected before
+/// a retry returns its last real error instead.)
+///
+/// ```
+/// use std::time::Duration;
+/// let e = reflexio_core::CircuitOpen::new(Duration::from_secs(3));
+/// assert_eq!(e.retry_in(), Duration::from_secs(3));
+/// assert_eq!(e.to_string(), "circuit breaker is open: call rejected (probing again in 3s)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CircuitOpen {
+    retry_in: Duration,
+}
+
+impl CircuitOpen {
+    /// A rejection by a circuit that stays open for `retry_in` more.
+    #[must_use]
+    pub const fn new(retry_in: Duration) -> Self {
+        CircuitOpen { retry_in }
+    }
+
+    /// How long until the circuit lets a probe through.
+    #[must_use]
+    pub const fn retry_in(&self) -> Duration {
+        self.retry_in
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("circuit breaker is open: call rejected (probing again in ")?;
+        crate::strategies::fmt_duration(self.retry_in, f)?;
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for CircuitOpen {}
+
+/// A rejected call is `Transient`: the dependency may recover, after `retry_in`.
+impl Classify for CircuitOpen {
+    fn classification(&self) -> Classification {
+        Classification::new(ErrorClass::Transient).with_retry_after(self.retry_in)
+    }
+}
+
+/// So that `io::Result` operations can use a circuit breaker: the kind is `Other`.
+impl From<CircuitOpen> for std::io::Error {
+    fn from(e: CircuitOpen) -> Self {
+        std::io::Error::other(e)
+    }
+}
+
+/// The error of an async attempt that ran longer than the policy's `attempt_timeout`: it was
+/// dropped (cancelled) and counts as a [`Transient`](ErrorClass::Transient) failure.
+///
+/// ```
+/// use std::time::Duration;
+/// let e = reflexio_core::AttemptTimedOut::new(Duration::from_millis(500));
+/// assert_eq!(e.to_string(), "attempt timed out after 500ms");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptTimedOut {
+    timeout: Duration,
+}
+
+impl AttemptTimedOut {
+    /// An attempt cancelled after `timeout`.
+    #[must_use]
+    pub const fn new(timeout: Duration) -> Self {
+        AttemptTimedOut { timeout }
+    }
+
+    /// The timeout that was exceeded.
+    #[must_use]
+    pub const fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+impl fmt::Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("attempt timed out after ")?;
+        crate::strategies::fmt_duration(self.timeout, f)
+    }
+}
+
+impl std::error::Error for AttemptTimedOut {}
+
+impl Classify for AttemptTimedOut {
+    fn classification(&self) -> Classification {
+        Classification::new(ErrorClass::Transient)
+    }
+}
+
+/// So that `io::Result` operations can use an attempt timeout: the kind is `TimedOut`.
+impl From<AttemptTimedOut> for std::io::Error {
+    fn from(e: AttemptTimedOut) -> Self {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// The error of `execute`: the last attempt's own error, with why and when the policy stopped.
+///
+/// # Examples
+///
+/// ```
+/// use std::error::Error as _;
+/// use reflexio_core::{strategies::no_delay, ErrorClass, RetryPolicy, StopReason, TransientError};
+///
+/// let policy = RetryPolicy::builder().strategy(no_delay()).max_attempts(3).build().unwrap();
+/// let err = policy.execute(|| Err::<(), _>(TransientError::new("down"))).unwrap_err();
+/// assert_eq!(err.stop_reason(), StopReason::MaxAttempts);
+/// assert_eq!(err.attempts(), 3);
+/// assert_eq!(err.last_class(), Some(ErrorClass::Transient));
+/// assert_eq!(err.source().unwrap().to_string(), "transient error: down");
+/// assert_eq!(err.into_inner().message(), "down");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryError<E> {
+    pub(crate) error: E,
+    pub(crate) stop: StopReason,
+    pub(crate) attempts: u32,
+    pub(crate) last_class: Option<ErrorClass>,
+    pub(crate) elapsed: Duration,
+}
+
+impl<E> RetryError<E> {
+    /// Why the policy stopped.
+    #[must_use]
+    pub fn stop_reason(&self) -> StopReason {
+        self.stop
+    }
+
+    /// How many attempts were made (0 when an open circuit rejected the first one).
+    #[must_use]
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The class of the last failure, if an attempt was made.
+    #[must_use]
+    pub fn last_class(&self) -> Option<ErrorClass> {
+        self.last_class
+    }
+
+    /// The time from the start of the call to the decision to stop.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// The last attempt's error.
+    #[must_use]
+    pub fn inner(&self) -> &E {
+        &self.error
+    }
+
+    /// The last attempt's error, by value.
+    #[must_use]
+    pub fn into_inner(self) -> E {
+        self.error
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RetryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "gave up after {} attempt{} ({}) in ",
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" },
+            self.stop
+        )?;
+        crate::strategies::fmt_duration(self.elapsed, f)?;
+        write!(f, ": {}", self.error)
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}

@@ -18,6 +18,15 @@ pub enum EventKind {
     /// The attempt failed and the policy stopped, for the reason in `stop`; the last error is
     /// returned.
     GaveUp,
+    /// The circuit breaker opened (after this attempt's failure, or a failed probe).
+    CircuitOpened,
+    /// The circuit breaker's open period ended: this attempt is a probe.
+    CircuitHalfOpen,
+    /// A successful probe closed the circuit breaker.
+    CircuitClosed,
+    /// The open circuit breaker rejected this attempt; the operation was not called. A
+    /// `GaveUp` event with [`StopReason::CircuitOpen`] follows.
+    CircuitRejected,
 }
 
 impl EventKind {
@@ -32,6 +41,10 @@ impl EventKind {
             EventKind::Success => "success",
             EventKind::Retry => "retry",
             EventKind::GaveUp => "gave_up",
+            EventKind::CircuitOpened => "circuit_opened",
+            EventKind::CircuitHalfOpen => "circuit_half_open",
+            EventKind::CircuitClosed => "circuit_closed",
+            EventKind::CircuitRejected => "circuit_rejected",
         }
     }
 }
@@ -44,8 +57,10 @@ impl fmt::Display for EventKind {
 
 /// One retry decision, passed to the policy's `on_event` hook.
 ///
-/// Every call reports exactly one event per attempt: `Retry` for each failed attempt that is
-/// retried, then one `Success` or one `GaveUp`.
+/// Every call reports one event per attempt: `Retry` for each failed attempt that is retried,
+/// then one `Success` or one `GaveUp`. A policy with a circuit breaker also reports the
+/// breaker's state changes its calls cause (`CircuitOpened`, `CircuitHalfOpen`,
+/// `CircuitClosed`) and its rejections (`CircuitRejected`, then `GaveUp`).
 ///
 /// Its `Display` is one readable line:
 ///
@@ -118,6 +133,10 @@ impl fmt::Display for RetryEvent<'_> {
         write!(f, "attempt {}", self.attempt)?;
         match self.kind {
             EventKind::Success => f.write_str(" succeeded")?,
+            EventKind::CircuitOpened => f.write_str(": circuit opened")?,
+            EventKind::CircuitHalfOpen => f.write_str(": circuit half-open, probing")?,
+            EventKind::CircuitClosed => f.write_str(": circuit closed")?,
+            EventKind::CircuitRejected => f.write_str(" rejected: circuit open")?,
             EventKind::Retry | EventKind::GaveUp => {
                 f.write_str(" failed")?;
                 if let Some(class) = self.class {

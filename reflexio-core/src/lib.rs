@@ -28,21 +28,28 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod async_policy;
+mod budget;
+mod circuit;
 mod class;
 mod classify;
+mod clock;
 mod engine;
 mod errors;
 mod event;
 pub mod http;
 pub mod integrations;
 mod macro_support;
+mod ok;
 mod policy;
 pub mod sql;
 pub mod strategies;
 pub mod testing;
 mod time;
+mod window;
 
 pub use async_policy::AsyncRetryPolicy;
+pub use budget::{RatioBudgetBuilder, RetryBudget, TokenBucketBuilder};
+pub use circuit::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
 pub use class::{Classification, ErrorClass};
 pub use classify::{
     Classifier, Classify, DefaultClassifier, classify_error_chain, classify_io_kind,
@@ -50,15 +57,18 @@ pub use classify::{
 };
 pub use engine::StopReason;
 pub use errors::{
-    ConcurrencyError, ConfigError, ConfigProblem, PermanentError, RateLimitError, ServerError,
-    TransientError,
+    AttemptTimedOut, CircuitOpen, ConcurrencyError, ConfigError, ConfigProblem, PermanentError,
+    RateLimitError, RetryError, ServerError, TransientError,
 };
 pub use event::{EventKind, RetryEvent};
-pub use policy::{AsyncRetryPolicyBuilder, PolicyBuilder, RetryPolicy, RetryPolicyBuilder};
+pub use ok::{AcceptOk, OkClassifier, OkRule};
+pub use policy::{
+    AsyncRetryPolicyBuilder, Blocking, NonBlocking, PolicyBuilder, RetryPolicy, RetryPolicyBuilder,
+};
 
 /// Items used by code that `#[retry]` generates. Not public API: no stability guarantee.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::engine::{Attempts, Step};
+    pub use crate::engine::{Attempts, Next, Step};
     pub use crate::macro_support::*;
 }

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::async_policy::AsyncRetryPolicy;
-use crate::class::ErrorClass;
+use crate::budget::RetryBudget;
+use crate::circuit::CircuitBreaker;
+use crate::class::{Classification, ErrorClass};
 use crate::classify::{Classifier, DefaultClassifier};
-use crate::engine::{Attempts, Config, Hook, Step};
-use crate::errors::{ConfigError, ConfigProblem};
+use crate::engine::{AttemptTimeout, Attempts, Breaker, Config, Hook, Next};
+use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem, RetryError};
 use crate::event::RetryEvent;
+use crate::ok::{AcceptOk, OkClassifier, OkRule};
 use crate::strategies::{Strategy, decorrelated_jitter};
 use crate::testing::VirtualClock;
 use crate::time::{CustomSleeper, TimeSource};
@@ -20,7 +23,16 @@ use crate::time::{CustomSleeper, TimeSource};
 pub(crate) const DEFAULT_STRATEGY: crate::strategies::DecorrelatedJitter =
     decorrelated_jitter().max(Duration::from_secs(5));
 
-/// Builds a [`RetryPolicy`] or an [`AsyncRetryPolicy`] (`P`), classifying errors `E` with `C`.
+/// Marks a [`PolicyBuilder`] that builds a [`RetryPolicy`].
+#[derive(Debug, Clone, Copy)]
+pub struct Blocking;
+
+/// Marks a [`PolicyBuilder`] that builds an [`AsyncRetryPolicy`].
+#[derive(Debug, Clone, Copy)]
+pub struct NonBlocking;
+
+/// Builds a [`RetryPolicy`] (`K` = [`Blocking`]) or an [`AsyncRetryPolicy`]
+/// (`K` = [`NonBlocking`]), classifying errors `E` with `C` and `Ok` values with `R`.
 ///
 /// Made by [`RetryPolicy::builder`] or [`AsyncRetryPolicy::builder`]; see
 /// [`RetryPolicyBuilder`] and [`AsyncRetryPolicyBuilder`].
@@ -36,8 +48,9 @@ pub(crate) const DEFAULT_STRATEGY: crate::strategies::DecorrelatedJitter =
 /// | `max_unknown_retries` | `Some(2)` |
 /// | `deadline` | 60 s, on a monotonic clock |
 /// | `operation`, `on_event`, `seed` | none |
+/// | `budget`, `circuit_breaker`, `abort_if`, `retry_if_ok`, `attempt_timeout` | none |
 #[must_use = "a builder does nothing until `build()` is called"]
-pub struct PolicyBuilder<E, C, P> {
+pub struct PolicyBuilder<E, C, K, R = AcceptOk> {
     classifier: C,
     default_strategy: Arc<dyn Strategy>,
     class_strategies: [Option<Arc<dyn Strategy>>; 8],
@@ -50,17 +63,23 @@ pub struct PolicyBuilder<E, C, P> {
     seed: Option<u64>,
     clock: Option<VirtualClock>,
     sleeper: Option<CustomSleeper>,
-    _marker: PhantomData<fn(&E) -> P>,
+    budget: Option<RetryBudget>,
+    breaker: Option<Breaker<E>>,
+    attempt_timeout: Option<AttemptTimeout<E>>,
+    abort: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    ok_rule: R,
+    _marker: PhantomData<fn(&E) -> K>,
 }
 
 /// The builder of a [`RetryPolicy`], from [`RetryPolicy::builder`].
-pub type RetryPolicyBuilder<E, C = DefaultClassifier> = PolicyBuilder<E, C, RetryPolicy<E>>;
+pub type RetryPolicyBuilder<E, C = DefaultClassifier, R = AcceptOk> =
+    PolicyBuilder<E, C, Blocking, R>;
 
 /// The builder of an [`AsyncRetryPolicy`], from [`AsyncRetryPolicy::builder`].
-pub type AsyncRetryPolicyBuilder<E, C = DefaultClassifier> =
-    PolicyBuilder<E, C, AsyncRetryPolicy<E>>;
+pub type AsyncRetryPolicyBuilder<E, C = DefaultClassifier, R = AcceptOk> =
+    PolicyBuilder<E, C, NonBlocking, R>;
 
-impl<E, P> PolicyBuilder<E, DefaultClassifier, P> {
+impl<E, K> PolicyBuilder<E, DefaultClassifier, K> {
     pub(crate) fn new() -> Self {
         PolicyBuilder {
             classifier: DefaultClassifier,
@@ -75,12 +94,17 @@ impl<E, P> PolicyBuilder<E, DefaultClassifier, P> {
             seed: None,
             clock: None,
             sleeper: None,
+            budget: None,
+            breaker: None,
+            attempt_timeout: None,
+            abort: None,
+            ok_rule: AcceptOk,
             _marker: PhantomData,
         }
     }
 }
 
-impl<E, C, P> PolicyBuilder<E, C, P> {
+impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     /// Sets how errors are classified: a closure `|e: &E| -> ErrorClass` (or `-> Classification`),
     /// or any [`Classifier`].
     ///
@@ -95,10 +119,16 @@ impl<E, C, P> PolicyBuilder<E, C, P> {
     ///     .unwrap();
     /// # let _: &RetryPolicy<Timeout> = &policy;
     /// ```
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<E, C2, P>
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<E, C2, K, R>
     where
         C2: Classifier<E> + Send + Sync + 'static,
     {
+        self.map(|_, ok_rule| (classifier, ok_rule))
+    }
+
+    /// The same settings with the classifier and `Ok` rule mapped by `f`.
+    fn map<C2, R2>(self, f: impl FnOnce(C, R) -> (C2, R2)) -> PolicyBuilder<E, C2, K, R2> {
+        let (classifier, ok_rule) = f(self.classifier, self.ok_rule);
         PolicyBuilder {
             classifier,
             default_strategy: self.default_strategy,
@@ -112,6 +142,11 @@ impl<E, C, P> PolicyBuilder<E, C, P> {
             seed: self.seed,
             clock: self.clock,
             sleeper: self.sleeper,
+            budget: self.budget,
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+            abort: self.abort,
+            ok_rule,
             _marker: PhantomData,
         }
     }
@@ -209,7 +244,81 @@ impl<E, C, P> PolicyBuilder<E, C, P> {
         self
     }
 
+    /// Shares a [`RetryBudget`] with other calls and policies: before every retry the policy
+    /// asks it for tokens, and stops with
+    /// [`StopReason::BudgetExhausted`](crate::StopReason::BudgetExhausted) when there are none.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Guards calls with a [`CircuitBreaker`]: while it is open, calls fail fast without
+    /// calling the operation. A call rejected at its first attempt returns
+    /// `E::from(CircuitOpen)`; one rejected before a retry returns its last error and stops
+    /// with [`StopReason::CircuitOpen`](crate::StopReason::CircuitOpen).
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self
+    where
+        E: From<CircuitOpen>,
+    {
+        self.breaker = Some((breaker, E::from));
+        self
+    }
+
+    /// Checks `abort` before every sleep; when it returns true the policy stops with
+    /// [`StopReason::Aborted`](crate::StopReason::Aborted) and returns the last error. Use it
+    /// with a shutdown flag or a cancellation token.
+    ///
+    /// ```
+    /// use std::sync::{atomic::{AtomicBool, Ordering}, Arc};
+    /// use reflexio_core::{strategies::no_delay, RetryPolicy, StopReason, TransientError};
+    ///
+    /// let shutting_down = Arc::new(AtomicBool::new(true));
+    /// let flag = shutting_down.clone();
+    /// let policy = RetryPolicy::builder()
+    ///     .strategy(no_delay())
+    ///     .abort_if(move || flag.load(Ordering::Relaxed))
+    ///     .build()
+    ///     .unwrap();
+    /// let err = policy.execute(|| Err::<(), _>(TransientError::new("down"))).unwrap_err();
+    /// assert_eq!((err.stop_reason(), err.attempts()), (StopReason::Aborted, 1));
+    /// ```
+    pub fn abort_if<F>(mut self, abort: F) -> Self
+    where
+        F: Fn() -> bool + Send + Sync + 'static,
+    {
+        self.abort = Some(Arc::new(abort));
+        self
+    }
+
+    /// Retries some `Ok` values too: `rule` returns `None` for a success, or the class of a
+    /// value that is really a failure (an HTTP response with status 503, say). Such a value is
+    /// retried like an error of that class; when the policy stops, the last value is returned
+    /// as `Ok`. The policy's type then names `T`: `RetryPolicy<E, OkRule<T>>`.
+    ///
+    /// ```
+    /// use reflexio_core::{http::classify_status, strategies::no_delay, RetryPolicy};
+    ///
+    /// let policy = RetryPolicy::<std::io::Error>::builder()
+    ///     .strategy(no_delay())
+    ///     .retry_if_ok(|status: &u16| (*status >= 500).then(|| classify_status(*status)))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut replies = vec![200, 503, 503].into_iter().rev();
+    /// assert_eq!(policy.call(|| Ok(replies.next().unwrap())).unwrap(), 200);
+    /// ```
+    pub fn retry_if_ok<T, F, Cl>(self, rule: F) -> PolicyBuilder<E, C, K, OkRule<T>>
+    where
+        F: Fn(&T) -> Option<Cl> + Send + Sync + 'static,
+        Cl: Into<Classification>,
+    {
+        self.map(|classifier, _| (classifier, OkRule::new(rule)))
+    }
+
     fn check(&self) -> Result<(), ConfigError> {
+        ConfigError::from_problems(self.problems())
+    }
+
+    fn problems(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         if self.max_attempts == 0 {
             problems.push(ConfigProblem::ZeroMaxAttempts);
@@ -234,15 +343,25 @@ impl<E, C, P> PolicyBuilder<E, C, P> {
                 });
             }
         }
-        ConfigError::from_problems(problems)
+        if self.attempt_timeout.is_some_and(|(t, _)| t.is_zero()) {
+            problems.push(ConfigProblem::Invalid {
+                setting: "attempt_timeout",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        problems
     }
 
-    fn into_config(self, time: TimeSource) -> Result<Config<E>, ConfigError>
+    fn into_parts(self, time: TimeSource) -> Result<(Config<E>, R), ConfigError>
     where
         C: Classifier<E> + Send + Sync + 'static,
     {
         self.check()?;
-        Ok(Config {
+        let (breaker, circuit_open) = match self.breaker {
+            Some((b, into)) => (Some(b), Some(into)),
+            None => (None, None),
+        };
+        let config = Config {
             classifier: Arc::new(self.classifier),
             default_strategy: self.default_strategy,
             class_strategies: self.class_strategies,
@@ -253,13 +372,19 @@ impl<E, C, P> PolicyBuilder<E, C, P> {
             operation: self.operation,
             hook: self.hook,
             seed: self.seed,
+            budget: self.budget,
+            breaker,
+            circuit_open,
+            attempt_timeout: self.attempt_timeout,
+            abort: self.abort,
             calls: Arc::new(AtomicU64::new(0)),
             time,
-        })
+        };
+        Ok((config, self.ok_rule))
     }
 }
 
-impl<E, C> PolicyBuilder<E, C, RetryPolicy<E>>
+impl<E, C, R> PolicyBuilder<E, C, Blocking, R>
 where
     C: Classifier<E> + Send + Sync + 'static,
 {
@@ -268,18 +393,17 @@ where
     /// # Errors
     ///
     /// A [`ConfigError`] naming every setting that cannot work.
-    pub fn build(self) -> Result<RetryPolicy<E>, ConfigError> {
+    pub fn build(self) -> Result<RetryPolicy<E, R>, ConfigError> {
         let time = match &self.clock {
             Some(clock) => TimeSource::Virtual(clock.clone()),
             None => TimeSource::Blocking,
         };
-        Ok(RetryPolicy {
-            config: self.into_config(time)?,
-        })
+        let (config, ok_rule) = self.into_parts(time)?;
+        Ok(RetryPolicy { config, ok_rule })
     }
 }
 
-impl<E, C> PolicyBuilder<E, C, AsyncRetryPolicy<E>> {
+impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
     /// Sleeps with a custom async sleeper instead of the default (tokio's timer with the
     /// `tokio` feature, else `futures-timer` with that feature): any
     /// `Fn(Duration) -> impl Future<Output = ()>`, for another executor.
@@ -304,9 +428,21 @@ impl<E, C> PolicyBuilder<E, C, AsyncRetryPolicy<E>> {
         self.sleeper = Some(Arc::new(move |d| Box::pin(sleeper(d))));
         self
     }
+
+    /// Cancels an attempt that runs longer than `timeout`: its future is dropped and the
+    /// attempt counts as a `Transient` failure, with the error `E::from(AttemptTimedOut)`.
+    /// The timer is the policy's own sleeper, so it needs no specific runtime (and follows a
+    /// [`VirtualClock`] or tokio's paused time in tests). `build()` rejects zero.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self
+    where
+        E: From<AttemptTimedOut>,
+    {
+        self.attempt_timeout = Some((timeout, E::from));
+        self
+    }
 }
 
-impl<E, C> PolicyBuilder<E, C, AsyncRetryPolicy<E>>
+impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R>
 where
     C: Classifier<E> + Send + Sync + 'static,
 {
@@ -317,17 +453,13 @@ where
     /// A [`ConfigError`] naming every setting that cannot work, including a missing async
     /// sleeper when both the `tokio` and `futures-timer` features are off and neither
     /// `.sleeper(..)` nor `.clock(..)` is set.
-    pub fn build(self) -> Result<AsyncRetryPolicy<E>, ConfigError> {
+    pub fn build(self) -> Result<AsyncRetryPolicy<E, R>, ConfigError> {
         let time = match (&self.clock, &self.sleeper) {
             (Some(clock), _) => TimeSource::Virtual(clock.clone()),
             (None, Some(sleeper)) => TimeSource::Custom(sleeper.clone()),
             (None, None) => {
                 let Some(time) = TimeSource::default_async() else {
-                    let mut problems = self
-                        .check()
-                        .err()
-                        .map(|e| e.problems().to_vec())
-                        .unwrap_or_default();
+                    let mut problems = self.problems();
                     problems.push(ConfigProblem::Invalid {
                         setting: "sleeper",
                         reason: "is required: enable the `tokio` or `futures-timer` feature, \
@@ -339,11 +471,12 @@ where
                 time
             }
         };
-        Ok(AsyncRetryPolicy::from_config(self.into_config(time)?))
+        let (config, ok_rule) = self.into_parts(time)?;
+        Ok(AsyncRetryPolicy::from_parts(config, ok_rule))
     }
 }
 
-impl<E, C, P> fmt::Debug for PolicyBuilder<E, C, P> {
+impl<E, C, K, R> fmt::Debug for PolicyBuilder<E, C, K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
             .field("max_attempts", &self.max_attempts)
@@ -356,9 +489,10 @@ impl<E, C, P> fmt::Debug for PolicyBuilder<E, C, P> {
 /// A retry policy for synchronous operations: retries `op` with per-class strategies and limits,
 /// blocking the thread between attempts.
 ///
-/// Generic over the error type only: the classifier, strategies and hook sit behind trait
-/// objects (they run only on failure), so a policy is a nameable type that fits in a `static`.
-/// It is `Send + Sync` and cheap to clone; share it with `&'static`, `Arc` or a clone.
+/// Generic over the error type only (and, after `.retry_if_ok(..)`, the `Ok` rule `R`): the
+/// classifier, strategies and hook sit behind trait objects (they run only on failure), so a
+/// policy is a nameable type that fits in a `static`. It is `Send + Sync` and cheap to clone;
+/// share it with `&'static`, `Arc` or a clone.
 ///
 /// # Examples
 ///
@@ -383,19 +517,21 @@ impl<E, C, P> fmt::Debug for PolicyBuilder<E, C, P> {
 /// assert_eq!(out.unwrap(), "done");
 /// assert_eq!(calls, 3);
 /// ```
-pub struct RetryPolicy<E> {
+pub struct RetryPolicy<E, R = AcceptOk> {
     config: Config<E>,
+    ok_rule: R,
 }
 
-impl<E> Clone for RetryPolicy<E> {
+impl<E, R: Clone> Clone for RetryPolicy<E, R> {
     fn clone(&self) -> Self {
         RetryPolicy {
             config: self.config.clone(),
+            ok_rule: self.ok_rule.clone(),
         }
     }
 }
 
-impl<E> fmt::Debug for RetryPolicy<E> {
+impl<E, R> fmt::Debug for RetryPolicy<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
             .field("max_attempts", &self.config.max_attempts)
@@ -405,12 +541,48 @@ impl<E> fmt::Debug for RetryPolicy<E> {
     }
 }
 
+impl<E, R> fmt::Display for RetryPolicy<E, R> {
+    /// The same as [`describe`](RetryPolicy::describe).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.config.describe(f)
+    }
+}
+
 impl<E> RetryPolicy<E> {
     /// A builder with the defaults listed on [`PolicyBuilder`].
     pub fn builder() -> RetryPolicyBuilder<E> {
         PolicyBuilder::new()
     }
+}
 
+/// Drives one call of a blocking policy.
+#[inline]
+fn drive<E, T, R, F>(
+    attempts: &mut Attempts<'_, E, T, R>,
+    time: &TimeSource,
+    mut op: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Result<T, E>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+{
+    let mut next = attempts.begin();
+    loop {
+        next = match next {
+            Next::Attempt => attempts.record(op()),
+            Next::Sleep(delay) => {
+                if !delay.is_zero() {
+                    time.sleep_blocking(delay);
+                }
+                attempts.resume()
+            }
+            Next::Done(result) => return result,
+        };
+    }
+}
+
+impl<E, R> RetryPolicy<E, R> {
     /// Calls `op` until it succeeds or the policy stops, sleeping between attempts.
     ///
     /// Returns the value, or the last attempt's own error, untouched. A call whose first
@@ -420,31 +592,54 @@ impl<E> RetryPolicy<E> {
     ///
     /// The error of the last attempt, when the policy stops.
     #[inline]
-    pub fn call<T, F>(&self, mut op: F) -> Result<T, E>
+    pub fn call<T, F>(&self, op: F) -> Result<T, E>
     where
         F: FnMut() -> Result<T, E>,
         E: fmt::Debug,
+        R: OkClassifier<T>,
     {
-        let mut attempts = self.config.start();
-        loop {
-            let result = op();
-            match attempts.on_result(&result) {
-                Step::Return => return result,
-                Step::Sleep(delay) => {
-                    drop(result);
-                    if !delay.is_zero() {
-                        self.config.time.sleep_blocking(delay);
-                    }
-                }
-            }
-        }
+        let mut attempts = self.config.start(&self.ok_rule, false);
+        drive(&mut attempts, &self.config.time, op)
+    }
+
+    /// Like [`call`](Self::call), but the error tells why the policy stopped, after how many
+    /// attempts and how long, with the last error inside ([`RetryError::into_inner`]).
+    ///
+    /// # Errors
+    ///
+    /// A [`RetryError`] wrapping the last attempt's error.
+    pub fn execute<T, F>(&self, op: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut() -> Result<T, E>,
+        E: fmt::Debug,
+        R: OkClassifier<T>,
+    {
+        let mut attempts = self.config.start(&self.ok_rule, true);
+        let result = drive(&mut attempts, &self.config.time, op);
+        attempts.finish(result)
+    }
+
+    /// A readable, multi-line snapshot of the policy: limits, per-class strategies with their
+    /// parameters, deadline, budget and breaker.
+    ///
+    /// ```
+    /// use reflexio_core::{RetryPolicy, TransientError};
+    /// let policy = RetryPolicy::<TransientError>::builder().operation("sync_users").build().unwrap();
+    /// let text = policy.describe();
+    /// assert!(text.starts_with("retry policy `sync_users`"));
+    /// assert!(text.contains("max attempts: 6"));
+    /// assert!(text.contains("decorrelated_jitter(base 250ms, max 5s)"));
+    /// ```
+    #[must_use]
+    pub fn describe(&self) -> String {
+        self.to_string()
     }
 
     /// Starts the per-call state that `#[retry]`-generated code drives. Not public API.
     #[doc(hidden)]
     #[must_use]
-    pub fn __start(&self) -> Attempts<'_, E> {
-        self.config.start()
+    pub fn __start<T>(&self) -> Attempts<'_, E, T, R> {
+        self.config.start(&self.ok_rule, false)
     }
 
     /// Sleeps as the policy does between attempts. Not public API.

@@ -1,7 +1,9 @@
 //! Test support: a virtual clock, so tests never sleep for real backoff delays.
 
 use core::time::Duration;
+use std::future::{Future, poll_fn};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 
 /// A virtual clock for tests: sleeping on it advances its time at once and records the delay.
 ///
@@ -38,6 +40,20 @@ pub struct VirtualClock {
 struct State {
     now: Duration,
     sleeps: Vec<Duration>,
+    /// Timers waiting for the clock to reach their end.
+    timers: Vec<(Duration, Waker)>,
+}
+
+impl State {
+    fn set_now(&mut self, now: Duration) {
+        self.now = now;
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            self.timers.drain(..).partition(|(end, _)| *end <= now);
+        self.timers = waiting;
+        for (_, waker) in due {
+            waker.wake();
+        }
+    }
 }
 
 impl VirtualClock {
@@ -61,14 +77,33 @@ impl VirtualClock {
     /// Moves time forward without recording a sleep, as work inside an attempt would.
     pub fn advance(&self, by: Duration) {
         let mut s = self.state();
-        s.now = s.now.saturating_add(by);
+        let now = s.now.saturating_add(by);
+        s.set_now(now);
     }
 
     /// Sleeps: records `delay` and advances time by it, at once.
     pub fn sleep(&self, delay: Duration) {
         let mut s = self.state();
-        s.now = s.now.saturating_add(delay);
+        let now = s.now.saturating_add(delay);
         s.sleeps.push(delay);
+        s.set_now(now);
+    }
+
+    /// A future that completes when this clock reaches `now() + after`, moved by
+    /// [`advance`](Self::advance) or [`sleep`](Self::sleep) from anywhere. It does not move
+    /// time itself: policies use it for attempt timeouts.
+    pub fn timer(&self, after: Duration) -> impl Future<Output = ()> + Send + 'static {
+        let clock = self.clone();
+        let end = self.now().saturating_add(after);
+        poll_fn(move |cx| {
+            let mut s = clock.state();
+            if s.now >= end {
+                Poll::Ready(())
+            } else {
+                s.timers.push((end, cx.waker().clone()));
+                Poll::Pending
+            }
+        })
     }
 
     /// Every delay slept so far, in order.

@@ -109,6 +109,25 @@ impl TimeSource {
     }
 }
 
+impl TimeSource {
+    /// A timer for attempt timeouts. Unlike [`sleep`](Self::sleep), a virtual timer does not
+    /// advance the virtual clock or count as a sleep: it fires when the clock reaches its end,
+    /// moved by the attempt itself (`advance`) or by anything else.
+    /// The end of a virtual timer is fixed now, when the timer is made, not when first polled.
+    pub(crate) fn timer(&self, timeout: Duration) -> impl Future<Output = ()> + Send + '_ {
+        let virtual_timer = match self {
+            TimeSource::Virtual(clock) => Some(clock.timer(timeout)),
+            _ => None,
+        };
+        async move {
+            match virtual_timer {
+                Some(timer) => timer.await,
+                None => self.sleep(timeout).await,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
