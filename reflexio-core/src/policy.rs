@@ -407,7 +407,10 @@ impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
     /// Sleeps with a custom async sleeper instead of the default (tokio's timer with the
     /// `tokio` feature, else `futures-timer` with that feature): any
     /// `Fn(Duration) -> impl Future<Output = ()>`, for another executor.
-    /// A [`clock`](Self::clock) takes precedence.
+    ///
+    /// With a [`clock`](Self::clock) too, the policy reads time on that [`VirtualClock`] and
+    /// sleeps with this sleeper: give it [`VirtualClock::timer`] to simulate many concurrent
+    /// calls in virtual time (see [`VirtualClock::run`]).
     ///
     /// ```
     /// use std::time::Duration;
@@ -420,7 +423,7 @@ impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
     /// let out = futures::executor::block_on(policy.call(|| async { Ok::<_, TransientError>(1) }));
     /// assert_eq!(out, Ok(1));
     /// ```
-    pub fn sleeper<S, F>(mut self, sleeper: S) -> Self
+        pub fn sleeper<S, F>(mut self, sleeper: S) -> Self
     where
         S: Fn(Duration) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
@@ -455,7 +458,8 @@ where
     /// `.sleeper(..)` nor `.clock(..)` is set.
     pub fn build(self) -> Result<AsyncRetryPolicy<E, R>, ConfigError> {
         let time = match (&self.clock, &self.sleeper) {
-            (Some(clock), _) => TimeSource::Virtual(clock.clone()),
+            (Some(clock), Some(sleeper)) => TimeSource::Simulated(sleeper.clone(), clock.clone()),
+            (Some(clock), None) => TimeSource::Virtual(clock.clone()),
             (None, Some(sleeper)) => TimeSource::Custom(sleeper.clone()),
             (None, None) => {
                 let Some(time) = TimeSource::default_async() else {

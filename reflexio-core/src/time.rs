@@ -37,6 +37,9 @@ pub(crate) enum TimeSource {
     FuturesTimer,
     /// A user's sleeper, timed with `std::time::Instant`.
     Custom(CustomSleeper),
+    /// A user's sleeper, timed on a virtual clock: for simulations where many calls run
+    /// concurrently in virtual time (sleep with [`VirtualClock::timer`]).
+    Simulated(CustomSleeper, VirtualClock),
     /// The test clock: sleeping advances it at once.
     Virtual(VirtualClock),
 }
@@ -69,7 +72,9 @@ impl TimeSource {
             TimeSource::FuturesTimer => Stamp::Std(std::time::Instant::now()),
             #[cfg(feature = "tokio")]
             TimeSource::Tokio => Stamp::Tokio(tokio::time::Instant::now()),
-            TimeSource::Virtual(clock) => Stamp::Virtual(clock.now()),
+            TimeSource::Virtual(clock) | TimeSource::Simulated(_, clock) => {
+                Stamp::Virtual(clock.now())
+            }
         }
     }
 
@@ -101,7 +106,7 @@ impl TimeSource {
             TimeSource::Tokio => tokio::time::sleep(delay).await,
             #[cfg(feature = "futures-timer")]
             TimeSource::FuturesTimer => futures_timer::Delay::new(delay).await,
-            TimeSource::Custom(sleeper) => sleeper(delay).await,
+            TimeSource::Custom(sleeper) | TimeSource::Simulated(sleeper, _) => sleeper(delay).await,
             TimeSource::Virtual(clock) => clock.sleep(delay),
             // The builder never gives the async policy a blocking source.
             TimeSource::Blocking => std::thread::sleep(delay),
