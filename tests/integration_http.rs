@@ -326,3 +326,45 @@ async fn status_and_retry_after_from_real_response_headers() {
     .await
     .expect("bounded");
 }
+
+/// The same server script, with the responses classified by the policy itself
+/// (`.retry_if_ok(classify_response)`): the operation is plain reqwest.
+#[tokio::test]
+async fn retry_if_ok_with_classify_response_honours_retry_after() {
+    tokio::time::timeout(BOUND, async {
+        let (addr, hits) = serve(vec![
+            (503, None, "unavailable"),
+            (429, Some("1"), "slow down"),
+            (200, None, "hello"),
+        ])
+        .await;
+        let clock = VirtualClock::new();
+        let policy = AsyncRetryPolicy::<reqwest::Error>::builder()
+            .strategy(constant(Duration::from_millis(10)))
+            .max_attempts(5)
+            .clock(clock.clone())
+            .retry_if_ok(classify_response)
+            .build()
+            .unwrap();
+        let client = client();
+        let url = format!("http://{addr}/");
+        let response = policy.call(|| client.get(&url).send()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "hello");
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "exactly 3 requests");
+        assert_eq!(
+            clock.sleeps(),
+            [Duration::from_millis(10), Duration::from_secs(1)]
+        );
+
+        // Out of attempts: the last response is returned, for the caller to read.
+        let (addr, hits) = serve(vec![(503, Some("0"), "still down")]).await;
+        let url = format!("http://{addr}/");
+        let response = policy.call(|| client.get(&url).send()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.text().await.unwrap(), "still down");
+        assert_eq!(hits.load(Ordering::SeqCst), 5);
+    })
+    .await
+    .expect("bounded");
+}

@@ -9,7 +9,10 @@ use metrics_util::{CompositeKey, MetricKind};
 use reflexio::integrations::metrics as retry_metrics;
 use reflexio::strategies::constant;
 use reflexio::testing::VirtualClock;
-use reflexio::{ErrorClass, RateLimitError, RetryPolicy, ServerError, TransientError};
+use reflexio::{
+    CircuitBreaker, CircuitOpen, Classification, Classify, ErrorClass, RateLimitError, RetryPolicy,
+    ServerError, TransientError,
+};
 
 type Labels = BTreeMap<String, String>;
 
@@ -258,4 +261,90 @@ fn describe_gives_help_texts_and_the_histogram_unit() {
 
 fn key_name(key: &CompositeKey) -> String {
     key.key().name().to_owned()
+}
+
+/// An error that a circuit breaker can stand in for.
+#[derive(Debug)]
+enum CallError {
+    Down,
+    Rejected,
+}
+
+impl From<CircuitOpen> for CallError {
+    fn from(_: CircuitOpen) -> Self {
+        CallError::Rejected
+    }
+}
+
+impl Classify for CallError {
+    fn classification(&self) -> Classification {
+        match self {
+            CallError::Down => ErrorClass::ServerError.into(),
+            CallError::Rejected => ErrorClass::Transient.into(),
+        }
+    }
+}
+
+#[test]
+fn circuit_breaker_events_are_counted_apart_from_attempts() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let clock = VirtualClock::new();
+        let breaker = CircuitBreaker::builder()
+            .min_calls(2)
+            .failure_rate(0.5)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let policy = RetryPolicy::builder()
+            .strategy(constant(Duration::from_millis(10)))
+            .max_attempts(2)
+            .operation("pay")
+            .circuit_breaker(breaker)
+            .on_event(retry_metrics::hook())
+            .clock(clock)
+            .build()
+            .unwrap();
+        // Two failures open the breaker; the next call is rejected without being made.
+        let _ = policy.call(|| Err::<(), _>(CallError::Down));
+        let mut made = false;
+        let rejected = policy.call(|| {
+            made = true;
+            Ok::<_, CallError>(())
+        });
+        assert!(matches!(rejected, Err(CallError::Rejected)));
+        assert!(!made);
+    });
+    let all = snapshot(&snapshotter);
+    let circuit = |event| {
+        counter(
+            &all,
+            "reflexio_circuit_events_total",
+            &[("operation", "pay"), ("event", event)],
+        )
+    };
+    assert_eq!(circuit("circuit_opened"), 1);
+    assert_eq!(circuit("circuit_rejected"), 1);
+    // Every attempt-counter event has the same three label keys, circuit or not.
+    for (_, name, labels, _) in &all {
+        let keys: Vec<&str> = labels.keys().map(String::as_str).collect();
+        match name.as_str() {
+            "reflexio_attempts_total" => assert_eq!(keys, ["class", "operation", "outcome"]),
+            "reflexio_circuit_events_total" => assert_eq!(keys, ["event", "operation"]),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        counter(
+            &all,
+            "reflexio_attempts_total",
+            &[
+                ("operation", "pay"),
+                ("class", "server_error"),
+                ("outcome", "retry")
+            ]
+        ),
+        1
+    );
 }

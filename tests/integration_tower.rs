@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use reflexio::http::classify_status;
 use reflexio::integrations::tower::RetryLayer;
 use reflexio::strategies::constant;
 use reflexio::testing::VirtualClock;
@@ -115,4 +116,51 @@ async fn concurrent_requests_share_one_layer_and_the_future_is_send() {
     // 8 successes plus the first 3 calls, which failed and were retried.
     assert_eq!(calls.load(Ordering::SeqCst), 11);
     assert_eq!(clock.sleeps().len(), 3);
+}
+
+/// A service answering with HTTP-like status codes: `503` for the first `busy` calls, then `200`.
+fn statuses(
+    busy: u32,
+    calls: Arc<AtomicU32>,
+) -> impl Service<
+    (),
+    Response = u16,
+    Error = BoxError,
+    Future = impl Future<Output = Result<u16, BoxError>> + Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |()| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        async move { Ok::<_, BoxError>(if n <= busy { 503 } else { 200 }) }
+    })
+}
+
+#[tokio::test]
+async fn a_policy_with_retry_if_ok_retries_responses_too() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let clock = VirtualClock::new();
+    let policy = AsyncRetryPolicy::<BoxError>::builder()
+        .strategy(constant(Duration::from_millis(100)))
+        .max_attempts(3)
+        .clock(clock.clone())
+        .retry_if_ok(|status: &u16| (*status >= 500).then(|| classify_status(*status)))
+        .build()
+        .unwrap();
+    let layer = RetryLayer::new(policy);
+
+    let service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(statuses(2, calls.clone()));
+    assert_eq!(service.oneshot(()).await.unwrap(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(clock.sleeps(), [Duration::from_millis(100); 2]);
+
+    // Out of attempts: the last response comes back as it is.
+    let calls = Arc::new(AtomicU32::new(0));
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .service(statuses(u32::MAX, calls.clone()));
+    assert_eq!(service.oneshot(()).await.unwrap(), 503);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
 }

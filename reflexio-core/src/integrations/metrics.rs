@@ -21,6 +21,7 @@
 //! | `reflexio_retries_total` | counter | `operation`, `class` | attempts that failed and are retried |
 //! | `reflexio_giveups_total` | counter | `operation`, `class`, `stop_reason` | calls that ended in an error |
 //! | `reflexio_retry_delay_seconds` | histogram | `operation`, `class` | the waits before retries, in seconds |
+//! | `reflexio_circuit_events_total` | counter | `operation`, `event` | a circuit breaker's state changes and rejected calls |
 //!
 //! Label values:
 //!
@@ -30,6 +31,7 @@
 //! - `class`: the [`ErrorClass`](crate::ErrorClass) in `snake_case`; `"none"` for a success.
 //! - `outcome`: `"success"`, `"retry"` or `"gave_up"`.
 //! - `stop_reason`: the [`StopReason`](crate::StopReason) in `snake_case`.
+//! - `event`: the circuit breaker [`EventKind`] in `snake_case`.
 //!
 //! Only these low-cardinality values are labels. The attempt number and the delay never are
 //! (the delay is the histogram's value), and each metric has the same label keys on every
@@ -59,6 +61,14 @@ pub const RETRIES_TOTAL: &str = "reflexio_retries_total";
 /// assert_eq!(reflexio_core::integrations::metrics::GIVEUPS_TOTAL, "reflexio_giveups_total");
 /// ```
 pub const GIVEUPS_TOTAL: &str = "reflexio_giveups_total";
+/// The name of the counter of circuit breaker events, labelled `operation`, `event`
+/// (`circuit_opened`, `circuit_half_open`, `circuit_closed`, `circuit_rejected`).
+///
+/// ```
+/// use reflexio_core::integrations::metrics::CIRCUIT_EVENTS_TOTAL;
+/// assert_eq!(CIRCUIT_EVENTS_TOTAL, "reflexio_circuit_events_total");
+/// ```
+pub const CIRCUIT_EVENTS_TOTAL: &str = "reflexio_circuit_events_total";
 /// The name of the histogram of retry delays, in seconds, labelled `operation`, `class`.
 ///
 /// ```
@@ -88,13 +98,23 @@ pub const RETRY_DELAY_SECONDS: &str = "reflexio_retry_delay_seconds";
 pub fn record(e: &RetryEvent<'_>) {
     let operation = e.operation.unwrap_or("unnamed").to_owned();
     let class = e.class.map_or("none", crate::ErrorClass::as_str);
-    counter!(
-        ATTEMPTS_TOTAL,
-        "operation" => operation.clone(),
-        "class" => class,
-        "outcome" => e.kind.as_str(),
-    )
-    .increment(1);
+    match e.kind {
+        EventKind::Success | EventKind::Retry | EventKind::GaveUp => {
+            counter!(
+                ATTEMPTS_TOTAL,
+                "operation" => operation.clone(),
+                "class" => class,
+                "outcome" => e.kind.as_str(),
+            )
+            .increment(1);
+        }
+        // The breaker's state changes and rejections are not attempts.
+        _ => {
+            counter!(CIRCUIT_EVENTS_TOTAL, "operation" => operation, "event" => e.kind.as_str())
+                .increment(1);
+            return;
+        }
+    }
     match e.kind {
         EventKind::Retry => {
             counter!(RETRIES_TOTAL, "operation" => operation.clone(), "class" => class)
@@ -131,7 +151,7 @@ pub fn hook() -> impl Fn(&RetryEvent<'_>) + Clone + Send + Sync + 'static {
     record
 }
 
-/// Describes the four metrics to the installed recorder: their help texts, and the unit of the
+/// Describes the five metrics to the installed recorder: their help texts, and the unit of the
 /// histogram (seconds). Call it once, after installing the recorder; recording works without it.
 ///
 /// ```
@@ -153,6 +173,11 @@ pub fn describe() {
         Unit::Count,
         "Calls that reflexio stopped retrying and returned an error, by operation, error class \
          and stop reason."
+    );
+    describe_counter!(
+        CIRCUIT_EVENTS_TOTAL,
+        Unit::Count,
+        "Circuit breaker state changes and rejected calls, by operation and event."
     );
     describe_histogram!(
         RETRY_DELAY_SECONDS,

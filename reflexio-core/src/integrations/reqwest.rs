@@ -8,11 +8,28 @@
 //!   it, so the [`default_classifier`](crate::default_classifier) of a policy with error type
 //!   `reqwest::Error` needs no configuration;
 //! - it returns `Ok(response)` with an error status: [`classify_response`] says whether to retry
-//!   it, and how long the server asked to wait.
+//!   it, and how long the server asked to wait. Give it to the builder's `.retry_if_ok(..)`:
+//!
+//! ```no_run
+//! use reflexio_core::{integrations::reqwest::classify_response, AsyncRetryPolicy};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), reqwest::Error> {
+//! let client = reqwest::Client::new();
+//! let policy = AsyncRetryPolicy::<reqwest::Error>::builder()
+//!     .retry_if_ok(classify_response)
+//!     .build()
+//!     .unwrap();
+//! // A 429 or 503 is retried, no sooner than its `Retry-After`; when the policy stops on one,
+//! // that response is returned.
+//! let response = policy.call(|| client.get("http://127.0.0.1:8080/").send()).await?;
+//! let body = response.error_for_status()?.text().await?;
+//! # drop(body); Ok(()) }
+//! ```
 //!
 //! # Examples
 //!
-//! Turning an error status into an error that keeps its `Retry-After`, so a policy retries it:
+//! Without `.retry_if_ok(..)`: turning an error status into an error that keeps its
+//! `Retry-After`, so a policy retries it:
 //!
 //! ```no_run
 //! use reflexio_core::{integrations::reqwest::classify_response, AsyncRetryPolicy};
@@ -114,7 +131,8 @@ impl Classify for Error {
 /// attempt caps and deadline still apply, and a `Retry-After` that would overrun the deadline
 /// stops the retries at once), while a 404 is `Permanent` and not retried.
 ///
-/// Its signature fits a result classifier: `Fn(&Response) -> Option<Classification>`.
+/// Its signature is that of a result classifier, `Fn(&Response) -> Option<Classification>`:
+/// pass it to the builder's `.retry_if_ok(..)`.
 ///
 /// ```no_run
 /// use reflexio_core::integrations::reqwest::classify_response;

@@ -47,9 +47,13 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::async_policy::AsyncRetryPolicy;
+use crate::ok::{AcceptOk, OkClassifier};
 
 /// A `tower::Layer` that wraps a service in [`Retry`], retrying each request through an
 /// [`AsyncRetryPolicy`] whose error type is the service's.
+///
+/// A policy with `.retry_if_ok(..)` retries some responses too (an HTTP 503 response, say):
+/// its rule sees each `Ok` response, and the last one is returned when the policy stops.
 ///
 /// The request type must be `Clone` (each attempt sends its own copy) and the service `Clone`
 /// (each retry calls a clone, made ready first, as tower requires). Only `Err` results are
@@ -80,11 +84,11 @@ use crate::async_policy::AsyncRetryPolicy;
 /// let same_policy = layer.clone(); // cheap: the policy is shared
 /// # drop(same_policy);
 /// ```
-pub struct RetryLayer<E> {
-    policy: Arc<AsyncRetryPolicy<E>>,
+pub struct RetryLayer<E, R = AcceptOk> {
+    policy: Arc<AsyncRetryPolicy<E, R>>,
 }
 
-impl<E> RetryLayer<E> {
+impl<E, R> RetryLayer<E, R> {
     /// A layer retrying through `policy`, shared by every service it wraps.
     ///
     /// ```
@@ -94,14 +98,14 @@ impl<E> RetryLayer<E> {
     /// # drop(layer);
     /// ```
     #[must_use]
-    pub fn new(policy: AsyncRetryPolicy<E>) -> Self {
+    pub fn new(policy: AsyncRetryPolicy<E, R>) -> Self {
         RetryLayer {
             policy: Arc::new(policy),
         }
     }
 }
 
-impl<E> Clone for RetryLayer<E> {
+impl<E, R> Clone for RetryLayer<E, R> {
     fn clone(&self) -> Self {
         RetryLayer {
             policy: self.policy.clone(),
@@ -109,7 +113,7 @@ impl<E> Clone for RetryLayer<E> {
     }
 }
 
-impl<E> fmt::Debug for RetryLayer<E> {
+impl<E, R> fmt::Debug for RetryLayer<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryLayer")
             .field("policy", &self.policy)
@@ -117,10 +121,10 @@ impl<E> fmt::Debug for RetryLayer<E> {
     }
 }
 
-impl<S, E> Layer<S> for RetryLayer<E> {
-    type Service = Retry<S, E>;
+impl<S, E, R> Layer<S> for RetryLayer<E, R> {
+    type Service = Retry<S, E, R>;
 
-    fn layer(&self, inner: S) -> Retry<S, E> {
+    fn layer(&self, inner: S) -> Retry<S, E, R> {
         Retry {
             inner,
             policy: self.policy.clone(),
@@ -152,12 +156,12 @@ impl<S, E> Layer<S> for RetryLayer<E> {
 /// assert_eq!(futures::executor::block_on(service.call(7)), Ok(7));
 /// let _inner: &Echo = service.get_ref();
 /// ```
-pub struct Retry<S, E> {
+pub struct Retry<S, E, R = AcceptOk> {
     inner: S,
-    policy: Arc<AsyncRetryPolicy<E>>,
+    policy: Arc<AsyncRetryPolicy<E, R>>,
 }
 
-impl<S, E> Retry<S, E> {
+impl<S, E, R> Retry<S, E, R> {
     /// Wraps `inner`, retrying through `policy`; the same as `RetryLayer::new(policy).layer(inner)`.
     ///
     /// ```
@@ -168,7 +172,7 @@ impl<S, E> Retry<S, E> {
     /// assert_eq!(retry.get_ref(), "any service");
     /// ```
     #[must_use]
-    pub fn new(inner: S, policy: AsyncRetryPolicy<E>) -> Self {
+    pub fn new(inner: S, policy: AsyncRetryPolicy<E, R>) -> Self {
         Retry {
             inner,
             policy: Arc::new(policy),
@@ -211,7 +215,7 @@ impl<S, E> Retry<S, E> {
     }
 }
 
-impl<S: Clone, E> Clone for Retry<S, E> {
+impl<S: Clone, E, R> Clone for Retry<S, E, R> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
@@ -220,7 +224,7 @@ impl<S: Clone, E> Clone for Retry<S, E> {
     }
 }
 
-impl<S: fmt::Debug, E> fmt::Debug for Retry<S, E> {
+impl<S: fmt::Debug, E, R> fmt::Debug for Retry<S, E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)
@@ -239,13 +243,14 @@ impl<S: fmt::Debug, E> fmt::Debug for Retry<S, E> {
 /// ```
 pub type RetryFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
-impl<S, Req, E> Service<Req> for Retry<S, E>
+impl<S, Req, E, R> Service<Req> for Retry<S, E, R>
 where
     S: Service<Req, Error = E> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
     Req: Clone + Send + 'static,
     E: fmt::Debug + Send + 'static,
+    R: OkClassifier<S::Response> + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = E;

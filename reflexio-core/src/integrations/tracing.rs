@@ -38,6 +38,10 @@
 //! | retry | `WARN` | something failed and is being handled; a burst of these is the early sign of an outage |
 //! | gave up after retrying, or at once for a limit (deadline, budget, ...) | `ERROR` | the caller gets an error that retrying could not fix |
 //! | gave up at once because the class is never retried (`Auth`, `Permission`, `Permanent`) | `DEBUG` | reflexio did nothing: the caller gets its own error back and decides whether it is one (a 404 often is not) |
+//! | gave up because `abort_if` said so | `INFO` | the caller asked to stop (a shutdown) |
+//! | circuit breaker opened | `WARN` | once per outage, the line to alert on |
+//! | circuit breaker half-open, closed | `INFO` | recovery |
+//! | a call rejected by the open breaker (and its `gave_up` at once) | `DEBUG` | one per call during an outage: the `WARN` above already said it |
 //!
 //! The events are emitted inside whatever span is current when the policy runs, so an
 //! `#[instrument]`ed function that retries sees every decision in its own span; with the async
@@ -69,14 +73,18 @@ use crate::event::{EventKind, RetryEvent};
 #[must_use]
 #[allow(unreachable_patterns)] // `EventKind` is non-exhaustive: a new kind is worth a warning
 pub fn level(event: &RetryEvent<'_>) -> Level {
-    match event.kind {
-        EventKind::Success if event.attempt <= 1 => Level::TRACE,
-        EventKind::Success => Level::INFO,
-        EventKind::GaveUp if event.attempt <= 1 && event.stop == Some(StopReason::NonRetryable) => {
+    match (event.kind, event.stop) {
+        (EventKind::Success, _) if event.attempt <= 1 => Level::TRACE,
+        (EventKind::Success | EventKind::CircuitHalfOpen | EventKind::CircuitClosed, _)
+        | (EventKind::GaveUp, Some(StopReason::Aborted)) => Level::INFO,
+        (EventKind::GaveUp, Some(StopReason::NonRetryable | StopReason::CircuitOpen))
+            if event.attempt <= 1 =>
+        {
             Level::DEBUG
         }
-        EventKind::GaveUp => Level::ERROR,
-        // A retry, and any kind added later: something failed and is being handled.
+        (EventKind::CircuitRejected, _) => Level::DEBUG,
+        (EventKind::GaveUp, _) => Level::ERROR,
+        // A retry, the circuit opening, and any kind added later.
         _ => Level::WARN,
     }
 }
@@ -137,6 +145,10 @@ fn message(kind: EventKind) -> &'static str {
         EventKind::Success => "operation succeeded",
         EventKind::Retry => "attempt failed, retrying",
         EventKind::GaveUp => "attempt failed, giving up",
+        EventKind::CircuitOpened => "circuit breaker opened",
+        EventKind::CircuitHalfOpen => "circuit breaker half-open, probing",
+        EventKind::CircuitClosed => "circuit breaker closed",
+        EventKind::CircuitRejected => "circuit breaker open, call rejected",
         _ => "retry decision",
     }
 }
@@ -155,4 +167,55 @@ fn message(kind: EventKind) -> &'static str {
 /// ```
 pub fn hook() -> impl Fn(&RetryEvent<'_>) + Clone + Send + Sync + 'static {
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::class::ErrorClass;
+    use core::time::Duration;
+
+    fn event(kind: EventKind, attempt: u32, stop: Option<StopReason>) -> RetryEvent<'static> {
+        RetryEvent {
+            kind,
+            stop,
+            attempt,
+            class: Some(ErrorClass::ServerError),
+            delay: None,
+            elapsed: Duration::ZERO,
+            operation: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn every_kind_has_the_documented_level() {
+        use EventKind as K;
+        use StopReason as S;
+        let cases = [
+            (K::Success, 1, None, Level::TRACE),
+            (K::Success, 2, None, Level::INFO),
+            (K::Retry, 1, None, Level::WARN),
+            (K::GaveUp, 1, Some(S::NonRetryable), Level::DEBUG),
+            (K::GaveUp, 2, Some(S::NonRetryable), Level::ERROR),
+            (K::GaveUp, 1, Some(S::CircuitOpen), Level::DEBUG),
+            (K::GaveUp, 3, Some(S::CircuitOpen), Level::ERROR),
+            (K::GaveUp, 1, Some(S::DeadlineExceeded), Level::ERROR),
+            (K::GaveUp, 4, Some(S::MaxAttempts), Level::ERROR),
+            (K::GaveUp, 2, Some(S::BudgetExhausted), Level::ERROR),
+            (K::GaveUp, 2, Some(S::Aborted), Level::INFO),
+            (K::CircuitOpened, 3, None, Level::WARN),
+            (K::CircuitHalfOpen, 1, None, Level::INFO),
+            (K::CircuitClosed, 1, None, Level::INFO),
+            (K::CircuitRejected, 1, None, Level::DEBUG),
+        ];
+        for (kind, attempt, stop, want) in cases {
+            assert_eq!(
+                level(&event(kind, attempt, stop)),
+                want,
+                "{kind:?} {attempt} {stop:?}"
+            );
+            assert_ne!(message(kind), "retry decision", "{kind:?}");
+        }
+    }
 }
