@@ -423,7 +423,7 @@ impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
     /// let out = futures::executor::block_on(policy.call(|| async { Ok::<_, TransientError>(1) }));
     /// assert_eq!(out, Ok(1));
     /// ```
-        pub fn sleeper<S, F>(mut self, sleeper: S) -> Self
+    pub fn sleeper<S, F>(mut self, sleeper: S) -> Self
     where
         S: Fn(Duration) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
