@@ -4,9 +4,10 @@ use core::fmt;
 use core::time::Duration;
 use std::future::Future;
 
-use std::future::poll_fn;
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
 
 use crate::engine::{Attempts, Config, Next};
 use crate::errors::RetryError;
@@ -169,23 +170,22 @@ impl<E, R> AsyncRetryPolicy<E, R> {
 
     /// Runs one attempt under the attempt timeout, if any: `None` when it timed out (the
     /// attempt's future is then dropped). Not public API.
+    ///
+    /// Not an `async fn`: one would hold `attempt` twice, as its argument and again as the
+    /// future it awaits (rustc does not overlap a coroutine's arguments with its locals), doubling
+    /// the size of every retry future. [`AttemptFuture`] polls it in place.
     #[doc(hidden)]
-    pub async fn __attempt<Fut: Future>(&self, attempt: Fut) -> Option<Fut::Output> {
-        let Some((timeout, _)) = self.config.attempt_timeout else {
-            return Some(attempt.await);
-        };
-        let mut attempt = pin!(attempt);
-        let mut timer = pin!(self.config.time.timer(timeout));
-        poll_fn(|cx| {
-            if let Poll::Ready(out) = attempt.as_mut().poll(cx) {
-                return Poll::Ready(Some(out));
-            }
-            if timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await
+    pub fn __attempt<Fut: Future>(
+        &self,
+        attempt: Fut,
+    ) -> impl Future<Output = Option<Fut::Output>> {
+        AttemptFuture {
+            attempt,
+            timer: self
+                .config
+                .attempt_timeout
+                .map(|(timeout, _)| self.config.time.timer(timeout)),
+        }
     }
 
     /// Sleeps as the policy does between attempts. Not public API.
@@ -194,5 +194,33 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         if !delay.is_zero() {
             self.config.time.sleep(delay).await;
         }
+    }
+}
+
+pin_project! {
+    /// One attempt and, with an attempt timeout, its timer: the attempt's future is held here
+    /// once, and polled in place.
+    struct AttemptFuture<Fut, Timer> {
+        #[pin]
+        attempt: Fut,
+        #[pin]
+        timer: Option<Timer>,
+    }
+}
+
+impl<Fut: Future, Timer: Future<Output = ()>> Future for AttemptFuture<Fut, Timer> {
+    type Output = Option<Fut::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.attempt.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if let Some(timer) = this.timer.as_pin_mut()
+            && timer.poll(cx).is_ready()
+        {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
