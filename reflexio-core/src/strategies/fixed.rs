@@ -70,12 +70,19 @@ impl Default for Exponential {
 
 impl Strategy for Exponential {
     fn delay(&self, ctx: &BackoffContext, _u: f64) -> Duration {
-        exponential_cap(
+        let delay = exponential_cap(
             self.base,
             self.factor,
             ctx.attempt.saturating_sub(1),
             self.max,
-        )
+        );
+        // With a valid factor the delay never shrinks below the base; the f64 arithmetic can
+        // round a huge base (beyond 2^53 ns) down by a few nanoseconds.
+        if self.factor >= 1.0 {
+            delay.max(self.base.min(self.max))
+        } else {
+            delay
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
