@@ -99,7 +99,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .on_event(print_event)
         .build()?;
 
-    println!("reflexio quickstart: fetching an invoice from a flaky service");
+    println!("reflexio quickstart: fetching an invoice from a flaky service\n");
+    print!("{}", policy.describe());
+    println!();
     let calls = AtomicU32::new(0);
     let invoice = policy.call(|| fetch_invoice(&calls))?;
     println!(

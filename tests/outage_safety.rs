@@ -1,5 +1,7 @@
 //! Safe under outages: budgets, circuit breaker, attempt timeouts, result retries, abort and
 //! `execute`, all on virtual clocks.
+// Budgets count in exact thousandths of a token, so comparing their `f64` views exactly is right.
+#![allow(clippy::float_cmp)]
 
 mod support;
 
@@ -419,6 +421,15 @@ fn breaker_settings_are_validated() {
 
 // ---------- attempt timeouts ----------
 
+/// Counts the attempt futures that were dropped.
+struct OnDrop(Arc<AtomicU32>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_timed_out_attempt_is_cancelled_and_counts_as_transient() {
     let rec = Recorder::default();
@@ -430,12 +441,6 @@ async fn a_timed_out_attempt_is_cancelled_and_counts_as_transient() {
         .build()
         .unwrap();
     let dropped = Arc::new(AtomicU32::new(0));
-    struct OnDrop(Arc<AtomicU32>);
-    impl Drop for OnDrop {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
     let start = tokio::time::Instant::now();
     let mut n = 0;
     let out = policy

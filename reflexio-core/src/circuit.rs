@@ -158,6 +158,11 @@ impl CircuitBreaker {
         Duration::from_nanos(end.saturating_sub(now))
     }
 
+    /// Whether a call made `after` from now would be rejected: open, and still open then.
+    pub(crate) fn rejects_after(&self, after: Duration) -> bool {
+        state_of(self.inner.word.load(Ordering::Acquire)) == OPEN && self.remaining_open() > after
+    }
+
     /// Asks to make one call. Policies call this before every attempt.
     pub(crate) fn acquire(&self) -> Result<(Permit, Option<Transition>), CircuitOpen> {
         let inner = &*self.inner;

@@ -228,7 +228,6 @@ impl<E> Config<E> {
             engine: Engine::new(),
             start,
             permit: None,
-            last: None,
             last_class: None,
             stop: None,
             elapsed: Duration::ZERO,
@@ -399,8 +398,6 @@ pub struct Attempts<'p, E, T, R> {
     start: Option<Stamp>,
     /// The breaker's permit for the attempt in flight.
     permit: Option<Permit>,
-    /// The last outcome, kept across the sleep: returned if the next attempt is rejected.
-    last: Option<Result<T, E>>,
     last_class: Option<ErrorClass>,
     stop: Option<StopReason>,
     elapsed: Duration,
@@ -504,26 +501,21 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
             gave_up.class = self.last_class;
             self.emit(&gave_up);
         }
-        match self.last.take() {
-            Some(last) => Next::Done(last),
-            // The builder sets the conversion whenever it sets a breaker.
-            None => Next::Done(Err((self
-                .config
-                .circuit_open
-                .expect("a policy with a circuit breaker has a conversion"))(
-                open
-            ))),
-        }
+        // The builder sets the conversion whenever it sets a breaker.
+        let into = self
+            .config
+            .circuit_open
+            .expect("a policy with a circuit breaker has a conversion");
+        Next::Done(Err(into(open)))
     }
 
     /// Feeds the outcome of one attempt and says what to do next. Emits the event.
     #[inline]
     pub fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
         match self.decide(&outcome, None) {
-            Some(delay) => {
-                self.last = Some(outcome);
-                Next::Sleep(delay)
-            }
+            // The outcome is dropped before the sleep: a future of `call` holds either the
+            // attempt's future or the sleep, never a kept result as well.
+            Some(delay) => Next::Sleep(delay),
             None => Next::Done(outcome),
         }
     }
@@ -546,10 +538,9 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
 
     fn record_forced(&mut self, outcome: Result<T, E>, c: Classification) -> Next<T, E> {
         match self.decide(&outcome, Some(c)) {
-            Some(delay) => {
-                self.last = Some(outcome);
-                Next::Sleep(delay)
-            }
+            // The outcome is dropped before the sleep: a future of `call` holds either the
+            // attempt's future or the sleep, never a kept result as well.
+            Some(delay) => Next::Sleep(delay),
             None => Next::Done(outcome),
         }
     }
@@ -622,6 +613,15 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         if let Decision::Retry(_) = decision {
             if config.abort.as_ref().is_some_and(|abort| abort()) {
                 decision = Decision::Stop(StopReason::Aborted);
+            } else if let Decision::Retry(delay) = decision
+                && config
+                    .breaker
+                    .as_ref()
+                    .is_some_and(|b| b.rejects_after(delay))
+            {
+                // The circuit is open and still will be after the delay: the retry would be
+                // rejected, so stop now with this error instead of sleeping for nothing.
+                decision = Decision::Stop(StopReason::CircuitOpen);
             } else if config
                 .budget
                 .as_ref()

@@ -278,8 +278,7 @@ impl std::error::Error for ConfigError {}
 /// calling the operation.
 ///
 /// A policy with a circuit breaker returns it, converted with `From<CircuitOpen>` into the
-/// policy's error type, when the first attempt of a call is rejected. (A call rejected before
-/// a retry returns its last real error instead.)
+/// policy's error type, when an attempt of a call is rejected.
 ///
 /// ```
 /// use std::time::Duration;

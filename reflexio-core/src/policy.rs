@@ -253,9 +253,10 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     }
 
     /// Guards calls with a [`CircuitBreaker`]: while it is open, calls fail fast without
-    /// calling the operation. A call rejected at its first attempt returns
-    /// `E::from(CircuitOpen)`; one rejected before a retry returns its last error and stops
-    /// with [`StopReason::CircuitOpen`](crate::StopReason::CircuitOpen).
+    /// calling the operation, with the error `E::from(CircuitOpen)`. When a failure leaves the
+    /// circuit open for longer than the next delay, the call stops at once with that failure's
+    /// own error instead of sleeping into a rejection; either way it stops with
+    /// [`StopReason::CircuitOpen`](crate::StopReason::CircuitOpen).
     pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self
     where
         E: From<CircuitOpen>,
