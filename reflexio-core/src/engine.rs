@@ -5,6 +5,7 @@
 //! [`Attempts`], which adds the clock, the event hook and the policy's configuration.
 
 use core::fmt;
+use core::marker::PhantomData;
 use core::time::Duration;
 use std::hash::{BuildHasher, RandomState};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -231,6 +232,7 @@ impl<E> Config<E> {
             last_class: None,
             stop: None,
             elapsed: Duration::ZERO,
+            _value: PhantomData,
         }
     }
 }
@@ -401,6 +403,8 @@ pub struct Attempts<'p, E, T, R> {
     last_class: Option<ErrorClass>,
     stop: Option<StopReason>,
     elapsed: Duration,
+    /// The attempts' success type, which the `Ok` rule classifies.
+    _value: PhantomData<fn(&T)>,
 }
 
 impl<E, T, R> fmt::Debug for Attempts<'_, E, T, R> {
