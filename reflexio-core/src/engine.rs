@@ -417,13 +417,13 @@ impl<E, T, R> fmt::Debug for Attempts<'_, E, T, R> {
 }
 
 impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
-    fn elapsed(&mut self) -> Duration {
-        if let Some(start) = self.start {
-            self.config.time.since(start)
-        } else {
-            // No deadline and no hook: time only matters from the first failure on.
-            self.start = Some(self.config.time.now());
-            Duration::ZERO
+    /// The time since the call started. Only a deadline, a hook's events and `execute`'s error
+    /// use it, and each makes `start` read the clock when the call starts; without any of them
+    /// nobody reads it, so a failure reads no clock either (it used to, for nothing).
+    fn elapsed(&self) -> Duration {
+        match self.start {
+            Some(start) => self.config.time.since(start),
+            None => Duration::ZERO,
         }
     }
 
