@@ -207,6 +207,16 @@ impl<E> Config<E> {
         Ok(())
     }
 
+    /// Whether a call needs nothing before its first attempt and nothing after its success:
+    /// no breaker, budget, deadline or hook. `begin` is then a no-op.
+    #[inline]
+    pub(crate) fn plain(&self) -> bool {
+        self.breaker.is_none()
+            && self.budget.is_none()
+            && self.deadline.is_none()
+            && self.hook.is_none()
+    }
+
     fn rng_seed(&self) -> u64 {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         match self.seed {
@@ -540,7 +550,9 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         )
     }
 
-    fn record_forced(&mut self, outcome: Result<T, E>, c: Classification) -> Next<T, E> {
+    /// Feeds an outcome already classified as a failure `c` (a timeout, or an `Ok` value the
+    /// `Ok` rule rejected).
+    pub(crate) fn record_forced(&mut self, outcome: Result<T, E>, c: Classification) -> Next<T, E> {
         match self.decide(&outcome, Some(c)) {
             // The outcome is dropped before the sleep: a future of `call` holds either the
             // attempt's future or the sleep, never a kept result as well.

@@ -565,6 +565,23 @@ impl<E> RetryPolicy<E> {
 fn drive<E, T, R, F>(
     attempts: &mut Attempts<'_, E, T, R>,
     time: &TimeSource,
+    op: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Result<T, E>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+{
+    let next = attempts.begin();
+    drive_from(next, attempts, time, op)
+}
+
+/// Drives one call of a blocking policy from `next`.
+#[inline]
+fn drive_from<E, T, R, F>(
+    mut next: Next<T, E>,
+    attempts: &mut Attempts<'_, E, T, R>,
+    time: &TimeSource,
     mut op: F,
 ) -> Result<T, E>
 where
@@ -572,7 +589,6 @@ where
     E: fmt::Debug,
     R: OkClassifier<T>,
 {
-    let mut next = attempts.begin();
     loop {
         next = match next {
             Next::Attempt => attempts.record(op()),
@@ -597,7 +613,57 @@ impl<E, R> RetryPolicy<E, R> {
     ///
     /// The error of the last attempt, when the policy stops.
     #[inline]
-    pub fn call<T, F>(&self, op: F) -> Result<T, E>
+    pub fn call<T, F>(&self, mut op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Result<T, E>,
+        E: fmt::Debug,
+        R: OkClassifier<T>,
+    {
+        if self.config.plain() {
+            // Nothing has to happen before the first attempt (a breaker's admission, a budget's
+            // count, the clock read of a deadline or a hook) nor after its success (an event, a
+            // budget's reward): a success costs a call of `op`, and the per-call state is made
+            // only after a failure.
+            let first = op();
+            let rejected_ok = match &first {
+                Ok(value) => match self.ok_rule.classify_ok(value) {
+                    None => return first,
+                    Some(c) => Some(c),
+                },
+                Err(_) => None,
+            };
+            return self.after_first(first, rejected_ok, op);
+        }
+        self.drive_call(op)
+    }
+
+    /// The rest of a plain call whose first attempt failed: out of line, so that `call` stays
+    /// small enough to inline.
+    #[cold]
+    #[inline(never)]
+    fn after_first<T, F>(
+        &self,
+        first: Result<T, E>,
+        rejected_ok: Option<Classification>,
+        op: F,
+    ) -> Result<T, E>
+    where
+        F: FnMut() -> Result<T, E>,
+        E: fmt::Debug,
+        R: OkClassifier<T>,
+    {
+        let mut attempts = self.config.start(&self.ok_rule, false);
+        // An `Ok` value the rule rejected keeps its classification: the rule runs once.
+        let next = match rejected_ok {
+            Some(c) => attempts.record_forced(first, c),
+            None => attempts.record(first),
+        };
+        drive_from(next, &mut attempts, &self.config.time, op)
+    }
+
+    /// A call of a policy that is not plain.
+    #[inline(never)]
+    fn drive_call<T, F>(&self, op: F) -> Result<T, E>
     where
         F: FnMut() -> Result<T, E>,
         E: fmt::Debug,
