@@ -4,6 +4,7 @@
 //! numbers are passed in. The sync loop, the async loop and `#[retry]` all drive it through
 //! [`Attempts`], which adds the clock, the event hook and the policy's configuration.
 
+use core::cell::Cell;
 use core::fmt;
 use core::marker::PhantomData;
 use core::time::Duration;
@@ -218,11 +219,20 @@ impl<E> Config<E> {
     }
 
     fn rng_seed(&self) -> u64 {
-        let call = self.calls.fetch_add(1, Ordering::Relaxed);
         match self.seed {
-            Some(seed) => seed ^ SplitMix64(call).next_u64(),
-            // A fresh random key per call, without any dependency: std's hasher keys are random.
-            None => RandomState::new().hash_one(call),
+            Some(seed) => {
+                let call = self.calls.fetch_add(1, Ordering::Relaxed);
+                seed ^ SplitMix64(call).next_u64()
+            }
+            // Unseeded: the next number of this thread's own `SplitMix64` stream, which starts
+            // at a random point (std's hasher keys are random). No shared counter to contend on,
+            // and no SipHash per call.
+            None => THREAD_SEEDS.with(|state| {
+                let mut rng = SplitMix64(state.get());
+                let seed = rng.next_u64();
+                state.set(rng.0);
+                seed
+            }),
         }
     }
 
@@ -245,6 +255,11 @@ impl<E> Config<E> {
             _value: PhantomData,
         }
     }
+}
+
+thread_local! {
+    /// The state of this thread's stream of seeds for unseeded policies.
+    static THREAD_SEEDS: Cell<u64> = Cell::new(RandomState::new().hash_one(0_u64));
 }
 
 /// `SplitMix64` (Steele, Lea, Flood 2014): tiny, fast, statistically good, and the same on every
