@@ -164,7 +164,10 @@ impl<E, R> AsyncRetryPolicy<E, R> {
                     None => attempts.record_timeout(),
                 },
                 Next::Sleep(delay) => {
-                    self.__sleep(delay).await;
+                    // A zero delay is not slept: no sleep future to make and poll.
+                    if !delay.is_zero() {
+                        self.__sleep(delay).await;
+                    }
                     attempts.resume()
                 }
                 Next::Done(result) => return result,
@@ -193,7 +196,10 @@ impl<E, R> AsyncRetryPolicy<E, R> {
                     None => attempts.record_timeout(),
                 },
                 Next::Sleep(delay) => {
-                    self.__sleep(delay).await;
+                    // A zero delay is not slept: no sleep future to make and poll.
+                    if !delay.is_zero() {
+                        self.__sleep(delay).await;
+                    }
                     attempts.resume()
                 }
                 Next::Done(result) => return result,
