@@ -562,11 +562,7 @@ impl<E> RetryPolicy<E> {
 
 /// Drives one call of a blocking policy.
 #[inline]
-fn drive<E, T, R, F>(
-    attempts: &mut Attempts<'_, E, T, R>,
-    time: &TimeSource,
-    op: F,
-) -> Result<T, E>
+fn drive<E, T, R, F>(attempts: &mut Attempts<'_, E, T, R>, time: &TimeSource, op: F) -> Result<T, E>
 where
     F: FnMut() -> Result<T, E>,
     E: fmt::Debug,
