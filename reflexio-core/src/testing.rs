@@ -92,7 +92,7 @@ impl VirtualClock {
     /// A future that completes when this clock reaches `now() + after`, moved by
     /// [`advance`](Self::advance) or [`sleep`](Self::sleep) from anywhere. It does not move
     /// time itself: policies use it for attempt timeouts.
-    pub fn timer(&self, after: Duration) -> impl Future<Output = ()> + Send + 'static {
+    pub fn timer(&self, after: Duration) -> impl Future<Output = ()> + Send + use<> {
         let clock = self.clone();
         let end = self.now().saturating_add(after);
         poll_fn(move |cx| {
