@@ -2,12 +2,9 @@
 
 use core::fmt;
 use core::time::Duration;
-use std::future::Future;
-
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use pin_project_lite::pin_project;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::task::Poll;
 
 use crate::engine::{Attempts, Config, Next};
 use crate::errors::RetryError;
@@ -121,10 +118,10 @@ impl<E, R> AsyncRetryPolicy<E, R> {
                 Some(c) => attempts.record_forced(first, c),
                 None => attempts.record(first),
             };
-            return self.drive_from(next, &mut attempts, op).await;
+            return self.drive(next, &mut attempts, op).await;
         }
         let mut attempts = self.config.start(&self.ok_rule, false);
-        self.drive(&mut attempts, op).await
+        self.drive(attempts.begin(), &mut attempts, op).await
     }
 
     /// Like [`call`](Self::call), but the error tells why the policy stopped, after how many
@@ -141,43 +138,13 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         R: OkClassifier<T>,
     {
         let mut attempts = self.config.start(&self.ok_rule, true);
-        let result = self.drive(&mut attempts, op).await;
+        let result = self.drive(attempts.begin(), &mut attempts, op).await;
         attempts.finish(result)
     }
 
+    /// Drives one call from `next`: `attempts.begin()`, or the outcome of a first attempt made
+    /// by `call`'s fast path.
     async fn drive<T, F, Fut>(
-        &self,
-        attempts: &mut Attempts<'_, E, T, R>,
-        mut op: F,
-    ) -> Result<T, E>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: fmt::Debug,
-        R: OkClassifier<T>,
-    {
-        let mut next = attempts.begin();
-        loop {
-            next = match next {
-                Next::Attempt => match self.__attempt(op()).await {
-                    Some(outcome) => attempts.record(outcome),
-                    None => attempts.record_timeout(),
-                },
-                Next::Sleep(delay) => {
-                    // A zero delay is not slept: no sleep future to make and poll.
-                    if !delay.is_zero() {
-                        self.__sleep(delay).await;
-                    }
-                    attempts.resume()
-                }
-                Next::Done(result) => return result,
-            };
-        }
-    }
-
-    /// [`drive`](Self::drive) from `next`, after a first attempt made by `call`'s fast path.
-    /// (Its own loop: `drive` awaiting this one measurably slowed the calls that are not plain.)
-    async fn drive_from<T, F, Fut>(
         &self,
         mut next: Next<T, E>,
         attempts: &mut Attempts<'_, E, T, R>,
@@ -191,7 +158,7 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     {
         loop {
             next = match next {
-                Next::Attempt => match self.__attempt(op()).await {
+                Next::Attempt => match timed_attempt(pin!(op()), pin!(self.__timer())).await {
                     Some(outcome) => attempts.record(outcome),
                     None => attempts.record_timeout(),
                 },
@@ -221,24 +188,12 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         self.config.start(&self.ok_rule, false)
     }
 
-    /// Runs one attempt under the attempt timeout, if any: `None` when it timed out (the
-    /// attempt's future is then dropped). Not public API.
-    ///
-    /// Not an `async fn`: one would hold `attempt` twice, as its argument and again as the
-    /// future it awaits (rustc does not overlap a coroutine's arguments with its locals), doubling
-    /// the size of every retry future. [`AttemptFuture`] polls it in place.
+    /// The timer of one attempt: `Some` when the policy has an attempt timeout. Not public API.
     #[doc(hidden)]
-    pub fn __attempt<Fut: Future>(
-        &self,
-        attempt: Fut,
-    ) -> impl Future<Output = Option<Fut::Output>> {
-        AttemptFuture {
-            attempt,
-            timer: self
-                .config
-                .attempt_timeout
-                .map(|(timeout, _)| self.config.time.timer(timeout)),
-        }
+    pub fn __timer(&self) -> Option<impl Future<Output = ()> + Send + '_> {
+        self.config
+            .attempt_timeout
+            .map(|(timeout, _)| self.config.time.timer(timeout))
     }
 
     /// Sleeps as the policy does between attempts. Not public API.
@@ -250,30 +205,29 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     }
 }
 
-pin_project! {
-    /// One attempt and, with an attempt timeout, its timer: the attempt's future is held here
-    /// once, and polled in place.
-    struct AttemptFuture<Fut, Timer> {
-        #[pin]
-        attempt: Fut,
-        #[pin]
-        timer: Option<Timer>,
-    }
-}
-
-impl<Fut: Future, Timer: Future<Output = ()>> Future for AttemptFuture<Fut, Timer> {
-    type Output = Option<Fut::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(out) = this.attempt.poll(cx) {
+/// Runs one attempt under its timer, if any: `None` when the timer fired first (the
+/// attempt's future is then dropped by its owner). Not public API: drivers use it.
+///
+/// The caller pins both in its own frame (`pin!`), so the attempt's future is held once:
+/// taken by value, it would be held again as a coroutine's argument.
+pub fn timed_attempt<'a, Fut, Timer>(
+    attempt: Pin<&'a mut Fut>,
+    timer: Pin<&'a mut Option<Timer>>,
+) -> impl Future<Output = Option<Fut::Output>> + 'a
+where
+    Fut: Future,
+    Timer: Future<Output = ()>,
+{
+    let (mut attempt, mut timer) = (attempt, timer);
+    poll_fn(move |cx| {
+        if let Poll::Ready(out) = attempt.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        if let Some(timer) = this.timer.as_pin_mut()
+        if let Some(timer) = timer.as_mut().as_pin_mut()
             && timer.poll(cx).is_ready()
         {
             return Poll::Ready(None);
         }
         Poll::Pending
-    }
+    })
 }

@@ -69,6 +69,7 @@ pub use policy::{
 /// Items used by code that `#[retry]` generates. Not public API: no stability guarantee.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::async_policy::timed_attempt;
     pub use crate::engine::{Attempts, Next, Step};
     pub use crate::macro_support::*;
 }

@@ -308,7 +308,10 @@ impl Names {
 //         let mut __reflexio_next = __reflexio_attempts.begin();
 //         loop {
 //             __reflexio_next = match __reflexio_next {
-//                 Next::Attempt => match __reflexio_policy.__attempt(async { <fake return> body }).await {
+//                 Next::Attempt => match timed_attempt(
+//                     pin!(async { <fake return> body }),
+//                     pin!(__reflexio_policy.__timer()),
+//                 ).await {
 //                     Some(result) => record(&mut __reflexio_attempts, __reflexio_witness, result),
 //                     None => __reflexio_attempts.record_timeout(),
 //                 },
@@ -590,6 +593,10 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
             return #fake;
         }
     };
+    let timer = format_ident!(
+        "__reflexio_timer",
+        span = Span::mixed_site().located_at(glue)
+    );
     quote_spanned! {glue=>
         let mut #attempts = #krate::__private::start_async(#policy, #witness);
         let mut #next = #attempts.begin();
@@ -597,12 +604,13 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
             #next = match #next {
                 #krate::__private::Next::Attempt => {
                     // The body, as an async block awaited in place: its `return` and `?` end
-                    // this attempt only. `__attempt` applies the policy's attempt timeout.
-                    let #attempt = async {
+                    // this attempt only. `timed_attempt` applies the policy's attempt timeout.
+                    let #attempt = #krate::__private::pin!(async {
                         #fake_return
                         #body
-                    };
-                    match #policy.__attempt(#attempt).await {
+                    });
+                    let #timer = #krate::__private::pin!(#policy.__timer());
+                    match #krate::__private::timed_attempt(#attempt, #timer).await {
                         #krate::__private::Option::Some(#result) => {
                             #krate::__private::record(&mut #attempts, #witness, #result)
                         }

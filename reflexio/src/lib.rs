@@ -47,6 +47,7 @@ pub use reflexio_macros::{Classify, retry};
 pub mod __private {
     pub use core::mem::drop;
     pub use core::option::Option::{self, None, Some};
+    pub use core::pin::pin;
     pub use core::result::Result::{self, Err, Ok};
     pub use core::time::Duration;
     pub use reflexio_core::__private::*;

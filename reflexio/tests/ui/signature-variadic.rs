@@ -1,5 +1,5 @@
 #[reflexio::retry]
-unsafe extern "C" fn sum(count: usize, _args: ...) -> Result<usize, std::io::Error> {
+extern "C" fn sum(count: usize, _args: ...) -> Result<usize, std::io::Error> {
     Ok(count)
 }
 
