@@ -3,7 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use super::{BackoffContext, Strategy, exponential_cap, fmt_duration, uniform};
+use super::{BackoffContext, Strategy, exponential_cap, fmt_duration, from_nanos, nanos, uniform};
 
 const DEFAULT_BASE: Duration = Duration::from_millis(250);
 const DEFAULT_MAX: Duration = Duration::from_secs(30);
@@ -89,9 +89,11 @@ base_max_strategy!(
 
 impl Strategy for DecorrelatedJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let prev = ctx.prev_delay.unwrap_or(self.base);
-        let upper = prev.saturating_mul(3).max(self.base);
-        uniform(self.base, upper, u).min(self.max)
+        let base = nanos(self.base);
+        let prev = ctx.prev_delay.map_or(base, nanos);
+        // A `Duration` is under 2⁹⁴ ns, so `3 × prev` cannot overflow a `u128`.
+        let upper = (prev * 3).max(base);
+        from_nanos(uniform(base, upper, u).min(nanos(self.max)))
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -114,8 +116,8 @@ base_max_strategy!(
 
 impl Strategy for EqualJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(self.base, 2.0, ctx.attempt, self.max);
-        uniform(cap / 2, cap, u)
+        let cap = exponential_cap(nanos(self.base), 2.0, ctx.attempt, nanos(self.max));
+        from_nanos(uniform(cap / 2, cap, u))
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -139,8 +141,8 @@ base_max_strategy!(
 
 impl Strategy for TokenBackoff {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(self.base, 1.5, ctx.attempt, self.max);
-        uniform(cap / 2, cap, u)
+        let cap = exponential_cap(nanos(self.base), 1.5, ctx.attempt, nanos(self.max));
+        from_nanos(uniform(cap / 2, cap, u))
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -165,8 +167,8 @@ base_max_strategy!(
 
 impl Strategy for FullJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(self.base, 2.0, ctx.attempt, self.max);
-        uniform(Duration::ZERO, cap, u)
+        let cap = exponential_cap(nanos(self.base), 2.0, ctx.attempt, nanos(self.max));
+        from_nanos(uniform(0, cap, u))
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -160,40 +160,117 @@ where
     }
 }
 
-/// A duration in seconds, as `f64`.
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+/// Delays are computed in whole nanoseconds, as `u128`: every `Duration` fits (`Duration::MAX`
+/// is about 1.8 × 10²⁸ ns), so growth, caps and jitter are exact integer arithmetic that
+/// saturates, with `f64` used only to scale a span by `u` (or by a non-integer factor).
+#[inline]
+fn nanos(d: Duration) -> u128 {
+    d.as_nanos()
 }
 
-/// A non-negative number of seconds as a `Duration`, saturating: `NaN` and negatives give zero,
-/// anything too large gives `Duration::MAX`.
-fn from_secs_saturating(x: f64) -> Duration {
-    Duration::try_from_secs_f64(x).unwrap_or(if x > 0.0 {
-        Duration::MAX
+/// The `Duration` of `n` nanoseconds (`n` never exceeds a `Duration`'s range here; saturates if
+/// it did). The common case, under 584 years, is one `u64` conversion.
+#[inline]
+fn from_nanos(n: u128) -> Duration {
+    match u64::try_from(n) {
+        Ok(n) => Duration::from_nanos(n),
+        Err(_) => u64::try_from(n / NANOS_PER_SEC).map_or(Duration::MAX, |secs| {
+            #[allow(clippy::cast_possible_truncation, reason = "a remainder below 10⁹")]
+            Duration::new(secs, (n % NANOS_PER_SEC) as u32)
+        }),
+    }
+}
+
+/// `x` as `f64`, from its two 64-bit halves: `u64` conversions are single instructions, where
+/// a `u128` one is a library call (most of a delay's time when it was used). Exact below 2⁶⁴ ns
+/// (584 years); above, within an ulp.
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    reason = "f64 scaling is approximate by design; the halves are taken on purpose"
+)]
+#[inline]
+fn to_f64(x: u128) -> f64 {
+    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+    (x >> 64) as u64 as f64 * TWO_POW_64 + x as u64 as f64
+}
+
+/// A non-negative `f64` as whole nanoseconds, saturating; `NaN` and negatives give zero.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "`as` from f64 saturates and maps NaN to zero, which is what is wanted"
+)]
+#[inline]
+fn from_f64(x: f64) -> u128 {
+    // 2⁶⁴ as f64: below it, the `u64` conversion is exact and cheaper.
+    if x < 18_446_744_073_709_551_616.0 {
+        u128::from(x as u64)
     } else {
-        Duration::ZERO
-    })
+        x as u128
+    }
 }
 
-/// `lo + (hi - lo) * u`, kept within `[lo, hi]` whatever `u` is (even outside `[0, 1)` or `NaN`).
-fn uniform(lo: Duration, hi: Duration, u: f64) -> Duration {
+/// `lo + (hi - lo) × u`, within `[lo, hi]` whatever `u` is (even outside `[0, 1)` or `NaN`):
+/// `u = 0` gives exactly `lo`.
+#[inline]
+fn uniform(lo: u128, hi: u128, u: f64) -> u128 {
     if hi <= lo {
         return hi;
     }
-    let u = if u.is_nan() { 0.0 } else { u.clamp(0.0, 1.0) };
-    // Offsetting from `lo` keeps `u = 0` exactly at `lo`, whatever the magnitudes.
-    lo.saturating_add(from_secs_saturating(secs(hi.saturating_sub(lo)) * u))
-        .min(hi)
+    let span = hi - lo;
+    // `from_f64` maps NaN and negatives to zero; `min` caps `u ≥ 1` (and any rounding up).
+    lo + from_f64(to_f64(span) * u).min(span)
 }
 
-/// `min(max, base × factor^exponent)`, saturating.
-fn exponential_cap(base: Duration, factor: f64, exponent: u32, max: Duration) -> Duration {
-    if base.is_zero() {
-        return Duration::ZERO;
+/// `min(max, base × factor^exponent)` in nanoseconds, saturating. A factor of 2 is a shift,
+/// exact for every exponent; 1.5 (token backoff) reads a table of its powers; other factors
+/// use `powi` (a few multiplications).
+#[inline]
+fn exponential_cap(base: u128, factor: f64, exponent: u32, max: u128) -> u128 {
+    if base == 0 {
+        return 0;
     }
-    let grown = secs(base) * factor.powf(f64::from(exponent));
-    from_secs_saturating(grown).min(max)
+    #[allow(
+        clippy::float_cmp,
+        reason = "2.0 and 1.5 are exact; other factors take `powi`"
+    )]
+    let growth = if factor == 2.0 {
+        return if exponent < 128 && base <= max >> exponent {
+            base << exponent
+        } else {
+            max
+        };
+    } else if factor == 1.5
+        && let Some(&power) = POWERS_OF_1_5.get(exponent as usize)
+    {
+        power
+    } else {
+        match i32::try_from(exponent) {
+            Ok(n) => factor.powi(n),
+            Err(_) => factor.powf(f64::from(exponent)),
+        }
+    };
+    let grown = to_f64(base) * growth;
+    if grown >= to_f64(max) {
+        max
+    } else {
+        from_f64(grown).min(max)
+    }
 }
+
+/// `1.5ⁿ` for `n < 192`: beyond, even a 1 ns base exceeds every `Duration` (`1.5¹⁹² > 2⁹⁴`).
+static POWERS_OF_1_5: [f64; 192] = {
+    let mut table = [1.0; 192];
+    let mut n = 1;
+    while n < table.len() {
+        table[n] = table[n - 1] * 1.5;
+        n += 1;
+    }
+    table
+};
 
 /// Writes a duration compactly: `250ms`, `5s`, `1.5s`, `2m`.
 pub(crate) fn fmt_duration(d: Duration, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -228,3 +228,35 @@ proptest! {
         prop_assert!(d >= Duration::from_millis(250) && d <= Duration::from_millis(750));
     }
 }
+
+#[test]
+#[allow(
+    clippy::float_cmp,
+    reason = "exact integers below 2^53 compared exactly"
+)]
+fn integer_caps_are_exact_and_the_powers_table_matches_powf() {
+    // Factor 2 is a shift: exact for any base, even beyond f64's 2^53 ns.
+    let base = Duration::from_nanos((1 << 60) + 1);
+    let ctx = BackoffContext::new(3, ErrorClass::Transient);
+    let wide = exponential().base(base).max(Duration::MAX);
+    assert_eq!(wide.delay(&ctx, 0.5).as_nanos(), ((1u128 << 60) + 1) << 2);
+    // Equal jitter's lower bound is half of the same exact cap.
+    let equal = equal_jitter().base(base).max(Duration::MAX);
+    assert_eq!(equal.delay(&ctx, 0.0).as_nanos(), ((1u128 << 60) + 1) << 2);
+    // Token backoff's table of 1.5^n agrees with powf to the last bits, and exactly while
+    // 3^n fits in 53 bits.
+    for n in 0u32..192 {
+        let got = super::POWERS_OF_1_5[n as usize];
+        let want = 1.5f64.powf(f64::from(n));
+        assert!(
+            (got - want).abs() <= want * 1e-13,
+            "1.5^{n}: {got} vs {want}"
+        );
+        if n <= 33 {
+            assert_eq!(
+                got * 2f64.powi(i32::try_from(n).unwrap()),
+                3f64.powi(i32::try_from(n).unwrap())
+            );
+        }
+    }
+}
