@@ -380,6 +380,36 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The whole decision after one attempt of a *plain* policy (no breaker, budget, deadline
+    /// or hook: [`Config::plain`]): `None` to return `outcome` (a success, or a failure the
+    /// policy gives up on), `Some(delay)` to sleep and try again. No clock, no events and no
+    /// per-call bookkeeping beyond the engine's counts, so the drivers' loops for plain
+    /// policies are a few instructions around the engine. `forced` is the class of an `Ok`
+    /// value the rule already rejected (the rule runs once per value).
+    #[inline]
+    pub(crate) fn next_plain<E, T, R: OkClassifier<T>>(
+        &mut self,
+        config: &Config<E>,
+        ok_rule: &R,
+        outcome: &Result<T, E>,
+        forced: Option<Classification>,
+    ) -> Option<Duration> {
+        self.begin_attempt();
+        let c = match (forced, outcome) {
+            (Some(c), _) => c,
+            (None, Ok(value)) => ok_rule.classify_ok(value)?,
+            (None, Err(error)) => config.classifier.classify(error),
+        };
+        match self.on_failure(config, c, Duration::ZERO, || config.rng_seed()) {
+            Decision::Retry(delay) if !config.abort.as_ref().is_some_and(|abort| abort()) => {
+                Some(delay)
+            }
+            Decision::Retry(_) | Decision::Stop(_) => None,
+        }
+    }
+}
+
 /// What a driver that keeps each attempt's result itself does after an attempt.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

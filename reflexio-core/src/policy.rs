@@ -11,7 +11,7 @@ use crate::budget::RetryBudget;
 use crate::circuit::CircuitBreaker;
 use crate::class::{Classification, ErrorClass};
 use crate::classify::{Classifier, DefaultClassifier};
-use crate::engine::{AttemptTimeout, Attempts, Breaker, Config, Hook, Next};
+use crate::engine::{AttemptTimeout, Attempts, Breaker, Config, Engine, Hook, Next};
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem, RetryError};
 use crate::event::RetryEvent;
 use crate::ok::{AcceptOk, OkClassifier, OkRule};
@@ -633,28 +633,33 @@ impl<E, R> RetryPolicy<E, R> {
         self.drive_call(op)
     }
 
-    /// The rest of a plain call whose first attempt failed: out of line, so that `call` stays
-    /// small enough to inline.
+    /// The rest of a plain call whose first attempt failed: the engine's decisions and the
+    /// sleeps, nothing else (no clock, events, breaker or budget to drive). Out of line, so
+    /// that `call` stays small enough to inline.
     #[cold]
     #[inline(never)]
     fn after_first<T, F>(
         &self,
         first: Result<T, E>,
         rejected_ok: Option<Classification>,
-        op: F,
+        mut op: F,
     ) -> Result<T, E>
     where
         F: FnMut() -> Result<T, E>,
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        let mut attempts = self.config.start(&self.ok_rule, false);
-        // An `Ok` value the rule rejected keeps its classification: the rule runs once.
-        let next = match rejected_ok {
-            Some(c) => attempts.record_forced(first, c),
-            None => attempts.record(first),
-        };
-        drive_from(next, &mut attempts, &self.config.time, op)
+        let mut engine = Engine::new();
+        let mut outcome = first;
+        let mut forced = rejected_ok;
+        while let Some(delay) = engine.next_plain(&self.config, &self.ok_rule, &outcome, forced) {
+            forced = None;
+            if !delay.is_zero() {
+                self.config.time.sleep_blocking(delay);
+            }
+            outcome = op();
+        }
+        outcome
     }
 
     /// A call of a policy that is not plain.
