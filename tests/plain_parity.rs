@@ -1,0 +1,215 @@
+//! A policy with no breaker, budget, deadline or hook retries through a lean loop around the
+//! engine (sync and async); any of those sends it through the full per-call state instead.
+//! Both must decide exactly alike: for random scripts of outcomes and random settings, the same
+//! result (the same error value), the same number of calls and the same sleeps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use reflexio::strategies::{constant, decorrelated_jitter, full_jitter};
+use reflexio::testing::VirtualClock;
+use reflexio::{AsyncRetryPolicy, Classification, ErrorClass, RetryPolicy, RetryPolicyBuilder};
+
+/// One scripted outcome: an error of a class (with a server delay in ms, maybe), or a value
+/// (odd values are rejected by the `Ok` rule of the policies that have one).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Step {
+    Fail(ErrorClass, Option<u64>),
+    Value(u32),
+}
+
+/// The error: the class, the server delay and the number of the call that returned it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Failed(ErrorClass, Option<u64>, u32);
+
+fn classify(e: &Failed) -> Classification {
+    let c = Classification::new(e.0);
+    match e.1 {
+        Some(ms) => c.with_retry_after(Duration::from_millis(ms)),
+        None => c,
+    }
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (
+            prop::sample::select(ErrorClass::ALL.to_vec()),
+            prop::option::weighted(0.2, 0u64..5_000)
+        )
+            .prop_map(|(c, ra)| Step::Fail(c, ra)),
+        1 => (0u32..6).prop_map(Step::Value),
+    ]
+}
+
+/// The settings both policies share.
+#[derive(Clone, Debug)]
+struct Settings {
+    max_attempts: u32,
+    strategy: u8,
+    class_cap: Option<(ErrorClass, u32)>,
+    unknown_cap: Option<u32>,
+    seed: u64,
+    ok_rule: bool,
+    abort_after: Option<u32>,
+}
+
+fn settings() -> impl Strategy<Value = Settings> {
+    (
+        1u32..8,
+        0u8..3,
+        prop::option::of((prop::sample::select(ErrorClass::ALL.to_vec()), 0u32..3)),
+        prop::option::of(0u32..3),
+        any::<u64>(),
+        any::<bool>(),
+        prop::option::weighted(0.2, 1u32..5),
+    )
+        .prop_map(
+            |(max_attempts, strategy, class_cap, unknown_cap, seed, ok_rule, abort_after)| {
+                Settings {
+                    max_attempts,
+                    strategy,
+                    class_cap,
+                    unknown_cap,
+                    seed,
+                    ok_rule,
+                    abort_after,
+                }
+            },
+        )
+}
+
+/// Applies `s` to a builder (sync or async: the same builder type with another marker).
+fn configure<K>(
+    b: reflexio::PolicyBuilder<Failed, fn(&Failed) -> Classification, K>,
+    s: &Settings,
+    clock: &VirtualClock,
+    calls: &Arc<AtomicU32>,
+) -> reflexio::PolicyBuilder<Failed, fn(&Failed) -> Classification, K> {
+    let b = b
+        .max_attempts(s.max_attempts)
+        .max_unknown_retries(s.unknown_cap)
+        .seed(s.seed)
+        .no_deadline()
+        .clock(clock.clone());
+    let b = match s.strategy {
+        0 => b.strategy(constant(Duration::from_millis(100))),
+        1 => b.strategy(full_jitter().base(Duration::from_millis(10))),
+        _ => b.strategy(decorrelated_jitter().base(Duration::from_millis(10))),
+    };
+    let b = match s.class_cap {
+        Some((class, cap)) => b.max_retries_for(class, cap),
+        None => b,
+    };
+    match s.abort_after {
+        // Aborts once this many calls were made.
+        Some(n) => {
+            let calls = calls.clone();
+            b.abort_if(move || calls.load(Ordering::Relaxed) >= n)
+        }
+        None => b,
+    }
+}
+
+/// What a run gives: the result, the calls made, the virtual sleeps.
+type Run = (Result<u32, Failed>, u32, Vec<Duration>);
+
+fn outcome(script: &[Step], call: u32) -> Result<u32, Failed> {
+    match script.get(call as usize - 1) {
+        Some(Step::Fail(class, ra)) => Err(Failed(*class, *ra, call)),
+        Some(Step::Value(v)) => Ok(*v),
+        None => Ok(100 + call),
+    }
+}
+
+fn odd_is_transient(v: &u32) -> Option<ErrorClass> {
+    (v % 2 == 1).then_some(ErrorClass::Transient)
+}
+
+fn run_sync(script: &[Step], s: &Settings, plain: bool) -> Run {
+    let clock = VirtualClock::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let builder: RetryPolicyBuilder<Failed> = RetryPolicy::builder();
+    let b = configure(
+        builder.classifier(classify as fn(&Failed) -> Classification),
+        s,
+        &clock,
+        &calls,
+    );
+    // A hook makes the policy take the full path; it observes nothing the result depends on.
+    let b = if plain { b } else { b.on_event(|_| {}) };
+    let op = || {
+        let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+        outcome(script, n)
+    };
+    let out = if s.ok_rule {
+        b.retry_if_ok(odd_is_transient).build().unwrap().call(op)
+    } else {
+        b.build().unwrap().call(op)
+    };
+    (out, calls.load(Ordering::Relaxed), clock.sleeps())
+}
+
+fn run_async(script: &[Step], s: &Settings, plain: bool) -> Run {
+    let clock = VirtualClock::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let b = configure(
+        AsyncRetryPolicy::builder().classifier(classify as fn(&Failed) -> Classification),
+        s,
+        &clock,
+        &calls,
+    );
+    let b = if plain { b } else { b.on_event(|_| {}) };
+    let op = || {
+        let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+        std::future::ready(outcome(script, n))
+    };
+    let out = if s.ok_rule {
+        let policy = b.retry_if_ok(odd_is_transient).build().unwrap();
+        futures::executor::block_on(policy.call(op))
+    } else {
+        let policy = b.build().unwrap();
+        futures::executor::block_on(policy.call(op))
+    };
+    (out, calls.load(Ordering::Relaxed), clock.sleeps())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn plain_sync_policies_decide_as_the_full_path(
+        script in prop::collection::vec(step(), 0..10), s in settings(),
+    ) {
+        prop_assert_eq!(run_sync(&script, &s, true), run_sync(&script, &s, false));
+    }
+
+    #[test]
+    fn plain_async_policies_decide_as_the_full_path(
+        script in prop::collection::vec(step(), 0..10), s in settings(),
+    ) {
+        prop_assert_eq!(run_async(&script, &s, true), run_async(&script, &s, false));
+    }
+}
+
+/// The lean loop still stops at once on a non-retried class, keeping the error's identity.
+#[test]
+fn plain_policy_gives_back_the_permanent_error_untouched() {
+    let policy = RetryPolicy::builder()
+        .classifier(classify as fn(&Failed) -> Classification)
+        .no_deadline()
+        .build()
+        .unwrap();
+    let script = [
+        Step::Fail(ErrorClass::Transient, Some(0)),
+        Step::Fail(ErrorClass::Permanent, None),
+    ];
+    let mut n = 0;
+    let out = policy.call(|| {
+        n += 1;
+        outcome(&script, n)
+    });
+    assert_eq!(out, Err(Failed(ErrorClass::Permanent, None, 2)));
+    assert_eq!(n, 2);
+}
