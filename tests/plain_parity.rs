@@ -123,6 +123,10 @@ fn outcome(script: &[Step], call: u32) -> Result<u32, Failed> {
     }
 }
 
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "an `Ok` rule takes the value by reference"
+)]
 fn odd_is_transient(v: &u32) -> Option<ErrorClass> {
     (v % 2 == 1).then_some(ErrorClass::Transient)
 }
