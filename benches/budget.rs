@@ -1,6 +1,7 @@
 //! `RetryBudget` under contention: 1 and 2 threads recording the outcomes of calls that each fail
 //! once, are retried and succeed (`record_call`, `try_retry`, `record_success`), against a token
-//! bucket behind a `Mutex` with the same rules (the AWS SDK standard retry quota). Each thread
+//! bucket behind a `Mutex` with the same rules (the AWS SDK standard retry quota), and the ratio
+//! model against tower's `TpsBudget` (the same 20 % + 10/s over 10 s). Each thread
 //! records the same number of calls; the time is per call recorded, per thread. Run with
 //! `cargo bench --bench budget`.
 
@@ -77,6 +78,20 @@ impl Budget for MutexBucket {
     }
 }
 
+/// tower's ratio budget (`TpsBudget`: a deposit per call, a withdrawal per retry, over a
+/// sliding window), the peer of `RetryBudget::ratio`.
+struct TowerTps(tower::retry::budget::TpsBudget);
+
+impl Budget for TowerTps {
+    fn record_call(&self) {
+        tower::retry::budget::Budget::deposit(&self.0);
+    }
+    fn try_retry(&self, _: ErrorClass) -> bool {
+        tower::retry::budget::Budget::withdraw(&self.0)
+    }
+    fn record_success(&self, _: Option<ErrorClass>) {}
+}
+
 /// One call that fails once, is retried (if the budget allows) and succeeds.
 fn one_call(budget: &dyn Budget) {
     budget.record_call();
@@ -133,6 +148,17 @@ fn budgets(c: &mut Criterion) {
             BenchmarkId::new("reflexio ratio (20 %, 10 s window)", threads),
             &threads,
             |b, &t| b.iter_custom(|n| contend(&ratio, t, n)),
+        );
+        // The same shape: 20 % of the calls of the last 10 s, plus 10 retries a second.
+        let tower = TowerTps(tower::retry::budget::TpsBudget::new(
+            Duration::from_secs(10),
+            10,
+            0.2,
+        ));
+        g.bench_with_input(
+            BenchmarkId::new("tower TpsBudget (20 %, 10 s window)", threads),
+            &threads,
+            |b, &t| b.iter_custom(|n| contend(&tower, t, n)),
         );
         let mutex = MutexBucket::new();
         g.bench_with_input(

@@ -31,6 +31,11 @@ impl WindowedCounter {
         now_nanos / self.slot_nanos
     }
 
+    /// The slot of `epoch`.
+    fn index(&self, epoch: u64) -> usize {
+        usize::try_from(epoch % self.slots.len() as u64).unwrap_or(0)
+    }
+
     fn pack(epoch: u64, count: u64) -> u64 {
         ((epoch & EPOCH_MASK) << COUNT_BITS) | count.min(COUNT_MASK)
     }
@@ -38,7 +43,7 @@ impl WindowedCounter {
     /// Adds `n` to the slot of `now_nanos`.
     pub(crate) fn add(&self, now_nanos: u64, n: u64) {
         let epoch = self.epoch(now_nanos);
-        let slot = &self.slots[usize::try_from(epoch % self.slots.len() as u64).unwrap_or(0)];
+        let slot = &self.slots[self.index(epoch)];
         let mut current = slot.load(Ordering::Relaxed);
         loop {
             let count = if current >> COUNT_BITS == epoch & EPOCH_MASK {
@@ -66,11 +71,17 @@ impl WindowedCounter {
             .saturating_sub(self.slots.len() as u64 - 1)
             .max(since_epoch);
         let mut total = 0u64;
+        // One division for the first slot, then the index steps with the epoch (a division
+        // per slot was most of the cost of a sum).
+        let mut i = self.index(oldest);
         for epoch in oldest..=now {
-            let slot = &self.slots[usize::try_from(epoch % self.slots.len() as u64).unwrap_or(0)];
-            let v = slot.load(Ordering::Acquire);
+            let v = self.slots[i].load(Ordering::Acquire);
             if v >> COUNT_BITS == epoch & EPOCH_MASK {
                 total = total.saturating_add(v & COUNT_MASK);
+            }
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
             }
         }
         total
@@ -80,7 +91,7 @@ impl WindowedCounter {
     /// if nobody else changed the slot in between.
     pub(crate) fn current(&self, now_nanos: u64) -> (usize, u64, u64) {
         let epoch = self.epoch(now_nanos);
-        let i = usize::try_from(epoch % self.slots.len() as u64).unwrap_or(0);
+        let i = self.index(epoch);
         (i, epoch, self.slots[i].load(Ordering::Acquire))
     }
 
