@@ -291,16 +291,22 @@ pub(crate) struct Engine {
     /// Attempts made so far (the number of the attempt that just ended).
     attempt: u32,
     class_failures: [u32; 8],
-    prev_delay: [Option<Duration>; 8],
+    /// Each class's previous delay in nanoseconds, [`NO_DELAY_YET`] before the first: half the
+    /// size of `[Option<Duration>; 8]`, and this state lives in every async call's future.
+    prev_delay: [u64; 8],
     rng: Option<SplitMix64>,
 }
+
+/// No previous delay for this class yet. Delays are kept to the nanosecond up to
+/// `u64::MAX - 1` ns (584 years); longer ones are remembered as that.
+const NO_DELAY_YET: u64 = u64::MAX;
 
 impl Engine {
     pub(crate) const fn new() -> Self {
         Engine {
             attempt: 0,
             class_failures: [0; 8],
-            prev_delay: [None; 8],
+            prev_delay: [NO_DELAY_YET; 8],
             rng: None,
         }
     }
@@ -360,10 +366,15 @@ impl Engine {
             .get_or_insert_with(|| SplitMix64(seed()))
             .next_f64();
         let mut ctx = BackoffContext::new(self.attempt, class);
-        ctx.prev_delay = self.prev_delay[i];
+        ctx.prev_delay = match self.prev_delay[i] {
+            NO_DELAY_YET => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        };
         ctx.retry_after = c.retry_after;
         let computed = config.strategy_for(class).delay(&ctx, u);
-        self.prev_delay[i] = Some(computed);
+        self.prev_delay[i] = u64::try_from(computed.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(NO_DELAY_YET - 1);
         let delay = match c.retry_after {
             Some(server) => computed.max(server),
             None => computed,
