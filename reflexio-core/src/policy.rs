@@ -648,12 +648,7 @@ impl<E, R> RetryPolicy<E, R> {
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        let mut attempts = self.config.start(&self.ok_rule, false);
-        // An `Ok` value the rule rejected keeps its classification: the rule runs once.
-        let next = match rejected_ok {
-            Some(c) => attempts.record_forced(first, c),
-            None => attempts.record(first),
-        };
+        let (mut attempts, next) = self.config.start_failed(&self.ok_rule, first, rejected_ok);
         drive_from(next, &mut attempts, &self.config.time, op)
     }
 
