@@ -304,6 +304,7 @@ impl Names {
 //                 .classifier(classify_self(__reflexio_witness)).max_attempts(3).operation("f")
 //                 .build(), "f"))
 //         };
+//         // No per-call state yet on a plain policy (the success fast path, see `AsyncCall`).
 //         let mut __reflexio_attempts = start_async(__reflexio_policy, __reflexio_witness);
 //         let mut __reflexio_next = __reflexio_attempts.begin();
 //         loop {
@@ -561,6 +562,10 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// Not a generic `async fn` taking an `AsyncFnMut`: rustc cannot prove that future `Send` when
 /// the closure captures references (rust-lang/rust#138207, "implementation of `Send` is not
 /// general enough"). Inlined, the future is `Send` exactly when the body's is.
+///
+/// The body appears once. The success fast path of `AsyncRetryPolicy::call` lives in the state
+/// that `start_async` returns (`AsyncCall`): on a plain policy it makes the per-call state only
+/// when the first attempt fails, so a success is one attempt and one check of the `Ok` rule.
 fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
     let Names {
         krate,
