@@ -253,7 +253,8 @@ impl<E> Config<E> {
 
     /// Starts a fast-path call whose first attempt failed, fed with that outcome: an error, or
     /// an `Ok` value the rule rejected as `rejected_ok` (the rule runs once, so its
-    /// classification is passed on rather than asked again).
+    /// classification is passed on rather than asked again). Cold: a success never gets here.
+    #[cold]
     pub(crate) fn start_failed<'p, T, R>(
         &'p self,
         ok_rule: &'p R,

@@ -64,12 +64,18 @@ impl<T, E> IsResult for Result<T, E> {
     }
 }
 
-/// Proof that a `#[retry]` function's return type `R` is `Result<T, E>`, made once per call by
-/// [`witness`], the only helper bounded by [`IsResult`].
+/// Proof that a `#[retry]` function's return type `R` is `Result<T, E>`, made by [`witness`],
+/// the only helper bounded by [`IsResult`].
 ///
 /// Every other helper takes the witness instead of an `R: IsResult` bound, so a function that
 /// does not return a `Result` gets exactly one error, at its return type: a bound repeated on
-/// each helper would be reported once per helper.
+/// each helper would be reported once per helper, each at its own place, while the generated
+/// code's several calls of `witness::<R, _, _>()` all fail at the same tokens (the return type),
+/// which rustc reports once.
+///
+/// The function pointers are constants wherever the witness is made where it is used: an
+/// async `#[retry]` function makes a fresh one after each await instead of keeping one in its
+/// future, so that the optimiser sees through the conversions (both are the identity).
 pub struct Witness<R, T, E> {
     into: fn(R) -> Result<T, E>,
     from: fn(Result<T, E>) -> R,
@@ -208,11 +214,11 @@ pub fn start_async<R, T, E, K>(
     policy: &AsyncRetryPolicy<E, K>,
     _: Witness<R, T, E>,
 ) -> AsyncCall<'_, E, T, K> {
-    AsyncCall(if policy.fast_path() {
-        CallState::Fresh(policy)
+    if policy.fast_path() {
+        AsyncCall(CallState::Fresh(policy))
     } else {
-        CallState::Started(policy.__start())
-    })
+        AsyncCall::start(policy)
+    }
 }
 
 /// The state of one call of an async `#[retry]` function, driven by its generated loop as the
@@ -241,6 +247,15 @@ impl<E, T, K> fmt::Debug for AsyncCall<'_, E, T, K> {
             CallState::Fresh(_) => f.write_str("AsyncCall(Fresh)"),
             CallState::Started(attempts) => f.debug_tuple("AsyncCall").field(attempts).finish(),
         }
+    }
+}
+
+impl<'p, E, T, K> AsyncCall<'p, E, T, K> {
+    /// A call with its state made up front. Out of line: inlined, its stores are made before
+    /// the fast path's check and thrown away when it is taken.
+    #[inline(never)]
+    fn start(policy: &'p AsyncRetryPolicy<E, K>) -> Self {
+        AsyncCall(CallState::Started(policy.__start()))
     }
 }
 
