@@ -8,7 +8,7 @@
 //! The names below show up in compiler errors about a misused `#[retry]` (rustc prints the path
 //! of a trait whose bound failed), so each is chosen to read well there.
 
-use core::any::{Any, TypeId};
+use core::any::Any;
 use core::fmt;
 use core::time::Duration;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -73,9 +73,9 @@ impl<T, E> IsResult for Result<T, E> {
 /// code's several calls of `witness::<R, _, _>()` all fail at the same tokens (the return type),
 /// which rustc reports once.
 ///
-/// The function pointers are constants wherever the witness is made where it is used: an
-/// async `#[retry]` function makes a fresh one after each await instead of keeping one in its
-/// future, so that the optimiser sees through the conversions (both are the identity).
+/// Its function pointers (both conversions are the identity) fold into direct, inlined calls
+/// wherever the optimiser sees the witness made: so an async `#[retry]` function makes a fresh
+/// one after each await instead of keeping one in its future.
 pub struct Witness<R, T, E> {
     into: fn(R) -> Result<T, E>,
     from: fn(Result<T, E>) -> R,
@@ -397,7 +397,7 @@ where
     source.classification()
 }
 
-type Entry = (TypeId, &'static (dyn Any + Send + Sync));
+type Erased = &'static (dyn Any + Send + Sync);
 
 /// The lazily built policy of one `#[retry]` function, in a `static`.
 ///
@@ -407,8 +407,8 @@ type Entry = (TypeId, &'static (dyn Any + Send + Sync));
 /// (a generic function whose error type is a type parameter), which the slow path covers:
 /// one policy per error type, each built once and kept for the life of the program.
 pub struct PolicyCell {
-    first: OnceLock<Entry>,
-    others: Mutex<Vec<Entry>>,
+    first: OnceLock<Erased>,
+    others: Mutex<Vec<Erased>>,
 }
 
 impl fmt::Debug for PolicyCell {
@@ -437,47 +437,49 @@ impl PolicyCell {
 
     /// The policy of type `P`, built by `init` on first use.
     ///
+    /// Every call but the first is a load, a check that the cell is set, and the downcast's
+    /// type check: everything else is out of line.
+    ///
     /// # Panics
     ///
     /// If `init` panics (an invalid configuration, see [`built`]); the next call tries again.
+    #[inline]
     pub fn get_or_init<P, F>(&'static self, init: F) -> &'static P
     where
         P: Any + Send + Sync,
         F: FnOnce() -> P,
     {
-        let want = TypeId::of::<P>();
-        let mut init = Some(init);
-        let (id, policy) = *self.first.get_or_init(|| {
-            let make = init.take().expect("`init` is only taken once");
-            let policy: &'static P = Box::leak(Box::new(make()));
-            (want, policy)
-        });
-        if id == want
-            && let Some(policy) = policy.downcast_ref::<P>()
-        {
+        if let Some(policy) = self.first.get().and_then(|first| first.downcast_ref::<P>()) {
             return policy;
         }
-        self.get_or_init_other(want, init)
+        self.init(init)
     }
 
+    /// The first call, or a call with another policy type than the first's.
     #[cold]
-    fn get_or_init_other<P, F>(&'static self, want: TypeId, init: Option<F>) -> &'static P
+    #[inline(never)]
+    fn init<P, F>(&'static self, init: F) -> &'static P
     where
         P: Any + Send + Sync,
         F: FnOnce() -> P,
     {
+        let mut init = Some(init);
+        let first = *self.first.get_or_init(|| {
+            let make = init.take().expect("`init` is only taken once");
+            let policy: &'static P = Box::leak(Box::new(make()));
+            policy
+        });
+        if let Some(policy) = first.downcast_ref::<P>() {
+            return policy;
+        }
         let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(policy) = others
-            .iter()
-            .find(|(id, _)| *id == want)
-            .and_then(|(_, policy)| policy.downcast_ref::<P>())
-        {
+        if let Some(policy) = others.iter().find_map(|other| other.downcast_ref::<P>()) {
             return policy;
         }
         // `init` was not consumed: `first` was already set, for another type.
         let make = init.expect("`init` is unused when `first` holds another type");
         let policy: &'static P = Box::leak(Box::new(make()));
-        others.push((want, policy));
+        others.push(policy);
         policy
     }
 }
@@ -550,6 +552,18 @@ mod tests {
         let mut call = start_async(&plain, w);
         assert!(matches!(call.resume(), Next::Attempt));
         assert!(format!("{call:?}").starts_with("AsyncCall(Attempts"));
+    }
+
+    #[test]
+    fn a_cell_builds_again_after_a_panicking_init() {
+        static CELL: PolicyCell = PolicyCell::new();
+        let failed = std::panic::catch_unwind(|| {
+            let _: &u8 = CELL.get_or_init(|| panic!("invalid configuration"));
+        });
+        assert!(failed.is_err());
+        let built: &u8 = CELL.get_or_init(|| 5);
+        let again: &u8 = CELL.get_or_init(|| 6);
+        assert_eq!((*built, *again), (5, 5));
     }
 
     #[test]
