@@ -6,7 +6,7 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
-use crate::engine::{Attempts, Config, Next};
+use crate::engine::{Attempts, Config, First, Next};
 use crate::errors::RetryError;
 use crate::ok::{AcceptOk, OkClassifier};
 use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
@@ -102,21 +102,13 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        if self.config.plain() && self.config.attempt_timeout.is_none() {
+        if self.config.fast_path() {
             // As in `RetryPolicy::call`: nothing to do before the first attempt or after its
             // success, so the per-call state is made only after a failure.
             let first = op().await;
-            let rejected_ok = match &first {
-                Ok(value) => match self.ok_rule.classify_ok(value) {
-                    None => return first,
-                    Some(c) => Some(c),
-                },
-                Err(_) => None,
-            };
-            let mut attempts = self.config.start(&self.ok_rule, false);
-            let next = match rejected_ok {
-                Some(c) => attempts.record_forced(first, c),
-                None => attempts.record(first),
+            let (mut attempts, next) = match self.first(first) {
+                First::Done(result) => return result,
+                First::Failed(attempts, next) => (attempts, next),
             };
             return self.drive(next, &mut attempts, op).await;
         }
@@ -186,6 +178,23 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     #[must_use]
     pub fn __start<T>(&self) -> Attempts<'_, E, T, R> {
         self.config.start(&self.ok_rule, false)
+    }
+
+    /// Whether a call makes its first attempt before its per-call state (see `call`).
+    #[inline]
+    pub(crate) fn fast_path(&self) -> bool {
+        self.config.fast_path()
+    }
+
+    /// Feeds the first attempt of a call on the fast path: `First::Done` when it ends the call,
+    /// otherwise the call's state, started and fed with it.
+    #[inline]
+    pub(crate) fn first<T>(&self, first: Result<T, E>) -> First<'_, E, T, R>
+    where
+        E: fmt::Debug,
+        R: OkClassifier<T>,
+    {
+        self.config.first(&self.ok_rule, first)
     }
 
     /// The timer of one attempt: `Some` when the policy has an attempt timeout. Not public API.

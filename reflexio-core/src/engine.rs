@@ -218,6 +218,63 @@ impl<E> Config<E> {
             && self.hook.is_none()
     }
 
+    /// Whether a call may make its first attempt before its per-call state exists, and return
+    /// its success at once: the call is [`plain`](Self::plain) and has no attempt timeout to run
+    /// the attempt under. `RetryPolicy::call`, `AsyncRetryPolicy::call` and async `#[retry]`
+    /// functions take this fast path; a failure then goes through [`first`](Self::first).
+    #[inline]
+    pub(crate) fn fast_path(&self) -> bool {
+        self.plain() && self.attempt_timeout.is_none()
+    }
+
+    /// Feeds the outcome of a fast-path call's first attempt: [`First::Done`] when it ends the
+    /// call (an `Ok` the `Ok` rule accepts), otherwise the per-call state, started and fed with
+    /// it.
+    #[inline]
+    pub(crate) fn first<'p, T, R>(
+        &'p self,
+        ok_rule: &'p R,
+        first: Result<T, E>,
+    ) -> First<'p, E, T, R>
+    where
+        E: fmt::Debug,
+        R: OkClassifier<T>,
+    {
+        let rejected_ok = match &first {
+            Ok(value) => match ok_rule.classify_ok(value) {
+                None => return First::Done(first),
+                Some(c) => Some(c),
+            },
+            Err(_) => None,
+        };
+        let (attempts, next) = self.start_failed(ok_rule, first, rejected_ok);
+        First::Failed(attempts, next)
+    }
+
+    /// Starts a fast-path call whose first attempt failed, fed with that outcome: an error, or
+    /// an `Ok` value the rule rejected as `rejected_ok` (the rule runs once, so its
+    /// classification is passed on rather than asked again). Cold: a success never gets here.
+    #[cold]
+    pub(crate) fn start_failed<'p, T, R>(
+        &'p self,
+        ok_rule: &'p R,
+        first: Result<T, E>,
+        rejected_ok: Option<Classification>,
+    ) -> (Attempts<'p, E, T, R>, Next<T, E>)
+    where
+        E: fmt::Debug,
+        R: OkClassifier<T>,
+    {
+        // On the fast path nothing happened before the first attempt; `begin` would have done
+        // nothing either (no budget to count the call, no breaker to admit it).
+        let mut attempts = self.start(ok_rule, false);
+        let next = match rejected_ok {
+            Some(c) => attempts.record_forced(first, c),
+            None => attempts.record(first),
+        };
+        (attempts, next)
+    }
+
     fn rng_seed(&self) -> u64 {
         match self.seed {
             Some(seed) => {
@@ -283,6 +340,15 @@ impl SplitMix64 {
         let x = (self.next_u64() >> 11) as f64;
         x * f64::EPSILON / 2.0
     }
+}
+
+/// The outcome of a fast-path call's first attempt, from [`Config::first`].
+#[allow(clippy::large_enum_variant)] // returned and unpacked at once; boxing would allocate
+pub(crate) enum First<'p, E, T, R> {
+    /// The call is over: return this success.
+    Done(Result<T, E>),
+    /// The attempt failed: the call's state, fed with it, and what to do next.
+    Failed(Attempts<'p, E, T, R>, Next<T, E>),
 }
 
 /// The per-call retry state: counts and history, no time, no I/O.

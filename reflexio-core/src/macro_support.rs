@@ -8,7 +8,7 @@
 //! The names below show up in compiler errors about a misused `#[retry]` (rustc prints the path
 //! of a trait whose bound failed), so each is chosen to read well there.
 
-use core::any::{Any, TypeId};
+use core::any::Any;
 use core::fmt;
 use core::time::Duration;
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -16,7 +16,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use crate::async_policy::AsyncRetryPolicy;
 use crate::class::Classification;
 use crate::classify::Classifier;
-use crate::engine::{Attempts, Next};
+use crate::engine::{Attempts, First, Next};
 use crate::errors::ConfigError;
 use crate::ok::OkClassifier;
 use crate::policy::{AsyncRetryPolicyBuilder, RetryPolicy, RetryPolicyBuilder};
@@ -64,12 +64,18 @@ impl<T, E> IsResult for Result<T, E> {
     }
 }
 
-/// Proof that a `#[retry]` function's return type `R` is `Result<T, E>`, made once per call by
-/// [`witness`], the only helper bounded by [`IsResult`].
+/// Proof that a `#[retry]` function's return type `R` is `Result<T, E>`, made by [`witness`],
+/// the only helper bounded by [`IsResult`].
 ///
 /// Every other helper takes the witness instead of an `R: IsResult` bound, so a function that
 /// does not return a `Result` gets exactly one error, at its return type: a bound repeated on
-/// each helper would be reported once per helper.
+/// each helper would be reported once per helper, each at its own place, while the generated
+/// code's several calls of `witness::<R, _, _>()` all fail at the same tokens (the return type),
+/// which rustc reports once.
+///
+/// Its function pointers (both conversions are the identity) fold into direct, inlined calls
+/// wherever the optimiser sees the witness made: so an async `#[retry]` function makes a fresh
+/// one after each await instead of keeping one in its future.
 pub struct Witness<R, T, E> {
     into: fn(R) -> Result<T, E>,
     from: fn(Result<T, E>) -> R,
@@ -202,18 +208,124 @@ where
 /// Starts a call of an async `#[retry]` function. The loop itself is generated inline in the
 /// function: a generic async driver taking a closure would make the future not `Send`
 /// (rust-lang/rust#138207).
+#[inline]
 #[must_use]
 pub fn start_async<R, T, E, K>(
     policy: &AsyncRetryPolicy<E, K>,
     _: Witness<R, T, E>,
-) -> Attempts<'_, E, T, K> {
-    policy.__start()
+) -> AsyncCall<'_, E, T, K> {
+    if policy.fast_path() {
+        AsyncCall(CallState::Fresh(policy))
+    } else {
+        AsyncCall::start(policy)
+    }
+}
+
+/// The state of one call of an async `#[retry]` function, driven by its generated loop as the
+/// policy's own loop drives [`Attempts`]: `begin`, then [`record`] each attempt's result,
+/// `resume` after each sleep, until [`Next::Done`].
+///
+/// On a policy with nothing to do before the first attempt or after its success (no deadline,
+/// hook, budget, breaker or attempt timeout), the per-call state is made only when the first
+/// attempt fails, as in [`AsyncRetryPolicy::call`]: a success costs one attempt and one check
+/// of the `Ok` rule.
+pub struct AsyncCall<'p, E, T, K>(CallState<'p, E, T, K>);
+
+// No bigger than `Attempts` alone: `Fresh`'s reference sits beside `Attempts`'s niche (the
+// `future_size` test measures it); boxing would allocate.
+#[allow(clippy::large_enum_variant)]
+enum CallState<'p, E, T, K> {
+    /// The fast path, before the first attempt's result: no per-call state yet.
+    Fresh(&'p AsyncRetryPolicy<E, K>),
+    /// The per-call state: from the start, or since the first attempt failed.
+    Started(Attempts<'p, E, T, K>),
+}
+
+impl<E, T, K> fmt::Debug for AsyncCall<'_, E, T, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            CallState::Fresh(_) => f.write_str("AsyncCall(Fresh)"),
+            CallState::Started(attempts) => f.debug_tuple("AsyncCall").field(attempts).finish(),
+        }
+    }
+}
+
+impl<'p, E, T, K> AsyncCall<'p, E, T, K> {
+    /// A call with its state made up front. Out of line: inlined, its stores are made before
+    /// the fast path's check and thrown away when it is taken.
+    #[inline(never)]
+    fn start(policy: &'p AsyncRetryPolicy<E, K>) -> Self {
+        AsyncCall(CallState::Started(policy.__start()))
+    }
+}
+
+impl<'p, E, T, K> AsyncCall<'p, E, T, K>
+where
+    E: fmt::Debug,
+    K: OkClassifier<T>,
+{
+    /// Starts the call: what to do first.
+    #[inline]
+    pub fn begin(&mut self) -> Next<T, E> {
+        match &mut self.0 {
+            // The fast path: nothing to count or admit before the first attempt.
+            CallState::Fresh(_) => Next::Attempt,
+            CallState::Started(attempts) => attempts.begin(),
+        }
+    }
+
+    /// After a sleep: what to do next.
+    pub fn resume(&mut self) -> Next<T, E> {
+        self.started(Attempts::resume)
+    }
+
+    /// Feeds an attempt that exceeded the policy's attempt timeout.
+    ///
+    /// # Panics
+    ///
+    /// If the policy has no attempt timeout (see [`Attempts::record_timeout`]).
+    pub fn record_timeout(&mut self) -> Next<T, E> {
+        self.started(Attempts::record_timeout)
+    }
+
+    /// Feeds the outcome of one attempt.
+    #[inline]
+    fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
+        match &mut self.0 {
+            CallState::Started(attempts) => attempts.record(outcome),
+            CallState::Fresh(policy) => match policy.first(outcome) {
+                First::Done(result) => Next::Done(result),
+                First::Failed(attempts, next) => {
+                    self.0 = CallState::Started(attempts);
+                    next
+                }
+            },
+        }
+    }
+
+    /// Applies `step` to the per-call state, made first if the call has none yet. Only
+    /// [`record`](Self::record) runs in a fresh call (a sleep or a timeout follows a
+    /// failure, which starts the state), so this is for completeness.
+    fn started(
+        &mut self,
+        step: impl FnOnce(&mut Attempts<'p, E, T, K>) -> Next<T, E>,
+    ) -> Next<T, E> {
+        match &mut self.0 {
+            CallState::Started(attempts) => step(attempts),
+            CallState::Fresh(policy) => {
+                let mut attempts = policy.__start();
+                let next = step(&mut attempts);
+                self.0 = CallState::Started(attempts);
+                next
+            }
+        }
+    }
 }
 
 /// Feeds the result of one attempt of an async `#[retry]` function.
 #[inline]
 pub fn record<R, T, E, K>(
-    attempts: &mut Attempts<'_, E, T, K>,
+    call: &mut AsyncCall<'_, E, T, K>,
     w: Witness<R, T, E>,
     result: R,
 ) -> Next<T, E>
@@ -221,7 +333,7 @@ where
     E: fmt::Debug,
     K: OkClassifier<T>,
 {
-    attempts.record((w.into)(result))
+    call.record((w.into)(result))
 }
 
 /// The final result of an async `#[retry]` function.
@@ -285,7 +397,7 @@ where
     source.classification()
 }
 
-type Entry = (TypeId, &'static (dyn Any + Send + Sync));
+type Erased = &'static (dyn Any + Send + Sync);
 
 /// The lazily built policy of one `#[retry]` function, in a `static`.
 ///
@@ -295,8 +407,8 @@ type Entry = (TypeId, &'static (dyn Any + Send + Sync));
 /// (a generic function whose error type is a type parameter), which the slow path covers:
 /// one policy per error type, each built once and kept for the life of the program.
 pub struct PolicyCell {
-    first: OnceLock<Entry>,
-    others: Mutex<Vec<Entry>>,
+    first: OnceLock<Erased>,
+    others: Mutex<Vec<Erased>>,
 }
 
 impl fmt::Debug for PolicyCell {
@@ -325,47 +437,49 @@ impl PolicyCell {
 
     /// The policy of type `P`, built by `init` on first use.
     ///
+    /// Every call but the first is a load, a check that the cell is set, and the downcast's
+    /// type check: everything else is out of line.
+    ///
     /// # Panics
     ///
     /// If `init` panics (an invalid configuration, see [`built`]); the next call tries again.
+    #[inline]
     pub fn get_or_init<P, F>(&'static self, init: F) -> &'static P
     where
         P: Any + Send + Sync,
         F: FnOnce() -> P,
     {
-        let want = TypeId::of::<P>();
-        let mut init = Some(init);
-        let (id, policy) = *self.first.get_or_init(|| {
-            let make = init.take().expect("`init` is only taken once");
-            let policy: &'static P = Box::leak(Box::new(make()));
-            (want, policy)
-        });
-        if id == want
-            && let Some(policy) = policy.downcast_ref::<P>()
-        {
+        if let Some(policy) = self.first.get().and_then(|first| first.downcast_ref::<P>()) {
             return policy;
         }
-        self.get_or_init_other(want, init)
+        self.init(init)
     }
 
+    /// The first call, or a call with another policy type than the first's.
     #[cold]
-    fn get_or_init_other<P, F>(&'static self, want: TypeId, init: Option<F>) -> &'static P
+    #[inline(never)]
+    fn init<P, F>(&'static self, init: F) -> &'static P
     where
         P: Any + Send + Sync,
         F: FnOnce() -> P,
     {
+        let mut init = Some(init);
+        let first = *self.first.get_or_init(|| {
+            let make = init.take().expect("`init` is only taken once");
+            let policy: &'static P = Box::leak(Box::new(make()));
+            policy
+        });
+        if let Some(policy) = first.downcast_ref::<P>() {
+            return policy;
+        }
         let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(policy) = others
-            .iter()
-            .find(|(id, _)| *id == want)
-            .and_then(|(_, policy)| policy.downcast_ref::<P>())
-        {
+        if let Some(policy) = others.iter().find_map(|other| other.downcast_ref::<P>()) {
             return policy;
         }
         // `init` was not consumed: `first` was already set, for another type.
         let make = init.expect("`init` is unused when `first` holds another type");
         let policy: &'static P = Box::leak(Box::new(make()));
-        others.push((want, policy));
+        others.push(policy);
         policy
     }
 }
@@ -400,6 +514,56 @@ mod tests {
             (*a, *b, c.as_str(), d.as_str(), builds),
             (1, 1, "three", "three", 2)
         );
+    }
+
+    fn policy(deadline: bool) -> AsyncRetryPolicy<crate::TransientError> {
+        let builder = AsyncRetryPolicy::builder()
+            .strategy(crate::strategies::no_delay())
+            .max_attempts(2);
+        let builder = if deadline {
+            builder
+        } else {
+            builder.no_deadline()
+        };
+        builder.build().unwrap()
+    }
+
+    #[test]
+    fn async_calls_start_their_state_on_the_first_failure() {
+        let w = witness::<Result<u32, crate::TransientError>, _, _>();
+        let fails = || Err(crate::TransientError::new("down"));
+        // A plain policy: no state until the first attempt fails.
+        let plain = policy(false);
+        let mut call = start_async(&plain, w);
+        assert_eq!(format!("{call:?}"), "AsyncCall(Fresh)");
+        assert!(matches!(call.begin(), Next::Attempt));
+        assert!(matches!(record(&mut call, w, Ok(7)), Next::Done(Ok(7))));
+        let mut call = start_async(&plain, w);
+        assert!(matches!(call.begin(), Next::Attempt));
+        assert!(matches!(record(&mut call, w, fails()), Next::Sleep(_)));
+        assert!(format!("{call:?}").starts_with("AsyncCall(Attempts"));
+        assert!(matches!(call.resume(), Next::Attempt));
+        assert!(matches!(record(&mut call, w, fails()), Next::Done(Err(_))));
+        // A deadline needs the clock read at the start: the state is made up front.
+        let timed = policy(true);
+        let call = start_async(&timed, w);
+        assert!(format!("{call:?}").starts_with("AsyncCall(Attempts"));
+        // Even a fresh call can sleep and resume (the loop never asks it to).
+        let mut call = start_async(&plain, w);
+        assert!(matches!(call.resume(), Next::Attempt));
+        assert!(format!("{call:?}").starts_with("AsyncCall(Attempts"));
+    }
+
+    #[test]
+    fn a_cell_builds_again_after_a_panicking_init() {
+        static CELL: PolicyCell = PolicyCell::new();
+        let failed = std::panic::catch_unwind(|| {
+            let _: &u8 = CELL.get_or_init(|| panic!("invalid configuration"));
+        });
+        assert!(failed.is_err());
+        let built: &u8 = CELL.get_or_init(|| 5);
+        let again: &u8 = CELL.get_or_init(|| 6);
+        assert_eq!((*built, *again), (5, 5));
     }
 
     #[test]

@@ -297,13 +297,15 @@ impl Names {
 // Output (async; a sync body goes through `retry_sync` instead, see `sync_call`):
 //     async fn f(&self, x: &str) -> Result<T, E> {
 //         #![allow(..)]                              // inner attributes, hoisted
-//         let __reflexio_witness = witness::<Result<T, E>, _, _>();   // the one `IsResult` check
+//         let __reflexio_witness = witness::<Result<T, E>, _, _>();   // the `IsResult` check
 //         let __reflexio_policy = {
+//             let __reflexio_witness = __reflexio_witness;   // borrowed only in this block
 //             static __REFLEXIO_POLICY: PolicyCell = PolicyCell::new();
 //             __REFLEXIO_POLICY.get_or_init(|| built(async_builder(__reflexio_witness)
 //                 .classifier(classify_self(__reflexio_witness)).max_attempts(3).operation("f")
 //                 .build(), "f"))
 //         };
+//         // No per-call state yet on a plain policy (the success fast path, see `AsyncCall`).
 //         let mut __reflexio_attempts = start_async(__reflexio_policy, __reflexio_witness);
 //         let mut __reflexio_next = __reflexio_attempts.begin();
 //         loop {
@@ -312,11 +314,12 @@ impl Names {
 //                     pin!(async { <fake return> body }),
 //                     pin!(__reflexio_policy.__timer()),
 //                 ).await {
-//                     Some(result) => record(&mut __reflexio_attempts, __reflexio_witness, result),
+//                     // A fresh witness after an await: a constant, not a local kept in the future.
+//                     Some(result) => record(&mut __reflexio_attempts, witness::<..>(), result),
 //                     None => __reflexio_attempts.record_timeout(),
 //                 },
 //                 Next::Sleep(delay) => { __reflexio_policy.__sleep(delay).await; __reflexio_attempts.resume() }
-//                 Next::Done(result) => return done(__reflexio_witness, result),
+//                 Next::Done(result) => return done(witness::<..>(), result),
 //             };
 //         }
 //     }
@@ -420,10 +423,14 @@ fn policy_init(
         }
     };
     quote_spanned! {glue=>
-        // The one check that the return type is a `Result` (see `Witness`).
+        // The check that the return type is a `Result` (see `Witness`). The async loop repeats
+        // it after its awaits, at the same tokens: rustc reports it once.
         let #witness = #krate::__private::witness::<#ret, _, _>();
         // The `static` is in a block of its own, out of the body's sight.
         let #policy = {
+            // A copy for the initialiser, which borrows it: a borrowed local would be kept in an
+            // async function's future until the end of its scope, this one only to the block's.
+            let #witness = #witness;
             static __REFLEXIO_POLICY: #krate::__private::PolicyCell =
                 #krate::__private::PolicyCell::new();
             __REFLEXIO_POLICY.get_or_init(|| #build)
@@ -561,6 +568,10 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// Not a generic `async fn` taking an `AsyncFnMut`: rustc cannot prove that future `Send` when
 /// the closure captures references (rust-lang/rust#138207, "implementation of `Send` is not
 /// general enough"). Inlined, the future is `Send` exactly when the body's is.
+///
+/// The body appears once. The success fast path of `AsyncRetryPolicy::call` lives in the state
+/// that `start_async` returns (`AsyncCall`): on a plain policy it makes the per-call state only
+/// when the first attempt fails, so a success is one attempt and one check of the `Ok` rule.
 fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
     let Names {
         krate,
@@ -597,6 +608,11 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
         "__reflexio_timer",
         span = Span::mixed_site().located_at(glue)
     );
+    // After an await, a fresh witness rather than the `#witness` local: a local would be kept in
+    // the future across the await, and its function pointers called indirectly; a fresh one is
+    // a constant the optimiser sees through. (Its check repeats `#witness`'s, at the same tokens:
+    // rustc reports it once.)
+    let fresh_witness = quote_spanned!(glue=> #krate::__private::witness::<#ret, _, _>());
     quote_spanned! {glue=>
         let mut #attempts = #krate::__private::start_async(#policy, #witness);
         let mut #next = #attempts.begin();
@@ -612,7 +628,7 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
                     let #timer = #krate::__private::pin!(#policy.__timer());
                     match #krate::__private::timed_attempt(#attempt, #timer).await {
                         #krate::__private::Option::Some(#result) => {
-                            #krate::__private::record(&mut #attempts, #witness, #result)
+                            #krate::__private::record(&mut #attempts, #fresh_witness, #result)
                         }
                         #krate::__private::Option::None => #attempts.record_timeout(),
                     }
@@ -622,7 +638,7 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
                     #attempts.resume()
                 }
                 #krate::__private::Next::Done(#result) => {
-                    return #krate::__private::done(#witness, #result);
+                    return #krate::__private::done(#fresh_witness, #result);
                 }
             };
         }

@@ -203,3 +203,161 @@ async fn async_trait_methods() {
     assert_eq!(fut.await, Ok("k=v#3".to_owned()));
     assert_eq!(store.calls.load(Ordering::SeqCst), 3);
 }
+
+// The success fast path: with no deadline, hook, budget, breaker or attempt timeout, the first
+// attempt runs before the per-call state is made, and the state is made only if it fails. The
+// tests below check that every other configuration still goes through the full loop, and that
+// a failure on the fast path is retried exactly as before.
+
+#[test]
+fn a_hook_still_sees_a_first_attempt_success() {
+    static EVENTS: Recorder = Recorder::new();
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    // No deadline: only the hook keeps this call off the fast path.
+    #[retry(strategy = no_delay(), deadline = None, on_event = EVENTS.hook())]
+    async fn first_try() -> Result<u32, Scripted> {
+        script(&CALLS, &[])
+    }
+    assert_eq!(futures::executor::block_on(first_try()), Ok(1));
+    assert_eq!(futures::executor::block_on(first_try()), Ok(2));
+    assert_eq!(
+        EVENTS.take(),
+        [
+            (
+                EventKind::Success,
+                1,
+                None,
+                None,
+                None,
+                Some("first_try".to_owned())
+            ),
+            (
+                EventKind::Success,
+                1,
+                None,
+                None,
+                None,
+                Some("first_try".to_owned())
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_hook_without_deadline_sees_every_retry() {
+    static EVENTS: Recorder = Recorder::new();
+    static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    #[retry(strategy = constant(ms(30)), deadline = None, clock = CLOCK.clone(), on_event = EVENTS.hook())]
+    async fn hooked() -> Result<u32, Scripted> {
+        script(&CALLS, &[ErrorClass::Transient])
+    }
+    assert_eq!(futures::executor::block_on(hooked()), Ok(2));
+    assert_eq!(CLOCK.sleeps(), [ms(30)]);
+    let op = Some("hooked".to_owned());
+    assert_eq!(
+        EVENTS.take(),
+        [
+            (
+                EventKind::Retry,
+                1,
+                Some(ErrorClass::Transient),
+                Some(ms(30)),
+                None,
+                op.clone()
+            ),
+            (EventKind::Success, 2, None, None, None, op),
+        ]
+    );
+}
+
+#[test]
+fn a_plain_policy_retries_a_first_failure() {
+    static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    // No deadline, hook, budget or breaker: the fast path.
+    #[retry(strategy = constant(ms(250)), deadline = None, clock = CLOCK.clone())]
+    async fn plain() -> Result<u32, Scripted> {
+        tokio::task::yield_now().await;
+        script(&CALLS, &[ErrorClass::RateLimit])
+    }
+    assert_eq!(futures::executor::block_on(plain()), Ok(2));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+    assert_eq!(CLOCK.sleeps(), [ms(250)]);
+}
+
+#[test]
+fn a_plain_policy_stops_where_it_did() {
+    static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    #[retry(strategy = constant(ms(10)), max_attempts = 3, deadline = None, clock = CLOCK.clone())]
+    async fn always_failing() -> Result<u32, Scripted> {
+        script(&CALLS, &[ErrorClass::Transient; 10])
+    }
+    #[retry(strategy = constant(ms(10)), deadline = None, clock = CLOCK.clone())]
+    async fn permanent() -> Result<u32, Scripted> {
+        Err(Scripted(ErrorClass::Permanent))
+    }
+    // Three attempts, two sleeps, then the last error.
+    assert_eq!(
+        futures::executor::block_on(always_failing()),
+        Err(Scripted(ErrorClass::Transient))
+    );
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+    assert_eq!(CLOCK.sleeps(), [ms(10), ms(10)]);
+    // A first failure that is never retried ends the call at once.
+    assert_eq!(
+        futures::executor::block_on(permanent()),
+        Err(Scripted(ErrorClass::Permanent))
+    );
+    assert_eq!(CLOCK.sleeps(), [ms(10), ms(10)]);
+}
+
+static OK_RULE_CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
+
+/// A plain policy (no deadline) whose `Ok` rule rejects odd values.
+static OK_RULE_POLICY: LazyLock<AsyncRetryPolicy<Scripted, reflexio::OkRule<u32>>> =
+    LazyLock::new(|| {
+        AsyncRetryPolicy::builder()
+            .strategy(constant(ms(40)))
+            .no_deadline()
+            .clock(OK_RULE_CLOCK.clone())
+            .retry_if_ok(|n: &u32| (n % 2 == 1).then_some(ErrorClass::ServerError))
+            .build()
+            .unwrap()
+    });
+
+#[test]
+fn a_rejected_first_ok_is_retried() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    #[retry(policy = OK_RULE_POLICY)]
+    async fn odd_then_even() -> Result<u32, Scripted> {
+        // 1 (rejected), then 2.
+        script(&CALLS, &[])
+    }
+    assert_eq!(futures::executor::block_on(odd_then_even()), Ok(2));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+    assert_eq!(OK_RULE_CLOCK.sleeps(), [ms(40)]);
+}
+
+#[test]
+fn abort_if_stops_a_first_failure() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    static ABORTING: LazyLock<AsyncRetryPolicy<Scripted>> = LazyLock::new(|| {
+        AsyncRetryPolicy::builder()
+            .strategy(no_delay())
+            .no_deadline()
+            .abort_if(|| true)
+            .build()
+            .unwrap()
+    });
+    #[retry(policy = ABORTING)]
+    async fn aborted() -> Result<u32, Scripted> {
+        script(&CALLS, &[ErrorClass::Transient; 10])
+    }
+    assert_eq!(
+        futures::executor::block_on(aborted()),
+        Err(Scripted(ErrorClass::Transient))
+    );
+    assert_eq!(CALLS.load(Ordering::SeqCst), 1);
+}
