@@ -1,5 +1,6 @@
-//! A policy with no breaker, budget, deadline or hook retries through a lean loop around the
-//! engine (sync and async); any of those sends it through the full per-call state instead.
+//! A policy with no breaker, budget or hook retries through a lean loop around the engine
+//! (sync and async), reading the clock only for its deadline; any of those sends it through
+//! the full per-call state instead.
 //! Both must decide exactly alike: for random scripts of outcomes and random settings, the same
 //! result (the same error value), the same number of calls and the same sleeps.
 
@@ -53,6 +54,8 @@ struct Settings {
     seed: u64,
     ok_rule: bool,
     abort_after: Option<u32>,
+    /// A deadline in ms (lean policies keep it), each attempt taking 40 ms of virtual time.
+    deadline: Option<u64>,
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
@@ -64,9 +67,19 @@ fn settings() -> impl Strategy<Value = Settings> {
         any::<u64>(),
         any::<bool>(),
         prop::option::weighted(0.2, 1u32..5),
+        prop::option::of(1u64..600),
     )
         .prop_map(
-            |(max_attempts, strategy, class_cap, unknown_cap, seed, ok_rule, abort_after)| {
+            |(
+                max_attempts,
+                strategy,
+                class_cap,
+                unknown_cap,
+                seed,
+                ok_rule,
+                abort_after,
+                deadline,
+            )| {
                 Settings {
                     max_attempts,
                     strategy,
@@ -75,6 +88,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                     seed,
                     ok_rule,
                     abort_after,
+                    deadline,
                 }
             },
         )
@@ -91,8 +105,11 @@ fn configure<K>(
         .max_attempts(s.max_attempts)
         .max_unknown_retries(s.unknown_cap)
         .seed(s.seed)
-        .no_deadline()
         .clock(clock.clone());
+    let b = match s.deadline {
+        Some(ms) => b.deadline(Duration::from_millis(ms)),
+        None => b.no_deadline(),
+    };
     let b = match s.strategy {
         0 => b.strategy(constant(Duration::from_millis(100))),
         1 => b.strategy(full_jitter().base(Duration::from_millis(10))),
@@ -111,6 +128,9 @@ fn configure<K>(
         None => b,
     }
 }
+
+/// The virtual time each attempt takes.
+const WORK: Duration = Duration::from_millis(40);
 
 /// What a run gives: the result, the calls made, the virtual sleeps.
 type Run = (Result<u32, Failed>, u32, Vec<Duration>);
@@ -145,6 +165,7 @@ fn run_sync(script: &[Step], s: &Settings, plain: bool) -> Run {
     let b = if plain { b } else { b.on_event(|_| {}) };
     let op = || {
         let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+        clock.advance(WORK);
         outcome(script, n)
     };
     let out = if s.ok_rule {
@@ -167,6 +188,7 @@ fn run_async(script: &[Step], s: &Settings, plain: bool) -> Run {
     let b = if plain { b } else { b.on_event(|_| {}) };
     let op = || {
         let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+        clock.advance(WORK);
         std::future::ready(outcome(script, n))
     };
     let out = if s.ok_rule {

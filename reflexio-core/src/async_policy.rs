@@ -6,7 +6,8 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
-use crate::engine::{Attempts, Config, First, Next};
+use crate::call::{Call, Driven};
+use crate::engine::{Config, Next};
 use crate::errors::RetryError;
 use crate::ok::{AcceptOk, OkClassifier};
 use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
@@ -95,25 +96,17 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// # Errors
     ///
     /// The error of the last attempt, when the policy stops.
-    pub async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
+    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        if self.config.fast_path() {
-            // As in `RetryPolicy::call`: nothing to do before the first attempt or after its
-            // success, so the per-call state is made only after a failure.
-            let first = op().await;
-            let (mut attempts, next) = match self.first(first) {
-                First::Done(result) => return result,
-                First::Failed(attempts, next) => (attempts, next),
-            };
-            return self.drive(next, &mut attempts, op).await;
-        }
-        let mut attempts = self.config.start(&self.ok_rule, false);
-        self.drive(attempts.begin(), &mut attempts, op).await
+        // A lean policy's call starts with no per-call state: a success costs the attempt,
+        // and the engine's counts are made only after a failure (see `Call`).
+        let mut call = Call::new(&self.config, &self.ok_rule);
+        self.drive(call.begin(), &mut call, op).await
     }
 
     /// Like [`call`](Self::call), but the error tells why the policy stopped, after how many
@@ -134,32 +127,29 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         attempts.finish(result)
     }
 
-    /// Drives one call from `next`: `attempts.begin()`, or the outcome of a first attempt made
-    /// by `call`'s fast path.
+    /// Drives one call from `next` (its `begin()`) to its end.
     async fn drive<T, F, Fut>(
         &self,
         mut next: Next<T, E>,
-        attempts: &mut Attempts<'_, E, T, R>,
+        state: &mut impl Driven<T, E>,
         mut op: F,
     ) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
-        E: fmt::Debug,
-        R: OkClassifier<T>,
     {
         loop {
             next = match next {
                 Next::Attempt => match timed_attempt(pin!(op()), pin!(self.__timer())).await {
-                    Some(outcome) => attempts.record(outcome),
-                    None => attempts.record_timeout(),
+                    Some(outcome) => state.record(outcome),
+                    None => state.record_timeout(),
                 },
                 Next::Sleep(delay) => {
                     // A zero delay is not slept: no sleep future to make and poll.
                     if !delay.is_zero() {
                         self.__sleep(delay).await;
                     }
-                    attempts.resume()
+                    state.resume()
                 }
                 Next::Done(result) => return result,
             };
@@ -173,28 +163,13 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         self.to_string()
     }
 
-    /// Starts the per-call state that `#[retry]`-generated code drives. Not public API.
+    /// Starts the state of one call, which `#[retry]`-generated code drives as `call` does.
+    /// Not public API.
     #[doc(hidden)]
+    #[inline]
     #[must_use]
-    pub fn __start<T>(&self) -> Attempts<'_, E, T, R> {
-        self.config.start(&self.ok_rule, false)
-    }
-
-    /// Whether a call makes its first attempt before its per-call state (see `call`).
-    #[inline]
-    pub(crate) fn fast_path(&self) -> bool {
-        self.config.fast_path()
-    }
-
-    /// Feeds the first attempt of a call on the fast path: `First::Done` when it ends the call,
-    /// otherwise the call's state, started and fed with it.
-    #[inline]
-    pub(crate) fn first<T>(&self, first: Result<T, E>) -> First<'_, E, T, R>
-    where
-        E: fmt::Debug,
-        R: OkClassifier<T>,
-    {
-        self.config.first(&self.ok_rule, first)
+    pub fn __call<T>(&self) -> Call<'_, E, T, R> {
+        Call::new(&self.config, &self.ok_rule)
     }
 
     /// The timer of one attempt: `Some` when the policy has an attempt timeout. Not public API.

@@ -208,71 +208,18 @@ impl<E> Config<E> {
         Ok(())
     }
 
-    /// Whether a call needs nothing before its first attempt and nothing after its success:
-    /// no breaker, budget, deadline or hook. `begin` is then a no-op.
+    /// Whether a call needs nothing before its first attempt but, with a deadline, the time,
+    /// and nothing after its success: no breaker, budget or hook. Its retries then need only
+    /// the engine's counts ([`Engine::next_lean`]): no events to emit, no permits or tokens.
     #[inline]
-    pub(crate) fn plain(&self) -> bool {
-        self.breaker.is_none()
-            && self.budget.is_none()
-            && self.deadline.is_none()
-            && self.hook.is_none()
+    pub(crate) fn lean(&self) -> bool {
+        self.breaker.is_none() && self.budget.is_none() && self.hook.is_none()
     }
 
-    /// Whether a call may make its first attempt before its per-call state exists, and return
-    /// its success at once: the call is [`plain`](Self::plain) and has no attempt timeout to run
-    /// the attempt under. `RetryPolicy::call`, `AsyncRetryPolicy::call` and async `#[retry]`
-    /// functions take this fast path; a failure then goes through [`first`](Self::first).
+    /// The start of a lean call: the time, read only when a deadline needs it.
     #[inline]
-    pub(crate) fn fast_path(&self) -> bool {
-        self.plain() && self.attempt_timeout.is_none()
-    }
-
-    /// Feeds the outcome of a fast-path call's first attempt: [`First::Done`] when it ends the
-    /// call (an `Ok` the `Ok` rule accepts), otherwise the per-call state, started and fed with
-    /// it.
-    #[inline]
-    pub(crate) fn first<'p, T, R>(
-        &'p self,
-        ok_rule: &'p R,
-        first: Result<T, E>,
-    ) -> First<'p, E, T, R>
-    where
-        E: fmt::Debug,
-        R: OkClassifier<T>,
-    {
-        let rejected_ok = match &first {
-            Ok(value) => match ok_rule.classify_ok(value) {
-                None => return First::Done(first),
-                Some(c) => Some(c),
-            },
-            Err(_) => None,
-        };
-        let (attempts, next) = self.start_failed(ok_rule, first, rejected_ok);
-        First::Failed(attempts, next)
-    }
-
-    /// Starts a fast-path call whose first attempt failed, fed with that outcome: an error, or
-    /// an `Ok` value the rule rejected as `rejected_ok` (the rule runs once, so its
-    /// classification is passed on rather than asked again). Cold: a success never gets here.
-    #[cold]
-    pub(crate) fn start_failed<'p, T, R>(
-        &'p self,
-        ok_rule: &'p R,
-        first: Result<T, E>,
-        rejected_ok: Option<Classification>,
-    ) -> (Attempts<'p, E, T, R>, Next<T, E>)
-    where
-        E: fmt::Debug,
-        R: OkClassifier<T>,
-    {
-        // On the fast path nothing happened before the first attempt; `begin` would have done
-        // nothing either (no budget to count the call, no breaker to admit it).
-        let mut attempts = self.start(ok_rule, false);
-        let next = match rejected_ok {
-            Some(c) => attempts.record_forced(first, c),
-            None => attempts.record(first),
-        };
-        (attempts, next)
+    pub(crate) fn lean_start(&self) -> Option<Stamp> {
+        self.deadline.map(|_| self.time.now())
     }
 
     fn rng_seed(&self) -> u64 {
@@ -340,15 +287,6 @@ impl SplitMix64 {
         let x = (self.next_u64() >> 11) as f64;
         x * f64::EPSILON / 2.0
     }
-}
-
-/// The outcome of a fast-path call's first attempt, from [`Config::first`].
-#[allow(clippy::large_enum_variant)] // returned and unpacked at once; boxing would allocate
-pub(crate) enum First<'p, E, T, R> {
-    /// The call is over: return this success.
-    Done(Result<T, E>),
-    /// The attempt failed: the call's state, fed with it, and what to do next.
-    Failed(Attempts<'p, E, T, R>, Next<T, E>),
 }
 
 /// The per-call retry state: counts and history, no time, no I/O.
@@ -458,19 +396,21 @@ impl Engine {
 }
 
 impl Engine {
-    /// The whole decision after one attempt of a *plain* policy (no breaker, budget, deadline
-    /// or hook: [`Config::plain`]): `None` to return `outcome` (a success, or a failure the
-    /// policy gives up on), `Some(delay)` to sleep and try again. No clock, no events and no
-    /// per-call bookkeeping beyond the engine's counts, so the drivers' loops for plain
-    /// policies are a few instructions around the engine. `forced` is the class of an `Ok`
-    /// value the rule already rejected (the rule runs once per value).
+    /// The whole decision after one attempt of a *lean* policy (no breaker, budget or hook:
+    /// [`Config::lean`]): `None` to return `outcome` (a success, or a failure the policy gives
+    /// up on), `Some(delay)` to sleep and try again. No events and no per-call bookkeeping
+    /// beyond the engine's counts, so the drivers' loops for lean policies are a few
+    /// instructions around the engine. `forced` is the class of an `Ok` value the rule already
+    /// rejected (the rule runs once per value) or of a timeout; `elapsed` is the time since the
+    /// call started (zero when there is no deadline: nothing else reads it).
     #[inline]
-    pub(crate) fn next_plain<E, T, R: OkClassifier<T>>(
+    pub(crate) fn next_lean<E, T, R: OkClassifier<T>>(
         &mut self,
         config: &Config<E>,
         ok_rule: &R,
         outcome: &Result<T, E>,
         forced: Option<Classification>,
+        elapsed: Duration,
     ) -> Option<Duration> {
         self.begin_attempt();
         let c = match (forced, outcome) {
@@ -478,7 +418,7 @@ impl Engine {
             (None, Ok(value)) => ok_rule.classify_ok(value)?,
             (None, Err(error)) => config.classifier.classify(error),
         };
-        match self.on_failure(config, c, Duration::ZERO, || config.rng_seed()) {
+        match self.on_failure(config, c, elapsed, || config.rng_seed()) {
             Decision::Retry(delay) if !config.abort.as_ref().is_some_and(|abort| abort()) => {
                 Some(delay)
             }

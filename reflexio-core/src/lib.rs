@@ -29,6 +29,7 @@
 
 mod async_policy;
 mod budget;
+mod call;
 mod circuit;
 mod class;
 mod classify;
@@ -70,6 +71,7 @@ pub use policy::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::async_policy::timed_attempt;
+    pub use crate::call::Call;
     pub use crate::engine::{Attempts, Next, Step};
     pub use crate::macro_support::*;
 }

@@ -14,9 +14,10 @@ use core::time::Duration;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::async_policy::AsyncRetryPolicy;
+use crate::call::Call;
 use crate::class::Classification;
 use crate::classify::Classifier;
-use crate::engine::{Attempts, First, Next};
+use crate::engine::Next;
 use crate::errors::ConfigError;
 use crate::ok::OkClassifier;
 use crate::policy::{AsyncRetryPolicyBuilder, RetryPolicy, RetryPolicyBuilder};
@@ -207,120 +208,20 @@ where
 
 /// Starts a call of an async `#[retry]` function. The loop itself is generated inline in the
 /// function: a generic async driver taking a closure would make the future not `Send`
-/// (rust-lang/rust#138207).
+/// (rust-lang/rust#138207). It drives the same [`Call`] state as
+/// [`AsyncRetryPolicy::call`]: on a lean policy (no breaker, budget or hook) a success costs
+/// the attempt and one check of the `Ok` rule, and a failure makes only the engine's counts.
 #[inline]
 #[must_use]
 pub fn start_async<R, T, E, K>(
     policy: &AsyncRetryPolicy<E, K>,
     _: Witness<R, T, E>,
 ) -> AsyncCall<'_, E, T, K> {
-    if policy.fast_path() {
-        AsyncCall(CallState::Fresh(policy))
-    } else {
-        AsyncCall::start(policy)
-    }
+    policy.__call()
 }
 
-/// The state of one call of an async `#[retry]` function, driven by its generated loop as the
-/// policy's own loop drives [`Attempts`]: `begin`, then [`record`] each attempt's result,
-/// `resume` after each sleep, until [`Next::Done`].
-///
-/// On a policy with nothing to do before the first attempt or after its success (no deadline,
-/// hook, budget, breaker or attempt timeout), the per-call state is made only when the first
-/// attempt fails, as in [`AsyncRetryPolicy::call`]: a success costs one attempt and one check
-/// of the `Ok` rule.
-pub struct AsyncCall<'p, E, T, K>(CallState<'p, E, T, K>);
-
-// No bigger than `Attempts` alone: `Fresh`'s reference sits beside `Attempts`'s niche (the
-// `future_size` test measures it); boxing would allocate.
-#[allow(clippy::large_enum_variant)]
-enum CallState<'p, E, T, K> {
-    /// The fast path, before the first attempt's result: no per-call state yet.
-    Fresh(&'p AsyncRetryPolicy<E, K>),
-    /// The per-call state: from the start, or since the first attempt failed.
-    Started(Attempts<'p, E, T, K>),
-}
-
-impl<E, T, K> fmt::Debug for AsyncCall<'_, E, T, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            CallState::Fresh(_) => f.write_str("AsyncCall(Fresh)"),
-            CallState::Started(attempts) => f.debug_tuple("AsyncCall").field(attempts).finish(),
-        }
-    }
-}
-
-impl<'p, E, T, K> AsyncCall<'p, E, T, K> {
-    /// A call with its state made up front. Out of line: inlined, its stores are made before
-    /// the fast path's check and thrown away when it is taken.
-    #[inline(never)]
-    fn start(policy: &'p AsyncRetryPolicy<E, K>) -> Self {
-        AsyncCall(CallState::Started(policy.__start()))
-    }
-}
-
-impl<'p, E, T, K> AsyncCall<'p, E, T, K>
-where
-    E: fmt::Debug,
-    K: OkClassifier<T>,
-{
-    /// Starts the call: what to do first.
-    #[inline]
-    pub fn begin(&mut self) -> Next<T, E> {
-        match &mut self.0 {
-            // The fast path: nothing to count or admit before the first attempt.
-            CallState::Fresh(_) => Next::Attempt,
-            CallState::Started(attempts) => attempts.begin(),
-        }
-    }
-
-    /// After a sleep: what to do next.
-    pub fn resume(&mut self) -> Next<T, E> {
-        self.started(Attempts::resume)
-    }
-
-    /// Feeds an attempt that exceeded the policy's attempt timeout.
-    ///
-    /// # Panics
-    ///
-    /// If the policy has no attempt timeout (see [`Attempts::record_timeout`]).
-    pub fn record_timeout(&mut self) -> Next<T, E> {
-        self.started(Attempts::record_timeout)
-    }
-
-    /// Feeds the outcome of one attempt.
-    #[inline]
-    fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
-        match &mut self.0 {
-            CallState::Started(attempts) => attempts.record(outcome),
-            CallState::Fresh(policy) => match policy.first(outcome) {
-                First::Done(result) => Next::Done(result),
-                First::Failed(attempts, next) => {
-                    self.0 = CallState::Started(attempts);
-                    next
-                }
-            },
-        }
-    }
-
-    /// Applies `step` to the per-call state, made first if the call has none yet. Only
-    /// [`record`](Self::record) runs in a fresh call (a sleep or a timeout follows a
-    /// failure, which starts the state), so this is for completeness.
-    fn started(
-        &mut self,
-        step: impl FnOnce(&mut Attempts<'p, E, T, K>) -> Next<T, E>,
-    ) -> Next<T, E> {
-        match &mut self.0 {
-            CallState::Started(attempts) => step(attempts),
-            CallState::Fresh(policy) => {
-                let mut attempts = policy.__start();
-                let next = step(&mut attempts);
-                self.0 = CallState::Started(attempts);
-                next
-            }
-        }
-    }
-}
+/// The state of one call of an async `#[retry]` function: the policy's own [`Call`].
+pub type AsyncCall<'p, E, T, K> = Call<'p, E, T, K>;
 
 /// Feeds the result of one attempt of an async `#[retry]` function.
 #[inline]
@@ -516,7 +417,7 @@ mod tests {
         );
     }
 
-    fn policy(deadline: bool) -> AsyncRetryPolicy<crate::TransientError> {
+    fn policy(deadline: bool, hook: bool) -> AsyncRetryPolicy<crate::TransientError> {
         let builder = AsyncRetryPolicy::builder()
             .strategy(crate::strategies::no_delay())
             .max_attempts(2);
@@ -525,6 +426,11 @@ mod tests {
         } else {
             builder.no_deadline()
         };
+        let builder = if hook {
+            builder.on_event(|_| {})
+        } else {
+            builder
+        };
         builder.build().unwrap()
     }
 
@@ -532,26 +438,24 @@ mod tests {
     fn async_calls_start_their_state_on_the_first_failure() {
         let w = witness::<Result<u32, crate::TransientError>, _, _>();
         let fails = || Err(crate::TransientError::new("down"));
-        // A plain policy: no state until the first attempt fails.
-        let plain = policy(false);
-        let mut call = start_async(&plain, w);
-        assert_eq!(format!("{call:?}"), "AsyncCall(Fresh)");
-        assert!(matches!(call.begin(), Next::Attempt));
-        assert!(matches!(record(&mut call, w, Ok(7)), Next::Done(Ok(7))));
-        let mut call = start_async(&plain, w);
-        assert!(matches!(call.begin(), Next::Attempt));
-        assert!(matches!(record(&mut call, w, fails()), Next::Sleep(_)));
-        assert!(format!("{call:?}").starts_with("AsyncCall(Attempts"));
-        assert!(matches!(call.resume(), Next::Attempt));
-        assert!(matches!(record(&mut call, w, fails()), Next::Done(Err(_))));
-        // A deadline needs the clock read at the start: the state is made up front.
-        let timed = policy(true);
-        let call = start_async(&timed, w);
-        assert!(format!("{call:?}").starts_with("AsyncCall(Attempts"));
-        // Even a fresh call can sleep and resume (the loop never asks it to).
-        let mut call = start_async(&plain, w);
-        assert!(matches!(call.resume(), Next::Attempt));
-        assert!(format!("{call:?}").starts_with("AsyncCall(Attempts"));
+        // Lean policies, with or without a deadline: no state until the first attempt fails,
+        // then only the engine's counts.
+        for lean in [policy(false, false), policy(true, false)] {
+            let mut call = start_async(&lean, w);
+            assert_eq!(format!("{call:?}"), "Call(Fresh)");
+            assert!(matches!(call.begin(), Next::Attempt));
+            assert!(matches!(record(&mut call, w, Ok(7)), Next::Done(Ok(7))));
+            let mut call = start_async(&lean, w);
+            assert!(matches!(call.begin(), Next::Attempt));
+            assert!(matches!(record(&mut call, w, fails()), Next::Sleep(_)));
+            assert!(format!("{call:?}").starts_with("Call(Lean)(Engine"));
+            assert!(matches!(call.resume(), Next::Attempt));
+            assert!(matches!(record(&mut call, w, fails()), Next::Done(Err(_))));
+        }
+        // A hook needs the full state (its events), made up front.
+        let observed = policy(false, true);
+        let call = start_async(&observed, w);
+        assert!(format!("{call:?}").starts_with("Call(Attempts"));
     }
 
     #[test]

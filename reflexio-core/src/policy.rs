@@ -17,7 +17,7 @@ use crate::event::RetryEvent;
 use crate::ok::{AcceptOk, OkClassifier, OkRule};
 use crate::strategies::{Strategy, decorrelated_jitter};
 use crate::testing::VirtualClock;
-use crate::time::{CustomSleeper, TimeSource};
+use crate::time::{CustomSleeper, Stamp, TimeSource};
 
 /// The default strategy: the Python decorator's `decorrelated_jitter(max_s=5.0)`.
 pub(crate) const DEFAULT_STRATEGY: crate::strategies::DecorrelatedJitter =
@@ -615,11 +615,12 @@ impl<E, R> RetryPolicy<E, R> {
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        if self.config.plain() {
+        if self.config.lean() {
             // Nothing has to happen before the first attempt (a breaker's admission, a budget's
-            // count, the clock read of a deadline or a hook) nor after its success (an event, a
-            // budget's reward): a success costs a call of `op`, and the per-call state is made
-            // only after a failure.
+            // count) but reading the clock for a deadline, nor after its success (an event, a
+            // budget's reward): a success costs a call of `op` (and one clock read with a
+            // deadline), and the per-call state is made only after a failure.
+            let start = self.config.lean_start();
             let first = op();
             let rejected_ok = match &first {
                 Ok(value) => match self.ok_rule.classify_ok(value) {
@@ -628,20 +629,21 @@ impl<E, R> RetryPolicy<E, R> {
                 },
                 Err(_) => None,
             };
-            return self.after_first(first, rejected_ok, op);
+            return self.after_first(first, rejected_ok, start, op);
         }
         self.drive_call(op)
     }
 
-    /// The rest of a plain call whose first attempt failed: the engine's decisions and the
-    /// sleeps, nothing else (no clock, events, breaker or budget to drive). Out of line, so
-    /// that `call` stays small enough to inline.
+    /// The rest of a lean call whose first attempt failed: the engine's decisions and the
+    /// sleeps, nothing else (no events, breaker or budget to drive). Out of line, so that
+    /// `call` stays small enough to inline.
     #[cold]
     #[inline(never)]
     fn after_first<T, F>(
         &self,
         first: Result<T, E>,
         rejected_ok: Option<Classification>,
+        start: Option<Stamp>,
         mut op: F,
     ) -> Result<T, E>
     where
@@ -649,20 +651,25 @@ impl<E, R> RetryPolicy<E, R> {
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
+        let config = &self.config;
         let mut engine = Engine::new();
         let mut outcome = first;
         let mut forced = rejected_ok;
-        while let Some(delay) = engine.next_plain(&self.config, &self.ok_rule, &outcome, forced) {
+        loop {
+            let elapsed = start.map_or(Duration::ZERO, |start| config.time.since(start));
+            let Some(delay) = engine.next_lean(config, &self.ok_rule, &outcome, forced, elapsed)
+            else {
+                return outcome;
+            };
             forced = None;
             if !delay.is_zero() {
-                self.config.time.sleep_blocking(delay);
+                config.time.sleep_blocking(delay);
             }
             outcome = op();
         }
-        outcome
     }
 
-    /// A call of a policy that is not plain.
+    /// A call of a policy that is not lean.
     #[inline(never)]
     fn drive_call<T, F>(&self, op: F) -> Result<T, E>
     where

@@ -1,0 +1,228 @@
+//! One async call's state, as the policy's loop and `#[retry]`'s generated loop drive it.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::class::{Classification, ErrorClass};
+use crate::engine::{Attempts, Config, Engine, Next};
+use crate::errors::AttemptTimedOut;
+use crate::ok::OkClassifier;
+use crate::time::Stamp;
+
+/// The state of one call, fed each attempt's outcome by a driver exactly like [`Attempts`]
+/// (`begin`, `record` each outcome, `resume` after each sleep, until [`Next::Done`]), but made
+/// in proportion to what the policy needs.
+///
+/// A *lean* policy (no breaker, budget or event hook: [`Config::lean`]) has nothing to do
+/// before the first attempt but read the clock for a deadline, and nothing after a success:
+/// the call starts `Fresh`, a success ends it at once, and only a failure makes the engine's
+/// counts (`Lean`), which then decide each retry with no events, breaker or budget to drive.
+/// Any other policy gets the full per-call state from the start.
+///
+/// Not public API: reachable only through the facade's hidden `__private` module.
+#[doc(hidden)]
+pub struct Call<'p, E, T, R> {
+    config: &'p Config<E>,
+    ok_rule: &'p R,
+    state: State<'p, E, T, R>,
+}
+
+// The variants are not boxed: boxing would allocate on every call.
+#[allow(clippy::large_enum_variant)]
+enum State<'p, E, T, R> {
+    /// A lean call before its first outcome: only the start time, when there is a deadline.
+    Fresh(Option<Stamp>),
+    /// A lean call after a failure: the engine's counts.
+    Lean(Option<Stamp>, Engine),
+    /// Everything: breaker permits, budget, events.
+    Full(Attempts<'p, E, T, R>),
+}
+
+impl<E, T, R> fmt::Debug for Call<'_, E, T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            State::Fresh(_) => f.write_str("Call(Fresh)"),
+            State::Lean(_, engine) => f.debug_tuple("Call(Lean)").field(engine).finish(),
+            State::Full(attempts) => f.debug_tuple("Call").field(attempts).finish(),
+        }
+    }
+}
+
+impl<'p, E, T, R> Call<'p, E, T, R> {
+    /// A call of a policy with `config` and `ok_rule`: `Fresh` when the policy is lean.
+    #[inline]
+    pub(crate) fn new(config: &'p Config<E>, ok_rule: &'p R) -> Self {
+        if config.lean() {
+            Call {
+                config,
+                ok_rule,
+                state: State::Fresh(config.lean_start()),
+            }
+        } else {
+            Call::full(config, ok_rule)
+        }
+    }
+
+    /// A call with the full per-call state from the start. Out of line: inlined, its stores
+    /// would be made before the lean check and thrown away when it passes.
+    #[inline(never)]
+    fn full(config: &'p Config<E>, ok_rule: &'p R) -> Self {
+        Call {
+            config,
+            ok_rule,
+            state: State::Full(config.start(ok_rule, false)),
+        }
+    }
+}
+
+impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
+    /// Starts the call: what to do first.
+    #[inline]
+    pub fn begin(&mut self) -> Next<T, E> {
+        match &mut self.state {
+            State::Full(attempts) => attempts.begin(),
+            State::Fresh(_) | State::Lean(..) => Next::Attempt,
+        }
+    }
+
+    /// After a sleep: what to do next.
+    #[inline]
+    pub fn resume(&mut self) -> Next<T, E> {
+        match &mut self.state {
+            State::Full(attempts) => attempts.resume(),
+            State::Fresh(_) | State::Lean(..) => Next::Attempt,
+        }
+    }
+
+    /// Feeds the outcome of one attempt and says what to do next.
+    #[inline]
+    pub fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
+        match &mut self.state {
+            State::Full(attempts) => attempts.record(outcome),
+            State::Lean(start, engine) => {
+                lean_step(self.config, self.ok_rule, *start, engine, outcome, None)
+            }
+            State::Fresh(start) => {
+                let rejected_ok = match &outcome {
+                    Ok(value) => match self.ok_rule.classify_ok(value) {
+                        None => return Next::Done(outcome),
+                        Some(c) => Some(c),
+                    },
+                    Err(_) => None,
+                };
+                let start = *start;
+                self.first_failure(start, outcome, rejected_ok)
+            }
+        }
+    }
+
+    /// Feeds an attempt that exceeded the policy's attempt timeout: a `Transient` failure.
+    ///
+    /// # Panics
+    ///
+    /// If the policy has no attempt timeout (drivers call it only when one fired).
+    pub fn record_timeout(&mut self) -> Next<T, E> {
+        let transient = Some(ErrorClass::Transient.into());
+        match &mut self.state {
+            State::Full(attempts) => attempts.record_timeout(),
+            State::Lean(start, engine) => {
+                let outcome = timed_out(self.config);
+                lean_step(
+                    self.config,
+                    self.ok_rule,
+                    *start,
+                    engine,
+                    outcome,
+                    transient,
+                )
+            }
+            State::Fresh(start) => {
+                let start = *start;
+                self.first_failure(start, timed_out(self.config), transient)
+            }
+        }
+    }
+
+    /// The first failure of a lean call: makes the engine's counts and decides with them.
+    /// Cold: a call that succeeds at once never gets here.
+    #[cold]
+    fn first_failure(
+        &mut self,
+        start: Option<Stamp>,
+        outcome: Result<T, E>,
+        forced: Option<Classification>,
+    ) -> Next<T, E> {
+        let mut engine = Engine::new();
+        let next = lean_step(
+            self.config,
+            self.ok_rule,
+            start,
+            &mut engine,
+            outcome,
+            forced,
+        );
+        self.state = State::Lean(start, engine);
+        next
+    }
+}
+
+/// The error of an attempt that timed out.
+fn timed_out<E, T>(config: &Config<E>) -> Result<T, E> {
+    let (timeout, into) = config
+        .attempt_timeout
+        .expect("only policies with an attempt timeout time out");
+    Err(into(AttemptTimedOut::new(timeout)))
+}
+
+/// One decision of a lean call: the engine's, with the elapsed time when there is a deadline.
+/// The outcome is dropped before a sleep: a call's future holds either an attempt or a sleep,
+/// never a kept result as well.
+#[inline]
+fn lean_step<E, T, R: OkClassifier<T>>(
+    config: &Config<E>,
+    ok_rule: &R,
+    start: Option<Stamp>,
+    engine: &mut Engine,
+    outcome: Result<T, E>,
+    forced: Option<Classification>,
+) -> Next<T, E> {
+    let elapsed = start.map_or(Duration::ZERO, |start| config.time.since(start));
+    match engine.next_lean(config, ok_rule, &outcome, forced, elapsed) {
+        Some(delay) => Next::Sleep(delay),
+        None => Next::Done(outcome),
+    }
+}
+
+/// What the policy's async loop drives: a [`Call`], or the full [`Attempts`] of `execute`
+/// (which needs their record of why the call stopped).
+pub(crate) trait Driven<T, E> {
+    fn record(&mut self, outcome: Result<T, E>) -> Next<T, E>;
+    fn record_timeout(&mut self) -> Next<T, E>;
+    fn resume(&mut self) -> Next<T, E>;
+}
+
+impl<E: fmt::Debug, T, R: OkClassifier<T>> Driven<T, E> for Call<'_, E, T, R> {
+    #[inline]
+    fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
+        Call::record(self, outcome)
+    }
+    fn record_timeout(&mut self) -> Next<T, E> {
+        Call::record_timeout(self)
+    }
+    fn resume(&mut self) -> Next<T, E> {
+        Call::resume(self)
+    }
+}
+
+impl<E: fmt::Debug, T, R: OkClassifier<T>> Driven<T, E> for Attempts<'_, E, T, R> {
+    #[inline]
+    fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
+        Attempts::record(self, outcome)
+    }
+    fn record_timeout(&mut self) -> Next<T, E> {
+        Attempts::record_timeout(self)
+    }
+    fn resume(&mut self) -> Next<T, E> {
+        Attempts::resume(self)
+    }
+}
