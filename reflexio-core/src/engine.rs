@@ -285,7 +285,8 @@ impl SplitMix64 {
         // 53 bits fit an f64 exactly; 2^-53 scales them into [0, 1).
         #[allow(clippy::cast_precision_loss)]
         let x = (self.next_u64() >> 11) as f64;
-        x * f64::EPSILON / 2.0
+        const TWO_POW_MINUS_53: f64 = f64::EPSILON / 2.0;
+        x * TWO_POW_MINUS_53
     }
 }
 
