@@ -5,7 +5,6 @@ use core::time::Duration;
 
 use crate::class::{Classification, ErrorClass};
 use crate::engine::{Attempts, Config, Engine, Next};
-use crate::errors::AttemptTimedOut;
 use crate::ok::OkClassifier;
 use crate::time::Stamp;
 
@@ -126,7 +125,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
         match &mut self.state {
             State::Full(attempts) => attempts.record_timeout(),
             State::Lean(start, engine) => {
-                let outcome = timed_out(self.config);
+                let outcome = Err(self.config.timed_out());
                 lean_step(
                     self.config,
                     self.ok_rule,
@@ -138,7 +137,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
             }
             State::Fresh(start) => {
                 let start = *start;
-                self.first_failure(start, timed_out(self.config), transient)
+                self.first_failure(start, Err(self.config.timed_out()), transient)
             }
         }
     }
@@ -164,14 +163,6 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
         self.state = State::Lean(start, engine);
         next
     }
-}
-
-/// The error of an attempt that timed out.
-fn timed_out<E, T>(config: &Config<E>) -> Result<T, E> {
-    let (timeout, into) = config
-        .attempt_timeout
-        .expect("only policies with an attempt timeout time out");
-    Err(into(AttemptTimedOut::new(timeout)))
 }
 
 /// One decision of a lean call: the engine's, with the elapsed time when there is a deadline.

@@ -216,6 +216,18 @@ impl<E> Config<E> {
         self.breaker.is_none() && self.budget.is_none() && self.hook.is_none()
     }
 
+    /// The error of an attempt that exceeded the policy's attempt timeout.
+    ///
+    /// # Panics
+    ///
+    /// If the policy has no attempt timeout (drivers ask only when one fired).
+    pub(crate) fn timed_out(&self) -> E {
+        let (timeout, into) = self
+            .attempt_timeout
+            .expect("only policies with an attempt timeout time out");
+        into(AttemptTimedOut::new(timeout))
+    }
+
     /// The start of a lean call: the time, read only when a deadline needs it.
     #[inline]
     pub(crate) fn lean_start(&self) -> Option<Stamp> {
@@ -282,10 +294,11 @@ impl SplitMix64 {
 
     /// Uniform in `[0, 1)`, with 53 random bits.
     pub(crate) fn next_f64(&mut self) -> f64 {
-        // 53 bits fit an f64 exactly; 2^-53 scales them into [0, 1).
+        // 53 bits fit an f64 exactly; 2^-53 scales them into [0, 1), exactly, in one multiply
+        // (`x * EPSILON / 2.0` is two: floats are not reassociated).
+        const TWO_POW_MINUS_53: f64 = f64::EPSILON / 2.0;
         #[allow(clippy::cast_precision_loss)]
         let x = (self.next_u64() >> 11) as f64;
-        const TWO_POW_MINUS_53: f64 = f64::EPSILON / 2.0;
         x * TWO_POW_MINUS_53
     }
 }
@@ -603,14 +616,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
     ///
     /// If the policy has no attempt timeout (drivers call it only when one fired).
     pub fn record_timeout(&mut self) -> Next<T, E> {
-        let (timeout, into) = self
-            .config
-            .attempt_timeout
-            .expect("only policies with an attempt timeout time out");
-        self.record_forced(
-            Err(into(AttemptTimedOut::new(timeout))),
-            ErrorClass::Transient.into(),
-        )
+        let error = self.config.timed_out();
+        self.record_forced(Err(error), ErrorClass::Transient.into())
     }
 
     /// Feeds an outcome already classified as a failure `c` (a timeout, or an `Ok` value the
