@@ -96,15 +96,24 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// # Errors
     ///
     /// The error of the last attempt, when the policy stops.
-    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, E>
+    pub async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        // A lean policy's call starts with no per-call state: a success costs the attempt,
-        // and the engine's counts are made only after a failure (see `Call`).
+        if self.config.lean() && self.config.attempt_timeout.is_none() {
+            // A lean policy with no attempt timeout: the first attempt is awaited as it is,
+            // and a success returns at once (the rule checked once); the call's state is
+            // the start time alone until a failure (see `Call`).
+            let mut call = Call::fresh(&self.config, &self.ok_rule, self.config.lean_start());
+            let first = op().await;
+            return match call.record(first) {
+                Next::Done(result) => result,
+                next => self.drive(next, &mut call, op).await,
+            };
+        }
         let mut call = Call::new(&self.config, &self.ok_rule);
         self.drive(call.begin(), &mut call, op).await
     }

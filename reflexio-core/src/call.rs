@@ -52,13 +52,20 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
     #[inline]
     pub(crate) fn new(config: &'p Config<E>, ok_rule: &'p R) -> Self {
         if config.lean() {
-            Call {
-                config,
-                ok_rule,
-                state: State::Fresh(config.lean_start()),
-            }
+            Call::fresh(config, ok_rule, config.lean_start())
         } else {
             Call::full(config, ok_rule)
+        }
+    }
+
+    /// A lean call that started at `start` (`Some` when the policy has a deadline) and has
+    /// no outcome yet.
+    #[inline]
+    pub(crate) fn fresh(config: &'p Config<E>, ok_rule: &'p R, start: Option<Stamp>) -> Self {
+        Call {
+            config,
+            ok_rule,
+            state: State::Fresh(start),
         }
     }
 
@@ -96,21 +103,31 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     /// Feeds the outcome of one attempt and says what to do next.
     #[inline]
     pub fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
+        let State::Fresh(start) = self.state else {
+            return self.record_started(outcome);
+        };
+        // The success path, small enough to inline into the drivers: one check of the rule.
+        let rejected_ok = match &outcome {
+            Ok(value) => match self.ok_rule.classify_ok(value) {
+                None => return Next::Done(outcome),
+                Some(c) => Some(c),
+            },
+            Err(_) => None,
+        };
+        self.first_failure(start, outcome, rejected_ok)
+    }
+
+    /// Feeds the outcome of a later attempt, or of any attempt of a full call.
+    #[inline(never)]
+    fn record_started(&mut self, outcome: Result<T, E>) -> Next<T, E> {
         match &mut self.state {
             State::Full(attempts) => attempts.record(outcome),
             State::Lean(start, engine) => {
                 lean_step(self.config, self.ok_rule, *start, engine, outcome, None)
             }
             State::Fresh(start) => {
-                let rejected_ok = match &outcome {
-                    Ok(value) => match self.ok_rule.classify_ok(value) {
-                        None => return Next::Done(outcome),
-                        Some(c) => Some(c),
-                    },
-                    Err(_) => None,
-                };
                 let start = *start;
-                self.first_failure(start, outcome, rejected_ok)
+                self.first_failure(start, outcome, None)
             }
         }
     }
