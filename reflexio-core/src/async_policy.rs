@@ -103,19 +103,23 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        if self.config.lean() && self.config.attempt_timeout.is_none() {
+        // One `call` for both paths: two would both be kept in the future.
+        let mut call;
+        let next = if self.config.lean() && self.config.attempt_timeout.is_none() {
             // A lean policy with no attempt timeout: the first attempt is awaited as it is,
             // and a success returns at once (the rule checked once); the call's state is
             // the start time alone until a failure (see `Call`).
-            let mut call = Call::fresh(&self.config, &self.ok_rule, self.config.lean_start());
+            call = Call::fresh(&self.config, &self.ok_rule, self.config.lean_start());
             let first = op().await;
-            return match call.record(first) {
-                Next::Done(result) => result,
-                next => self.drive(next, &mut call, op).await,
-            };
-        }
-        let mut call = Call::new(&self.config, &self.ok_rule);
-        self.drive(call.begin(), &mut call, op).await
+            match call.record(first) {
+                Next::Done(result) => return result,
+                next => next,
+            }
+        } else {
+            call = Call::new(&self.config, &self.ok_rule);
+            call.begin()
+        };
+        self.drive(next, &mut call, op).await
     }
 
     /// Like [`call`](Self::call), but the error tells why the policy stopped, after how many
