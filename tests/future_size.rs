@@ -20,7 +20,7 @@ fn transient(_: &Flaky) -> ErrorClass {
 /// The overhead of a wrapper may not exceed this many bytes. It holds the per-call retry state
 /// (counters and the previous delay of each of the 8 classes), the timer of a sleep or of an
 /// attempt timeout, and the last outcome: all fixed sizes. Raise it only knowingly.
-const MAX_OVERHEAD: usize = 640;
+const MAX_OVERHEAD: usize = 576;
 
 /// Yields once, so a future that awaits it keeps its locals across a suspension point.
 async fn suspend() {

@@ -91,7 +91,9 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// asynchronously between attempts.
     ///
     /// Returns the value, or the last attempt's own error, untouched. The returned future is
-    /// `Send` when `op`, its futures, `T` and `E` are; it does not box `op`'s future.
+    /// `Send` when `op`, its futures, `T` and `E` are; it does not box `op`'s future. Its cost
+    /// is [`RetryPolicy::call`](crate::RetryPolicy::call)'s: a success costs the attempt (and a
+    /// clock read with a deadline) unless a breaker, budget or hook asks for more.
     ///
     /// # Errors
     ///
