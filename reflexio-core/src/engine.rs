@@ -96,6 +96,12 @@ pub(crate) struct Config<E> {
     pub(crate) max_attempts: u32,
     pub(crate) class_caps: [Option<u32>; 8],
     pub(crate) max_unknown_retries: Option<u32>,
+    /// Per class, built once from the above: the strategy (the class's own or the default),
+    /// and the most failures of the class that may still be retried (0 for a class never
+    /// retried; the class cap, and for `Unknown` the lower of it and its own cap), so that a
+    /// decision checks one number where it checked three conditions.
+    pub(crate) strategies: [Arc<dyn Strategy>; 8],
+    pub(crate) limits: [u32; 8],
     pub(crate) deadline: Option<Duration>,
     pub(crate) operation: Option<Arc<str>>,
     pub(crate) hook: Option<Hook>,
@@ -122,6 +128,8 @@ impl<E> Clone for Config<E> {
             max_attempts: self.max_attempts,
             class_caps: self.class_caps,
             max_unknown_retries: self.max_unknown_retries,
+            strategies: self.strategies.clone(),
+            limits: self.limits,
             deadline: self.deadline,
             operation: self.operation.clone(),
             hook: self.hook.clone(),
@@ -139,9 +147,45 @@ impl<E> Clone for Config<E> {
 
 impl<E> Config<E> {
     pub(crate) fn strategy_for(&self, class: ErrorClass) -> &dyn Strategy {
-        match &self.class_strategies[class.index()] {
-            Some(s) => &**s,
-            None => &*self.default_strategy,
+        &*self.strategies[class.index()]
+    }
+
+    /// The per-class strategies and limits (see the fields) of these settings.
+    pub(crate) fn per_class(
+        default_strategy: &Arc<dyn Strategy>,
+        class_strategies: &[Option<Arc<dyn Strategy>>; 8],
+        class_caps: [Option<u32>; 8],
+        max_unknown_retries: Option<u32>,
+    ) -> ([Arc<dyn Strategy>; 8], [u32; 8]) {
+        let strategies = ErrorClass::ALL.map(|class| {
+            class_strategies[class.index()]
+                .clone()
+                .unwrap_or_else(|| default_strategy.clone())
+        });
+        let limits = ErrorClass::ALL.map(|class| {
+            if !class.is_retryable() {
+                return 0;
+            }
+            let cap = class_caps[class.index()].unwrap_or(u32::MAX);
+            if class == ErrorClass::Unknown {
+                cap.min(max_unknown_retries.unwrap_or(u32::MAX))
+            } else {
+                cap
+            }
+        });
+        (strategies, limits)
+    }
+
+    /// Why a class that reached its limit (`failures` above it) stops, in the documented
+    /// order: never retried, then the class's own cap, then the `Unknown` cap.
+    #[cold]
+    fn limit_reason(&self, class: ErrorClass, failures: u32) -> StopReason {
+        if !class.is_retryable() {
+            StopReason::NonRetryable
+        } else if self.class_caps[class.index()].is_some_and(|cap| failures > cap) {
+            StopReason::MaxRetriesForClass
+        } else {
+            StopReason::MaxUnknownRetries
         }
     }
 
@@ -358,17 +402,10 @@ impl Engine {
         self.class_failures[i] = self.class_failures[i].saturating_add(1);
         let failures = self.class_failures[i];
 
-        if !class.is_retryable() {
-            return Decision::Stop(StopReason::NonRetryable);
-        }
-        // `n` retries of a class means at most `n + 1` attempts end in that class.
-        if config.class_caps[i].is_some_and(|cap| failures > cap) {
-            return Decision::Stop(StopReason::MaxRetriesForClass);
-        }
-        if class == ErrorClass::Unknown
-            && config.max_unknown_retries.is_some_and(|cap| failures > cap)
-        {
-            return Decision::Stop(StopReason::MaxUnknownRetries);
+        // Never retried, the class's cap, the `Unknown` cap, all in one compare (`n` retries
+        // of a class means at most `n + 1` attempts end in that class).
+        if failures > config.limits[i] {
+            return Decision::Stop(config.limit_reason(class, failures));
         }
         if self.attempt >= config.max_attempts {
             return Decision::Stop(StopReason::MaxAttempts);

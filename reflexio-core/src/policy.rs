@@ -362,6 +362,12 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             Some((b, into)) => (Some(b), Some(into)),
             None => (None, None),
         };
+        let (strategies, limits) = Config::<E>::per_class(
+            &self.default_strategy,
+            &self.class_strategies,
+            self.class_caps,
+            self.max_unknown_retries,
+        );
         let config = Config {
             classifier: Arc::new(self.classifier),
             default_strategy: self.default_strategy,
@@ -369,6 +375,8 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             max_attempts: self.max_attempts,
             class_caps: self.class_caps,
             max_unknown_retries: self.max_unknown_retries,
+            strategies,
+            limits,
             deadline: self.deadline,
             operation: self.operation,
             hook: self.hook,
