@@ -305,7 +305,7 @@ impl Names {
 //                 .classifier(classify_self(__reflexio_witness)).max_attempts(3).operation("f")
 //                 .build(), "f"))
 //         };
-//         // No per-call state yet on a plain policy (the success fast path, see `AsyncCall`).
+//         // A lean policy (no breaker, budget or hook) makes no state before a failure (`Call`).
 //         let mut __reflexio_attempts = start_async(__reflexio_policy, __reflexio_witness);
 //         let mut __reflexio_next = __reflexio_attempts.begin();
 //         loop {
@@ -569,9 +569,10 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// the closure captures references (rust-lang/rust#138207, "implementation of `Send` is not
 /// general enough"). Inlined, the future is `Send` exactly when the body's is.
 ///
-/// The body appears once. The success fast path of `AsyncRetryPolicy::call` lives in the state
-/// that `start_async` returns (`AsyncCall`): on a plain policy it makes the per-call state only
-/// when the first attempt fails, so a success is one attempt and one check of the `Ok` rule.
+/// The body appears once. It drives the same `Call` state as `AsyncRetryPolicy::call`, which
+/// `start_async` returns: on a lean policy (no breaker, budget or hook) it makes no per-call
+/// state before the first failure, so a success is one attempt and one check of the `Ok` rule,
+/// and later failures are decided by the engine alone.
 fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
     let Names {
         krate,
