@@ -1,11 +1,11 @@
 //! One async call's state, as the policy's loop and `#[retry]`'s generated loop drive it.
 
 use core::fmt;
-use core::time::Duration;
+use core::ops::ControlFlow;
 
 use crate::class::{Classification, ErrorClass};
 use crate::engine::{Attempts, Config, Engine, Next};
-use crate::ok::OkClassifier;
+use crate::ok::{OkClassifier, first_outcome};
 use crate::time::Stamp;
 
 /// The state of one call, fed each attempt's outcome by a driver exactly like [`Attempts`]
@@ -104,31 +104,12 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     #[inline]
     pub fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
         let State::Fresh(start) = self.state else {
-            return self.record_started(outcome);
+            return self.step(outcome, None);
         };
         // The success path, small enough to inline into the drivers: one check of the rule.
-        let rejected_ok = match &outcome {
-            Ok(value) => match self.ok_rule.classify_ok(value) {
-                None => return Next::Done(outcome),
-                Some(c) => Some(c),
-            },
-            Err(_) => None,
-        };
-        self.first_failure(start, outcome, rejected_ok)
-    }
-
-    /// Feeds the outcome of a later attempt, or of any attempt of a full call.
-    #[inline(never)]
-    fn record_started(&mut self, outcome: Result<T, E>) -> Next<T, E> {
-        match &mut self.state {
-            State::Full(attempts) => attempts.record(outcome),
-            State::Lean(start, engine) => {
-                lean_step(self.config, self.ok_rule, *start, engine, outcome, None)
-            }
-            State::Fresh(start) => {
-                let start = *start;
-                self.first_failure(start, outcome, None)
-            }
+        match first_outcome(self.ok_rule, &outcome) {
+            ControlFlow::Break(()) => Next::Done(outcome),
+            ControlFlow::Continue(rejected_ok) => self.first_failure(start, outcome, rejected_ok),
         }
     }
 
@@ -138,28 +119,33 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     ///
     /// If the policy has no attempt timeout (drivers call it only when one fired).
     pub fn record_timeout(&mut self) -> Next<T, E> {
-        let transient = Some(ErrorClass::Transient.into());
+        let error = self.config.timed_out();
+        self.step(Err(error), Some(ErrorClass::Transient.into()))
+    }
+
+    /// Feeds an outcome in any state; `forced` is its class when it is already known (a
+    /// timeout, or an `Ok` value the rule rejected).
+    #[inline(never)]
+    fn step(&mut self, outcome: Result<T, E>, forced: Option<Classification>) -> Next<T, E> {
         match &mut self.state {
-            State::Full(attempts) => attempts.record_timeout(),
+            State::Full(attempts) => attempts.record_as(outcome, forced),
             State::Lean(start, engine) => {
-                let outcome = Err(self.config.timed_out());
-                lean_step(
-                    self.config,
-                    self.ok_rule,
-                    *start,
-                    engine,
-                    outcome,
-                    transient,
-                )
+                let elapsed = self.config.elapsed_since(*start);
+                // The outcome is dropped before a sleep: a call's future holds either an
+                // attempt or a sleep, never a kept result as well.
+                match engine.next_lean(self.config, self.ok_rule, &outcome, forced, elapsed) {
+                    Some(delay) => Next::Sleep(delay),
+                    None => Next::Done(outcome),
+                }
             }
             State::Fresh(start) => {
                 let start = *start;
-                self.first_failure(start, Err(self.config.timed_out()), transient)
+                self.first_failure(start, outcome, forced)
             }
         }
     }
 
-    /// The first failure of a lean call: makes the engine's counts and decides with them.
+    /// The first failure of a lean call: makes the engine's counts, then decides with them.
     /// Cold: a call that succeeds at once never gets here.
     #[cold]
     fn first_failure(
@@ -168,36 +154,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
         outcome: Result<T, E>,
         forced: Option<Classification>,
     ) -> Next<T, E> {
-        let mut engine = Engine::new();
-        let next = lean_step(
-            self.config,
-            self.ok_rule,
-            start,
-            &mut engine,
-            outcome,
-            forced,
-        );
-        self.state = State::Lean(start, engine);
-        next
-    }
-}
-
-/// One decision of a lean call: the engine's, with the elapsed time when there is a deadline.
-/// The outcome is dropped before a sleep: a call's future holds either an attempt or a sleep,
-/// never a kept result as well.
-#[inline]
-fn lean_step<E, T, R: OkClassifier<T>>(
-    config: &Config<E>,
-    ok_rule: &R,
-    start: Option<Stamp>,
-    engine: &mut Engine,
-    outcome: Result<T, E>,
-    forced: Option<Classification>,
-) -> Next<T, E> {
-    let elapsed = start.map_or(Duration::ZERO, |start| config.time.since(start));
-    match engine.next_lean(config, ok_rule, &outcome, forced, elapsed) {
-        Some(delay) => Next::Sleep(delay),
-        None => Next::Done(outcome),
+        self.state = State::Lean(start, Engine::new());
+        self.step(outcome, forced)
     }
 }
 

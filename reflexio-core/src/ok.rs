@@ -1,6 +1,7 @@
 //! Result-based retries: classifying an `Ok` value as a failure (an HTTP 503 response, say).
 
 use core::fmt;
+use core::ops::ControlFlow;
 use std::sync::Arc;
 
 use crate::class::Classification;
@@ -10,6 +11,23 @@ use crate::class::Classification;
 pub trait OkClassifier<T> {
     /// `None` for a success; `Some(classification)` to treat the value as a failure.
     fn classify_ok(&self, value: &T) -> Option<Classification>;
+}
+
+/// The check of a lean call's first outcome, inlined into its success path: `Break` when the
+/// call is over (an `Ok` value the rule accepts), else `Continue` with the class the rule gave
+/// a rejected value (`None` for an `Err`, which the classifier has yet to see).
+#[inline]
+pub(crate) fn first_outcome<T, E, R: OkClassifier<T>>(
+    ok_rule: &R,
+    outcome: &Result<T, E>,
+) -> ControlFlow<(), Option<Classification>> {
+    match outcome {
+        Ok(value) => match ok_rule.classify_ok(value) {
+            None => ControlFlow::Break(()),
+            rejected => ControlFlow::Continue(rejected),
+        },
+        Err(_) => ControlFlow::Continue(None),
+    }
 }
 
 /// The default: every `Ok` value is a success. Costs nothing.

@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
+use core::ops::ControlFlow;
 use core::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -14,7 +15,7 @@ use crate::classify::{Classifier, DefaultClassifier};
 use crate::engine::{AttemptTimeout, Attempts, Breaker, Config, Engine, Hook, Next};
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem, RetryError};
 use crate::event::RetryEvent;
-use crate::ok::{AcceptOk, OkClassifier, OkRule};
+use crate::ok::{AcceptOk, OkClassifier, OkRule, first_outcome};
 use crate::strategies::{Strategy, decorrelated_jitter};
 use crate::testing::VirtualClock;
 use crate::time::{CustomSleeper, Stamp, TimeSource};
@@ -638,14 +639,12 @@ impl<E, R> RetryPolicy<E, R> {
             // deadline), and the per-call state is made only after a failure.
             let start = self.config.lean_start();
             let first = op();
-            let rejected_ok = match &first {
-                Ok(value) => match self.ok_rule.classify_ok(value) {
-                    None => return first,
-                    Some(c) => Some(c),
-                },
-                Err(_) => None,
+            return match first_outcome(&self.ok_rule, &first) {
+                ControlFlow::Break(()) => first,
+                ControlFlow::Continue(rejected_ok) => {
+                    self.after_first(first, rejected_ok, start, op)
+                }
             };
-            return self.after_first(first, rejected_ok, start, op);
         }
         self.drive_call(op)
     }
@@ -672,7 +671,7 @@ impl<E, R> RetryPolicy<E, R> {
         let mut outcome = first;
         let mut forced = rejected_ok;
         loop {
-            let elapsed = start.map_or(Duration::ZERO, |start| config.time.since(start));
+            let elapsed = config.elapsed_since(start);
             let Some(delay) = engine.next_lean(config, &self.ok_rule, &outcome, forced, elapsed)
             else {
                 return outcome;

@@ -204,16 +204,16 @@ async fn async_trait_methods() {
     assert_eq!(store.calls.load(Ordering::SeqCst), 3);
 }
 
-// The success fast path: with no deadline, hook, budget, breaker or attempt timeout, the first
-// attempt runs before the per-call state is made, and the state is made only if it fails. The
-// tests below check that every other configuration still goes through the full loop, and that
-// a failure on the fast path is retried exactly as before.
+// Lean policies (no hook, budget or breaker; a deadline allowed): the first attempt runs before
+// the per-call state is made, which is made only if it fails, and then holds the engine's counts
+// alone. The tests below check that a hook still gets the full loop and its events, and that a
+// lean call's failures are retried and given up exactly as the full loop does.
 
 #[test]
 fn a_hook_still_sees_a_first_attempt_success() {
     static EVENTS: Recorder = Recorder::new();
     static CALLS: AtomicU32 = AtomicU32::new(0);
-    // No deadline: only the hook keeps this call off the fast path.
+    // No deadline: only the hook makes this policy not lean.
     #[retry(strategy = no_delay(), deadline = None, on_event = EVENTS.hook())]
     async fn first_try() -> Result<u32, Scripted> {
         script(&CALLS, &[])
@@ -272,22 +272,22 @@ fn a_hook_without_deadline_sees_every_retry() {
 }
 
 #[test]
-fn a_plain_policy_retries_a_first_failure() {
+fn a_lean_policy_retries_a_first_failure() {
     static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
     static CALLS: AtomicU32 = AtomicU32::new(0);
-    // No deadline, hook, budget or breaker: the fast path.
+    // No hook, budget or breaker: lean.
     #[retry(strategy = constant(ms(250)), deadline = None, clock = CLOCK.clone())]
-    async fn plain() -> Result<u32, Scripted> {
+    async fn lean() -> Result<u32, Scripted> {
         tokio::task::yield_now().await;
         script(&CALLS, &[ErrorClass::RateLimit])
     }
-    assert_eq!(futures::executor::block_on(plain()), Ok(2));
+    assert_eq!(futures::executor::block_on(lean()), Ok(2));
     assert_eq!(CALLS.load(Ordering::SeqCst), 2);
     assert_eq!(CLOCK.sleeps(), [ms(250)]);
 }
 
 #[test]
-fn a_plain_policy_stops_where_it_did() {
+fn a_lean_policy_stops_where_the_full_loop_does() {
     static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
     static CALLS: AtomicU32 = AtomicU32::new(0);
     #[retry(strategy = constant(ms(10)), max_attempts = 3, deadline = None, clock = CLOCK.clone())]
@@ -315,7 +315,7 @@ fn a_plain_policy_stops_where_it_did() {
 
 static OK_RULE_CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
 
-/// A plain policy (no deadline) whose `Ok` rule rejects odd values.
+/// A lean policy (no deadline) whose `Ok` rule rejects odd values.
 static OK_RULE_POLICY: LazyLock<AsyncRetryPolicy<Scripted, reflexio::OkRule<u32>>> =
     LazyLock::new(|| {
         AsyncRetryPolicy::builder()

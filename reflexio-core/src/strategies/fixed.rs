@@ -3,7 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use super::{BackoffContext, Strategy, exponential_cap, fmt_duration, from_nanos, nanos};
+use super::{BackoffContext, Strategy, exponential_cap, fmt_duration, from_nanos};
 
 /// Exponential backoff without jitter: `min(max, base × factor^(attempt - 1))`, so the first
 /// retry waits `base`. Predictable, but many clients failing together retry together: prefer a
@@ -70,7 +70,7 @@ impl Default for Exponential {
 
 impl Strategy for Exponential {
     fn delay(&self, ctx: &BackoffContext, _u: f64) -> Duration {
-        let (base, max) = (nanos(self.base), nanos(self.max));
+        let (base, max) = (self.base.as_nanos(), self.max.as_nanos());
         let delay = exponential_cap(base, self.factor, ctx.attempt.saturating_sub(1), max);
         // With a valid factor the delay never shrinks below the base; the f64 arithmetic of a
         // factor other than 2 can round a huge base (beyond 2^53 ns) down by a few nanoseconds.

@@ -3,7 +3,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use super::{BackoffContext, Strategy, exponential_cap, fmt_duration, from_nanos, nanos, uniform};
+use super::{BackoffContext, Strategy, exponential_cap, fmt_duration, from_nanos, uniform};
 
 const DEFAULT_BASE: Duration = Duration::from_millis(250);
 const DEFAULT_MAX: Duration = Duration::from_secs(30);
@@ -89,11 +89,11 @@ base_max_strategy!(
 
 impl Strategy for DecorrelatedJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let base = nanos(self.base);
-        let prev = ctx.prev_delay.map_or(base, nanos);
+        let base = self.base.as_nanos();
+        let prev = ctx.prev_delay.map_or(base, |d| d.as_nanos());
         // A `Duration` is under 2⁹⁴ ns, so `3 × prev` cannot overflow a `u128`.
         let upper = (prev * 3).max(base);
-        from_nanos(uniform(base, upper, u).min(nanos(self.max)))
+        from_nanos(uniform(base, upper, u).min(self.max.as_nanos()))
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -116,7 +116,7 @@ base_max_strategy!(
 
 impl Strategy for EqualJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(nanos(self.base), 2.0, ctx.attempt, nanos(self.max));
+        let cap = exponential_cap(self.base.as_nanos(), 2.0, ctx.attempt, self.max.as_nanos());
         from_nanos(uniform(cap / 2, cap, u))
     }
 
@@ -141,7 +141,7 @@ base_max_strategy!(
 
 impl Strategy for TokenBackoff {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(nanos(self.base), 1.5, ctx.attempt, nanos(self.max));
+        let cap = exponential_cap(self.base.as_nanos(), 1.5, ctx.attempt, self.max.as_nanos());
         from_nanos(uniform(cap / 2, cap, u))
     }
 
@@ -167,7 +167,7 @@ base_max_strategy!(
 
 impl Strategy for FullJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(nanos(self.base), 2.0, ctx.attempt, nanos(self.max));
+        let cap = exponential_cap(self.base.as_nanos(), 2.0, ctx.attempt, self.max.as_nanos());
         from_nanos(uniform(0, cap, u))
     }
 

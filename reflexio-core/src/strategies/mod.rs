@@ -68,7 +68,8 @@ pub struct BackoffContext {
     /// The class of that failure.
     pub class: ErrorClass,
     /// The delay this strategy computed the last time it was asked for this class in the same
-    /// call, before any `retry_after` raised it; `None` the first time.
+    /// call, before any `retry_after` raised it; `None` the first time. A policy remembers it to
+    /// the nanosecond up to `u64::MAX - 1` ns (about 584 years), and longer delays as that.
     pub prev_delay: Option<Duration>,
     /// The delay the server asked for, if any. The policy waits at least this long whatever the
     /// strategy says; a strategy may use it to do more.
@@ -162,13 +163,13 @@ where
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
-/// Delays are computed in whole nanoseconds, as `u128`: every `Duration` fits (`Duration::MAX`
-/// is about 1.8 × 10²⁸ ns), so growth, caps and jitter are exact integer arithmetic that
-/// saturates, with `f64` used only to scale a span by `u` (or by a non-integer factor).
-#[inline]
-fn nanos(d: Duration) -> u128 {
-    d.as_nanos()
-}
+// Delays are computed in whole nanoseconds, as `u128` (`Duration::as_nanos`): every `Duration`
+// fits (`Duration::MAX` is about 1.8 × 10²⁸ ns), so growth, caps and jitter are exact integer
+// arithmetic that saturates, with `f64` used only to scale a span by `u` (or by a non-integer
+// factor).
+
+/// 2⁶⁴, where `f64` conversions switch between a `u128`'s two halves.
+const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 
 /// The `Duration` of `n` nanoseconds (`n` never exceeds a `Duration`'s range here; saturates if
 /// it did). The common case, under 584 years, is one `u64` conversion.
@@ -193,7 +194,6 @@ fn from_nanos(n: u128) -> Duration {
 )]
 #[inline]
 fn to_f64(x: u128) -> f64 {
-    const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
     (x >> 64) as u64 as f64 * TWO_POW_64 + x as u64 as f64
 }
 
@@ -205,8 +205,8 @@ fn to_f64(x: u128) -> f64 {
 )]
 #[inline]
 fn from_f64(x: f64) -> u128 {
-    // 2⁶⁴ as f64: below it, the `u64` conversion is exact and cheaper.
-    if x < 18_446_744_073_709_551_616.0 {
+    // Below 2⁶⁴, the `u64` conversion is exact and cheaper.
+    if x < TWO_POW_64 {
         u128::from(x as u64)
     } else {
         x as u128
