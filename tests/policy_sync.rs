@@ -363,6 +363,62 @@ fn seeded_runs_repeat_exactly() {
 }
 
 #[test]
+fn a_class_without_jitter_leaves_the_jitter_of_the_others_alone() {
+    use ErrorClass::{RateLimit, Transient};
+    // `RateLimit` has a constant delay: its failures draw no random number, so interleaving
+    // them leaves the jitter of the `Transient` failures exactly as it was (decorrelated jitter
+    // depends on its class's previous delay, not on the attempt number).
+    let transient_sleeps = |classes: &[ErrorClass]| {
+        let (p, clock, _) = policy(|b| {
+            b.strategy(decorrelated_jitter())
+                .strategy_for(RateLimit, constant(ms(7)))
+                .seed(9)
+                .max_attempts(10)
+        });
+        let _ = run(&p, classes);
+        let mut sleeps = clock.sleeps();
+        sleeps.retain(|d| *d != ms(7));
+        sleeps
+    };
+    let alone = transient_sleeps(&[Transient; 4]);
+    assert_eq!(alone.len(), 4);
+    let interleaved = transient_sleeps(&[
+        RateLimit, Transient, RateLimit, Transient, Transient, RateLimit, Transient,
+    ]);
+    assert_eq!(interleaved, alone);
+}
+
+/// A strategy that records the `u` it is given and says whether it reads it.
+struct RecordsU(bool, Arc<std::sync::Mutex<Vec<f64>>>);
+
+impl reflexio::strategies::Strategy for RecordsU {
+    fn delay(&self, _: &BackoffContext, u: f64) -> Duration {
+        self.1.lock().unwrap().push(u);
+        Duration::ZERO
+    }
+    fn uses_random(&self) -> bool {
+        self.0
+    }
+}
+
+#[test]
+fn a_strategy_that_reads_no_random_number_gets_zero() {
+    for random in [false, true] {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (p, _, _) = policy(|b| b.strategy(RecordsU(random, seen.clone())).max_attempts(4));
+        let _ = run(&p, &[ErrorClass::Transient; 3]);
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3);
+        if random {
+            assert!(seen.iter().all(|u| (0.0..1.0).contains(u)));
+            assert_ne!(seen[0].to_bits(), seen[1].to_bits());
+        } else {
+            assert_eq!(seen, [0.0; 3]);
+        }
+    }
+}
+
+#[test]
 fn unseeded_jitter_differs_between_calls() {
     let (p, clock, _) = policy(|b| b.strategy(equal_jitter()).max_attempts(4));
     for _ in 0..3 {

@@ -101,9 +101,11 @@ pub(crate) struct Config<E> {
     /// Per class, built once from the above: the strategy (the class's own or the default),
     /// and the most failures of the class that may still be retried (0 for a class never
     /// retried; the class cap, and for `Unknown` the lower of it and its own cap), so that a
-    /// decision checks one number where it checked three conditions.
+    /// decision checks one number where it checked three conditions; and whether the
+    /// strategy reads its random number ([`Strategy::uses_random`]).
     pub(crate) strategies: [Arc<dyn Strategy>; 8],
     pub(crate) limits: [u32; 8],
+    pub(crate) random: [bool; 8],
     pub(crate) deadline: Option<Duration>,
     pub(crate) operation: Option<Arc<str>>,
     pub(crate) hook: Option<Hook>,
@@ -132,6 +134,7 @@ impl<E> Clone for Config<E> {
             max_unknown_retries: self.max_unknown_retries,
             strategies: self.strategies.clone(),
             limits: self.limits,
+            random: self.random,
             deadline: self.deadline,
             operation: self.operation.clone(),
             hook: self.hook.clone(),
@@ -152,13 +155,14 @@ impl<E> Config<E> {
         &*self.strategies[class.index()]
     }
 
-    /// The per-class strategies and limits (see the fields) of these settings.
+    /// The per-class strategies, limits and use of randomness (see the fields) of these
+    /// settings.
     pub(crate) fn per_class(
         default_strategy: &Arc<dyn Strategy>,
         class_strategies: &[Option<Arc<dyn Strategy>>; 8],
         class_caps: [Option<u32>; 8],
         max_unknown_retries: Option<u32>,
-    ) -> ([Arc<dyn Strategy>; 8], [u32; 8]) {
+    ) -> ([Arc<dyn Strategy>; 8], [u32; 8], [bool; 8]) {
         let strategies = ErrorClass::ALL.map(|class| {
             class_strategies[class.index()]
                 .clone()
@@ -175,7 +179,8 @@ impl<E> Config<E> {
                 cap
             }
         });
-        (strategies, limits)
+        let random = strategies.each_ref().map(|s| s.uses_random());
+        (strategies, limits, random)
     }
 
     /// Why a class that reached its limit (`failures` above it) stops, in the documented
@@ -297,7 +302,11 @@ impl<E> Config<E> {
             // at a random point (std's hasher keys are random). No shared counter to contend on,
             // and no SipHash per call.
             None => THREAD_SEEDS.with(|state| {
-                let mut rng = SplitMix64(state.get());
+                let mut rng = match state.get() {
+                    // This thread's first call (or, once in 2^64, a state that wrapped to 0).
+                    0 => SplitMix64(RandomState::new().hash_one(0_u64)),
+                    s => SplitMix64(s),
+                };
                 let seed = rng.next_u64();
                 state.set(rng.0);
                 seed
@@ -327,8 +336,10 @@ impl<E> Config<E> {
 }
 
 thread_local! {
-    /// The state of this thread's stream of seeds for unseeded policies.
-    static THREAD_SEEDS: Cell<u64> = Cell::new(RandomState::new().hash_one(0_u64));
+    /// The state of this thread's stream of seeds for unseeded policies; 0 until its first
+    /// use. Initialised by a constant, so reading it is a plain thread-local load (a lazy
+    /// initialiser would be a call and a check on every read).
+    static THREAD_SEEDS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// `SplitMix64` (Steele, Lea, Flood 2014): tiny, fast, statistically good, and the same on every
@@ -399,6 +410,7 @@ impl Engine {
     /// cap (no sleep after the last allowed attempt); the delay from the class's strategy, at
     /// least the server's `retry_after`; the deadline (stop now rather than sleep into it).
     /// `seed` is called at most once per call, the first time a random number is needed.
+    #[inline]
     pub(crate) fn on_failure<E>(
         &mut self,
         config: &Config<E>,
@@ -425,10 +437,15 @@ impl Engine {
             return Decision::Stop(StopReason::DeadlineExceeded);
         }
 
-        let u = self
-            .rng
-            .get_or_insert_with(|| SplitMix64(seed()))
-            .next_f64();
+        // A strategy without jitter costs no random number (nor, when it is the call's only
+        // strategy, the call's seed).
+        let u = if config.random[i] {
+            self.rng
+                .get_or_insert_with(|| SplitMix64(seed()))
+                .next_f64()
+        } else {
+            0.0
+        };
         let mut ctx = BackoffContext::new(self.attempt, class);
         ctx.prev_delay = match self.prev_delay[i] {
             NO_DELAY_YET => None,

@@ -363,7 +363,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             Some((b, into)) => (Some(b), Some(into)),
             None => (None, None),
         };
-        let (strategies, limits) = Config::<E>::per_class(
+        let (strategies, limits, random) = Config::<E>::per_class(
             &self.default_strategy,
             &self.class_strategies,
             self.class_caps,
@@ -378,6 +378,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             max_unknown_retries: self.max_unknown_retries,
             strategies,
             limits,
+            random,
             deadline: self.deadline,
             operation: self.operation,
             hook: self.hook,

@@ -69,6 +69,10 @@ impl Default for Exponential {
 }
 
 impl Strategy for Exponential {
+    fn uses_random(&self) -> bool {
+        false
+    }
+
     fn delay(&self, ctx: &BackoffContext, _u: f64) -> Duration {
         let (base, max) = (self.base.as_nanos(), self.max.as_nanos());
         let delay = exponential_cap(base, self.factor, ctx.attempt.saturating_sub(1), max);
@@ -142,6 +146,10 @@ impl Constant {
 }
 
 impl Strategy for Constant {
+    fn uses_random(&self) -> bool {
+        false
+    }
+
     fn delay(&self, _ctx: &BackoffContext, _u: f64) -> Duration {
         self.base.min(self.max)
     }
@@ -170,6 +178,10 @@ pub const fn no_delay() -> NoDelay {
 }
 
 impl Strategy for NoDelay {
+    fn uses_random(&self) -> bool {
+        false
+    }
+
     fn delay(&self, _ctx: &BackoffContext, _u: f64) -> Duration {
         Duration::ZERO
     }

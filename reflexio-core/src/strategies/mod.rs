@@ -131,6 +131,14 @@ pub trait Strategy: Send + Sync {
     /// the same output.
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration;
 
+    /// Whether [`delay`](Self::delay) reads `u`. A policy draws no random number for a
+    /// strategy that says `false`, and passes it `u = 0.0`. The default is `true`; the
+    /// strategies of this module without jitter (`no_delay`, `constant`, `exponential`) say
+    /// `false`.
+    fn uses_random(&self) -> bool {
+        true
+    }
+
     /// Checks the strategy's parameters; `build()` reports an `Err` as a
     /// [`ConfigProblem::InvalidStrategy`](crate::ConfigProblem::InvalidStrategy).
     ///
