@@ -1,15 +1,16 @@
 //! The async policy, [`AsyncRetryPolicy`].
 
 use core::fmt;
+use core::ops::ControlFlow;
 use core::time::Duration;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
 use crate::call::{Call, Driven};
-use crate::engine::{Config, Next};
+use crate::engine::{Config, Engine, Next};
 use crate::errors::RetryError;
-use crate::ok::{AcceptOk, OkClassifier};
+use crate::ok::{AcceptOk, OkClassifier, first_outcome};
 use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
 
 /// A retry policy for async operations: the same decisions as
@@ -100,30 +101,53 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// # Errors
     ///
     /// The error of the last attempt, when the policy stops.
-    pub async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
+    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        // One `call` for both paths: two would both be kept in the future.
-        let mut call;
-        let next = if self.config.lean() && self.config.attempt_timeout.is_none() {
-            // A lean policy with no attempt timeout: the first attempt is awaited as it is,
-            // and a success returns at once (the rule checked once); the call's state is
-            // the start time alone until a failure (see `Call`).
-            call = Call::fresh(&self.config, &self.ok_rule, self.config.lean_start());
-            let first = op().await;
-            match call.record(first) {
-                Next::Done(result) => return result,
-                next => next,
-            }
-        } else {
-            call = Call::new(&self.config, &self.ok_rule);
-            call.begin()
-        };
+        if self.config.lean() && self.config.attempt_timeout.is_none() {
+            return self.lean_call(op).await;
+        }
+        let mut call = Call::new(&self.config, &self.ok_rule);
+        let next = call.begin();
         self.drive(next, &mut call, op).await
+    }
+
+    /// A call of a lean policy with no attempt timeout: each attempt is awaited as it is, a
+    /// success returns at once (the `Ok` rule checked once), and a failure makes the engine's
+    /// counts and nothing else (see [`Engine::next_lean`]).
+    async fn lean_call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        R: OkClassifier<T>,
+    {
+        let config = &self.config;
+        let start = config.lean_start();
+        let mut outcome = op().await;
+        let mut forced = match first_outcome(&self.ok_rule, &outcome) {
+            ControlFlow::Break(()) => return outcome,
+            ControlFlow::Continue(rejected_ok) => rejected_ok,
+        };
+        let mut engine = Engine::new();
+        loop {
+            let elapsed = config.elapsed_since(start);
+            let Some(delay) = engine.next_lean(config, &self.ok_rule, &outcome, forced, elapsed)
+            else {
+                return outcome;
+            };
+            // The outcome is dropped before the sleep: the future holds an attempt or a
+            // sleep, never a kept result as well.
+            drop(outcome);
+            forced = None;
+            if !delay.is_zero() {
+                config.time.sleep(delay).await;
+            }
+            outcome = op().await;
+        }
     }
 
     /// Like [`call`](Self::call), but the error tells why the policy stopped, after how many

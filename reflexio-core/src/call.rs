@@ -1,4 +1,5 @@
-//! One async call's state, as the policy's loop and `#[retry]`'s generated loop drive it.
+//! One async call's state, as `#[retry]`'s generated loop and the policy's own loop (for a
+//! policy that is not lean, or has an attempt timeout) drive it.
 
 use core::fmt;
 use core::ops::ControlFlow;
@@ -52,20 +53,13 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
     #[inline]
     pub(crate) fn new(config: &'p Config<E>, ok_rule: &'p R) -> Self {
         if config.lean() {
-            Call::fresh(config, ok_rule, config.lean_start())
+            Call {
+                config,
+                ok_rule,
+                state: State::Fresh(config.lean_start()),
+            }
         } else {
             Call::full(config, ok_rule)
-        }
-    }
-
-    /// A lean call that started at `start` (`Some` when the policy has a deadline) and has
-    /// no outcome yet.
-    #[inline]
-    pub(crate) fn fresh(config: &'p Config<E>, ok_rule: &'p R, start: Option<Stamp>) -> Self {
-        Call {
-            config,
-            ok_rule,
-            state: State::Fresh(start),
         }
     }
 
@@ -101,7 +95,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     }
 
     /// Feeds the outcome of one attempt and says what to do next.
-    #[inline]
+    #[allow(clippy::inline_always, reason = "see `step`")]
+    #[inline(always)]
     pub fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
         let State::Fresh(start) = self.state else {
             return self.step(outcome, None);
@@ -125,7 +120,13 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
 
     /// Feeds an outcome in any state; `forced` is its class when it is already known (a
     /// timeout, or an `Ok` value the rule rejected).
-    #[inline(never)]
+    #[allow(
+        clippy::inline_always,
+        reason = "inlined with the engine's decision into the driver's loop, a retry costs no \
+                  call and no reload of the policy's fields (async `#[retry]`, 4 retries: 1261 \
+                  -> 1145 instructions)"
+    )]
+    #[inline(always)]
     fn step(&mut self, outcome: Result<T, E>, forced: Option<Classification>) -> Next<T, E> {
         match &mut self.state {
             State::Full(attempts) => attempts.record_as(outcome, forced),
@@ -175,6 +176,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Driven<T, E> for Call<'_, E, T, R> {
     fn record_timeout(&mut self) -> Next<T, E> {
         Call::record_timeout(self)
     }
+    #[inline]
     fn resume(&mut self) -> Next<T, E> {
         Call::resume(self)
     }

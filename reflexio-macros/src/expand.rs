@@ -318,7 +318,10 @@ impl Names {
 //                     Some(result) => record(&mut __reflexio_attempts, witness::<..>(), result),
 //                     None => __reflexio_attempts.record_timeout(),
 //                 },
-//                 Next::Sleep(delay) => { __reflexio_policy.__sleep(delay).await; __reflexio_attempts.resume() }
+//                 Next::Sleep(delay) => {
+//                     if !delay.is_zero() { __reflexio_policy.__sleep(delay).await; }
+//                     __reflexio_attempts.resume()
+//                 }
 //                 Next::Done(result) => return done(witness::<..>(), result),
 //             };
 //         }
@@ -569,10 +572,11 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// the closure captures references (rust-lang/rust#138207, "implementation of `Send` is not
 /// general enough"). Inlined, the future is `Send` exactly when the body's is.
 ///
-/// The body appears once. It drives the same `Call` state as `AsyncRetryPolicy::call`, which
-/// `start_async` returns: on a lean policy (no breaker, budget or hook) it makes no per-call
-/// state before the first failure, so a success is one attempt and one check of the `Ok` rule,
-/// and later failures are decided by the engine alone.
+/// The body appears once. It drives the `Call` state that `start_async` returns (the one
+/// `AsyncRetryPolicy::call` drives when it has an attempt timeout): on a lean policy (no
+/// breaker, budget or hook) it makes no per-call state before the first failure, so a success is
+/// one attempt and one check of the `Ok` rule, and later failures are decided by the engine
+/// alone.
 fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
     let Names {
         krate,
@@ -635,7 +639,10 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
                     }
                 }
                 #krate::__private::Next::Sleep(#delay) => {
-                    #policy.__sleep(#delay).await;
+                    // A zero delay is not slept: no sleep future to make and poll.
+                    if !#delay.is_zero() {
+                        #policy.__sleep(#delay).await;
+                    }
                     #attempts.resume()
                 }
                 #krate::__private::Next::Done(#result) => {
