@@ -106,6 +106,8 @@ pub(crate) struct Config<E> {
     pub(crate) strategies: [Arc<dyn Strategy>; 8],
     pub(crate) limits: [u32; 8],
     pub(crate) random: [bool; 8],
+    /// No breaker, budget or hook (see [`Config::lean`]), worked out once at build.
+    pub(crate) is_lean: bool,
     pub(crate) deadline: Option<Duration>,
     pub(crate) operation: Option<Arc<str>>,
     pub(crate) hook: Option<Hook>,
@@ -135,6 +137,7 @@ impl<E> Clone for Config<E> {
             strategies: self.strategies.clone(),
             limits: self.limits,
             random: self.random,
+            is_lean: self.is_lean,
             deadline: self.deadline,
             operation: self.operation.clone(),
             hook: self.hook.clone(),
@@ -264,7 +267,11 @@ impl<E> Config<E> {
     /// the engine's counts ([`Engine::next_lean`]): no events to emit, no permits or tokens.
     #[inline]
     pub(crate) fn lean(&self) -> bool {
-        self.breaker.is_none() && self.budget.is_none() && self.hook.is_none()
+        debug_assert_eq!(
+            self.is_lean,
+            self.breaker.is_none() && self.budget.is_none() && self.hook.is_none()
+        );
+        self.is_lean
     }
 
     /// The error of an attempt that exceeded the policy's attempt timeout.

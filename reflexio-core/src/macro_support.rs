@@ -224,7 +224,11 @@ pub fn start_async<R, T, E, K>(
 pub type AsyncCall<'p, E, T, K> = Call<'p, E, T, K>;
 
 /// Feeds the result of one attempt of an async `#[retry]` function.
-#[inline]
+#[allow(
+    clippy::inline_always,
+    reason = "`Call::record`'s success path, inlined"
+)]
+#[inline(always)]
 pub fn record<R, T, E, K>(
     call: &mut AsyncCall<'_, E, T, K>,
     w: Witness<R, T, E>,

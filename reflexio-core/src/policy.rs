@@ -379,6 +379,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             strategies,
             limits,
             random,
+            is_lean: breaker.is_none() && self.budget.is_none() && self.hook.is_none(),
             deadline: self.deadline,
             operation: self.operation,
             hook: self.hook,
