@@ -195,7 +195,7 @@ impl RetryBudget {
     /// share; the token bucket ignores it. Policies call this for you.
     pub fn record_call(&self) {
         if let Inner::Ratio(r) = &*self.inner {
-            r.calls.add(r.clock.now_nanos(), 1);
+            r.calls.add(r.calls.epoch_at(r.clock.now_nanos()), 1);
         }
     }
 
@@ -232,7 +232,7 @@ impl RetryBudget {
     pub fn available(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)] // a display value
         let milli = match &*self.inner {
-            Inner::Ratio(r) => r.available(r.clock.now_nanos()) as f64,
+            Inner::Ratio(r) => r.available(r.spent.epoch_at(r.clock.now_nanos())) as f64,
             Inner::Bucket(b) => b.balance.load(Ordering::Acquire) as f64,
         };
         milli / 1000.0
@@ -263,13 +263,15 @@ impl fmt::Display for RetryBudget {
 }
 
 impl Ratio {
-    fn available(&self, now: u64) -> u64 {
+    /// The tokens available in `epoch` (of both windows: they have the same slots).
+    fn available(&self, epoch: u64) -> u64 {
+        debug_assert!(self.calls.same_window(&self.spent));
         let earned = self
             .calls
-            .sum(now, 0)
+            .sum(epoch, 0)
             .saturating_mul(self.per_call)
             .saturating_add(self.reserve);
-        earned.saturating_sub(self.spent.sum(now, 0))
+        earned.saturating_sub(self.spent.sum(epoch, 0))
     }
 
     fn try_withdraw(&self, class: ErrorClass) -> bool {
@@ -277,16 +279,16 @@ impl Ratio {
         if cost == 0 {
             return true;
         }
-        let now = self.clock.now_nanos();
+        let epoch = self.spent.epoch_at(self.clock.now_nanos());
         loop {
             // Read the slot we would write, then the balance, and take the tokens only if the
             // slot did not change meanwhile: concurrent withdrawals cannot both spend the
             // last tokens.
-            let (i, epoch, seen) = self.spent.current(now);
-            if self.available(now) < cost {
+            let seen = self.spent.current(epoch);
+            if self.available(epoch) < cost {
                 return false;
             }
-            if self.spent.try_add_exact(i, epoch, seen, cost) {
+            if self.spent.try_add_exact(epoch, seen, cost) {
                 return true;
             }
         }
@@ -387,8 +389,8 @@ impl RatioBudgetBuilder {
                 per_call: milli(self.percent / 100.0),
                 reserve,
                 costs: self.costs.map(milli),
-                calls: WindowedCounter::new(self.window, 10),
-                spent: WindowedCounter::new(self.window, 10),
+                calls: WindowedCounter::new(self.window),
+                spent: WindowedCounter::new(self.window),
                 clock: self
                     .clock
                     .map_or_else(SharedClock::real, SharedClock::Virtual),

@@ -197,17 +197,20 @@ impl CircuitBreaker {
         match permit {
             Permit::Probe => self.record_probe(failed, now),
             Permit::Normal => {
+                // Both windows have the same slots: one epoch for both.
+                debug_assert!(inner.failures.same_window(&inner.successes));
+                let epoch = inner.failures.epoch_at(now);
                 if failed {
-                    inner.failures.add(now, 1);
+                    inner.failures.add(epoch, 1);
                 } else {
-                    inner.successes.add(now, 1);
+                    inner.successes.add(epoch, 1);
                 }
                 if !failed || state_of(inner.word.load(Ordering::Acquire)) != CLOSED {
                     return None;
                 }
                 let since = inner.reset_epoch.load(Ordering::Acquire);
-                let f = inner.failures.sum(now, since);
-                let total = f.saturating_add(inner.successes.sum(now, since));
+                let f = inner.failures.sum(epoch, since);
+                let total = f.saturating_add(inner.successes.sum(epoch, since));
                 #[allow(clippy::cast_precision_loss)] // counts far below 2^52
                 let tripped =
                     total >= inner.min_calls && f as f64 >= inner.failure_rate * total as f64;
@@ -392,8 +395,8 @@ impl CircuitBreakerBuilder {
                 word: AtomicU64::new(CLOSED),
                 opened_at: AtomicU64::new(0),
                 reset_epoch: AtomicU64::new(0),
-                successes: WindowedCounter::new(self.window, 10),
-                failures: WindowedCounter::new(self.window, 10),
+                successes: WindowedCounter::new(self.window),
+                failures: WindowedCounter::new(self.window),
                 failure_rate: self.failure_rate,
                 min_calls: self.min_calls,
                 open_for: u64::try_from(self.open_for.as_nanos()).unwrap_or(u64::MAX),

@@ -9,51 +9,69 @@ const COUNT_BITS: u32 = 64 - EPOCH_BITS;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 const EPOCH_MASK: u64 = (1 << EPOCH_BITS) - 1;
 
-/// Counts over a sliding window of `slots` time slots. Every `add` lands in exactly one slot
+/// The number of slots of every window (a constant, so finding a slot is a multiply, not a
+/// division).
+pub(crate) const SLOTS: usize = 10;
+
+/// Counts over a sliding window of [`SLOTS`] time slots. Every `add` lands in exactly one slot
 /// (compare-and-swap), so no count is lost or doubled under contention.
+///
+/// Its methods take the *epoch* (the number of the time slot) of the current time, from
+/// [`epoch_at`](Self::epoch_at): a caller that reads the clock once computes it once, and
+/// counters built with the same window share it.
 #[derive(Debug)]
 pub(crate) struct WindowedCounter {
-    slots: Box<[AtomicU64]>,
+    slots: [AtomicU64; SLOTS],
     slot_nanos: u64,
 }
 
 impl WindowedCounter {
-    pub(crate) fn new(window: Duration, slots: usize) -> Self {
-        let slots = slots.max(1);
+    pub(crate) fn new(window: Duration) -> Self {
         let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
         WindowedCounter {
-            slots: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-            slot_nanos: (nanos / slots as u64).max(1),
+            slots: [const { AtomicU64::new(0) }; SLOTS],
+            slot_nanos: (nanos / SLOTS as u64).max(1),
         }
     }
 
-    fn epoch(&self, now_nanos: u64) -> u64 {
+    /// The epoch of `now_nanos`: the one division of an operation.
+    pub(crate) fn epoch_at(&self, now_nanos: u64) -> u64 {
         now_nanos / self.slot_nanos
     }
 
+    /// Whether `other` has the same slots in time, so that an epoch of one is one of the other.
+    pub(crate) fn same_window(&self, other: &WindowedCounter) -> bool {
+        self.slot_nanos == other.slot_nanos
+    }
+
     /// The slot of `epoch`.
-    fn index(&self, epoch: u64) -> usize {
-        usize::try_from(epoch % self.slots.len() as u64).unwrap_or(0)
+    fn slot(&self, epoch: u64) -> &AtomicU64 {
+        #[allow(clippy::cast_possible_truncation, reason = "a remainder below `SLOTS`")]
+        &self.slots[(epoch % SLOTS as u64) as usize]
     }
 
     fn pack(epoch: u64, count: u64) -> u64 {
         ((epoch & EPOCH_MASK) << COUNT_BITS) | count.min(COUNT_MASK)
     }
 
-    /// Adds `n` to the slot of `now_nanos`.
-    pub(crate) fn add(&self, now_nanos: u64, n: u64) {
-        let epoch = self.epoch(now_nanos);
-        let slot = &self.slots[self.index(epoch)];
+    /// `n` added to the raw slot value `seen` in `epoch` (a slot of an older epoch restarts).
+    fn plus(epoch: u64, seen: u64, n: u64) -> u64 {
+        let count = if seen >> COUNT_BITS == epoch & EPOCH_MASK {
+            (seen & COUNT_MASK).saturating_add(n)
+        } else {
+            n
+        };
+        Self::pack(epoch, count)
+    }
+
+    /// Adds `n` to the slot of `epoch`.
+    pub(crate) fn add(&self, epoch: u64, n: u64) {
+        let slot = self.slot(epoch);
         let mut current = slot.load(Ordering::Relaxed);
         loop {
-            let count = if current >> COUNT_BITS == epoch & EPOCH_MASK {
-                (current & COUNT_MASK).saturating_add(n)
-            } else {
-                n
-            };
             match slot.compare_exchange_weak(
                 current,
-                Self::pack(epoch, count),
+                Self::plus(epoch, current, n),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
@@ -63,58 +81,46 @@ impl WindowedCounter {
         }
     }
 
-    /// The sum over the window ending at `now_nanos`, counting only slots whose epoch is at or
+    /// The sum over the window ending in `epoch`, counting only slots whose epoch is at or
     /// after `since_epoch` (to forget everything before a reset).
-    pub(crate) fn sum(&self, now_nanos: u64, since_epoch: u64) -> u64 {
-        let now = self.epoch(now_nanos);
-        let oldest = now
-            .saturating_sub(self.slots.len() as u64 - 1)
-            .max(since_epoch);
-        let mut total = 0u64;
-        // One division for the first slot, then the index steps with the epoch (a division
-        // per slot was most of the cost of a sum).
-        let mut i = self.index(oldest);
-        for epoch in oldest..=now {
-            let v = self.slots[i].load(Ordering::Acquire);
-            if v >> COUNT_BITS == epoch & EPOCH_MASK {
-                total = total.saturating_add(v & COUNT_MASK);
-            }
-            i += 1;
-            if i == self.slots.len() {
-                i = 0;
-            }
-        }
-        total
-    }
-
-    /// The current slot's value and a way to replace it atomically: used to take tokens only
-    /// if nobody else changed the slot in between.
-    pub(crate) fn current(&self, now_nanos: u64) -> (usize, u64, u64) {
-        let epoch = self.epoch(now_nanos);
-        let i = self.index(epoch);
-        (i, epoch, self.slots[i].load(Ordering::Acquire))
-    }
-
-    /// Replaces the raw value `seen` of slot `i` by `seen + n` in `epoch`; false if it changed.
-    pub(crate) fn try_add_exact(&self, i: usize, epoch: u64, seen: u64, n: u64) -> bool {
-        let count = if seen >> COUNT_BITS == epoch & EPOCH_MASK {
-            (seen & COUNT_MASK).saturating_add(n)
-        } else {
-            n
+    pub(crate) fn sum(&self, epoch: u64, since_epoch: u64) -> u64 {
+        // A slot counts if its epoch is `epoch` or one of the `SLOTS - 1` before (and not
+        // before `since_epoch`): its age, modulo the epoch's bits as stored, is at most
+        // `max_age`. Each slot holds one epoch, so checking every slot's age is the same as
+        // looking up each epoch of the window, without a data-dependent loop: a fixed
+        // `SLOTS` loads, unrolled.
+        let Some(max_age) = epoch.checked_sub(since_epoch) else {
+            return 0; // reset after `epoch`: nothing counts yet
         };
-        self.slots[i]
+        let max_age = max_age.min(SLOTS as u64 - 1);
+        let now = epoch & EPOCH_MASK;
+        self.slots
+            .iter()
+            .map(|slot| {
+                let v = slot.load(Ordering::Acquire);
+                let age = now.wrapping_sub(v >> COUNT_BITS) & EPOCH_MASK;
+                if age <= max_age { v & COUNT_MASK } else { 0 }
+            })
+            // At most `SLOTS` counts of 36 bits: no overflow.
+            .sum()
+    }
+
+    /// The raw value of the slot of `epoch`, for [`try_add_exact`](Self::try_add_exact): used
+    /// to take tokens only if nobody else changed the slot in between.
+    pub(crate) fn current(&self, epoch: u64) -> u64 {
+        self.slot(epoch).load(Ordering::Acquire)
+    }
+
+    /// Replaces the raw value `seen` of the slot of `epoch` by `seen + n`; false if it changed.
+    pub(crate) fn try_add_exact(&self, epoch: u64, seen: u64, n: u64) -> bool {
+        self.slot(epoch)
             .compare_exchange(
                 seen,
-                Self::pack(epoch, count),
+                Self::plus(epoch, seen, n),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             )
             .is_ok()
-    }
-
-    /// The epoch of `now_nanos`, for resets.
-    pub(crate) fn epoch_at(&self, now_nanos: u64) -> u64 {
-        self.epoch(now_nanos)
     }
 }
 
@@ -124,16 +130,57 @@ mod tests {
 
     #[test]
     fn counts_expire_after_the_window() {
-        let w = WindowedCounter::new(Duration::from_secs(10), 10);
+        let w = WindowedCounter::new(Duration::from_secs(10));
         let s = 1_000_000_000;
-        w.add(0, 3);
-        w.add(5 * s, 4);
-        assert_eq!(w.sum(5 * s, 0), 7);
-        assert_eq!(w.sum(9 * s, 0), 7);
-        assert_eq!(w.sum(10 * s, 0), 4, "slot 0 left the window");
-        w.add(10 * s, 1); // reuses slot 0 for a new epoch
-        assert_eq!(w.sum(10 * s, 0), 5);
-        assert_eq!(w.sum(10 * s, 10), 1, "reset forgets older epochs");
-        assert_eq!(w.sum(40 * s, 0), 0);
+        let at = |nanos: u64| w.epoch_at(nanos);
+        w.add(at(0), 3);
+        w.add(at(5 * s), 4);
+        assert_eq!(w.sum(at(5 * s), 0), 7);
+        assert_eq!(w.sum(at(9 * s), 0), 7);
+        assert_eq!(w.sum(at(10 * s), 0), 4, "slot 0 left the window");
+        w.add(at(10 * s), 1); // reuses slot 0 for a new epoch
+        assert_eq!(w.sum(at(10 * s), 0), 5);
+        assert_eq!(w.sum(at(10 * s), 10), 1, "reset forgets older epochs");
+        assert_eq!(
+            w.sum(at(10 * s), 11),
+            0,
+            "a reset after now forgets everything"
+        );
+        assert_eq!(w.sum(at(40 * s), 0), 0);
+    }
+
+    #[test]
+    fn sums_span_the_wrap_of_the_stored_epoch() {
+        let w = WindowedCounter::new(Duration::from_secs(10));
+        let wrap = 1 << EPOCH_BITS; // stored epochs are kept modulo this
+        for (i, e) in (wrap - 3..wrap + 3).enumerate() {
+            w.add(e, 1 << i);
+        }
+        assert_eq!(w.sum(wrap + 2, 0), 0b11_1111);
+        assert_eq!(w.sum(wrap + 2, wrap), 0b11_1000);
+        assert_eq!(
+            w.sum(wrap + 9, 0),
+            0b11_1000,
+            "epochs before wrap + 0 left the window"
+        );
+        assert_eq!(w.sum(wrap + 12, 0), 0);
+    }
+
+    #[test]
+    fn exact_adds_fail_when_the_slot_changed() {
+        let w = WindowedCounter::new(Duration::from_secs(10));
+        let e = w.epoch_at(3_000_000_000);
+        let seen = w.current(e);
+        w.add(e, 1);
+        assert!(
+            !w.try_add_exact(e, seen, 5),
+            "the slot changed since `seen`"
+        );
+        assert!(w.try_add_exact(e, w.current(e), 5));
+        assert_eq!(w.sum(e, 0), 6);
+        // A slot last written in an older epoch restarts from zero.
+        let later = e + SLOTS as u64;
+        assert!(w.try_add_exact(later, w.current(later), 2));
+        assert_eq!(w.sum(later, 0), 2);
     }
 }
