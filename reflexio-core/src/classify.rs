@@ -2,6 +2,7 @@
 
 use std::error::Error as StdError;
 use std::io;
+use std::sync::Arc;
 
 use crate::class::{Classification, ErrorClass};
 use crate::errors::{
@@ -40,6 +41,17 @@ use crate::errors::{
 pub trait Classifier<E: ?Sized> {
     /// Classifies one error.
     fn classify(&self, error: &E) -> Classification;
+
+    /// How a policy keeps this classifier: behind a shared trait object. Not public API: a
+    /// classifier that already is one (`#[retry]`'s) hands it over instead of being wrapped
+    /// again, which would cost a second dynamic call per classification.
+    #[doc(hidden)]
+    fn __into_shared(self) -> Arc<dyn Classifier<E> + Send + Sync>
+    where
+        Self: Sized + Send + Sync + 'static,
+    {
+        Arc::new(self)
+    }
 }
 
 impl<E: ?Sized, F, C> Classifier<E> for F

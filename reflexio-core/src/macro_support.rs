@@ -11,7 +11,7 @@
 use core::any::Any;
 use core::fmt;
 use core::time::Duration;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::async_policy::AsyncRetryPolicy;
 use crate::call::Call;
@@ -147,7 +147,7 @@ pub fn classifier<R, T, E, C>(_: Witness<R, T, E>, classifier: C) -> ErasedClass
 where
     C: Classifier<E> + Send + Sync + 'static,
 {
-    ErasedClassifier(Box::new(classifier))
+    ErasedClassifier(Arc::new(classifier))
 }
 
 /// The default classifier, for a function with no `classifier = ..`: the error's own
@@ -158,11 +158,11 @@ pub fn classify_self<R, T, E>(_: Witness<R, T, E>) -> ErasedClassifier<E>
 where
     E: crate::Classify + 'static,
 {
-    ErasedClassifier(Box::new(crate::DefaultClassifier))
+    ErasedClassifier(Arc::new(crate::DefaultClassifier))
 }
 
 /// A classifier behind a trait object, from [`classifier`].
-pub struct ErasedClassifier<E>(Box<dyn Classifier<E> + Send + Sync>);
+pub struct ErasedClassifier<E>(Arc<dyn Classifier<E> + Send + Sync>);
 
 impl<E> fmt::Debug for ErasedClassifier<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -174,6 +174,11 @@ impl<E> Classifier<E> for ErasedClassifier<E> {
     #[inline]
     fn classify(&self, error: &E) -> Classification {
         self.0.classify(error)
+    }
+
+    /// The policy keeps the classifier inside: one dynamic call per classification.
+    fn __into_shared(self) -> Arc<dyn Classifier<E> + Send + Sync> {
+        self.0
     }
 }
 

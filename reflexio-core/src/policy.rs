@@ -370,7 +370,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             self.max_unknown_retries,
         );
         let config = Config {
-            classifier: Arc::new(self.classifier),
+            classifier: self.classifier.__into_shared(),
             default_strategy: self.default_strategy,
             class_strategies: self.class_strategies,
             max_attempts: self.max_attempts,
