@@ -204,4 +204,3 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Driven<T, E> for Attempts<'_, E, T, R
         Attempts::resume(self)
     }
 }
-
