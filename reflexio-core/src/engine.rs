@@ -299,24 +299,29 @@ impl<E> Config<E> {
         self.deadline.map(|_| self.time.now())
     }
 
-    fn rng_seed(&self) -> u64 {
+    /// A uniform random number in `[0, 1)` for a jittered delay. A seeded policy draws from
+    /// the call's own stream (`rng`, made on the first draw from the seed and the call's
+    /// number), so each call's sequence is reproducible; an unseeded one draws from this
+    /// thread's `SplitMix64` stream, which starts at a random point (std's hasher keys are
+    /// random): no shared counter to contend on, and no per-call seeding.
+    #[inline]
+    fn uniform(&self, rng: &mut Option<SplitMix64>) -> f64 {
         match self.seed {
-            Some(seed) => {
-                let call = self.calls.fetch_add(1, Ordering::Relaxed);
-                seed ^ SplitMix64(call).next_u64()
-            }
-            // Unseeded: the next number of this thread's own `SplitMix64` stream, which starts
-            // at a random point (std's hasher keys are random). No shared counter to contend on,
-            // and no SipHash per call.
-            None => THREAD_SEEDS.with(|state| {
+            Some(seed) => rng
+                .get_or_insert_with(|| {
+                    let call = self.calls.fetch_add(1, Ordering::Relaxed);
+                    SplitMix64(seed ^ SplitMix64(call).next_u64())
+                })
+                .next_f64(),
+            None => THREAD_RNG.with(|state| {
                 let mut rng = match state.get() {
-                    // This thread's first call (or, once in 2^64, a state that wrapped to 0).
+                    // This thread's first draw (or, once in 2^64, a state that wrapped to 0).
                     0 => SplitMix64(RandomState::new().hash_one(0_u64)),
                     s => SplitMix64(s),
                 };
-                let seed = rng.next_u64();
+                let u = rng.next_f64();
                 state.set(rng.0);
-                seed
+                u
             }),
         }
     }
@@ -343,10 +348,10 @@ impl<E> Config<E> {
 }
 
 thread_local! {
-    /// The state of this thread's stream of seeds for unseeded policies; 0 until its first
+    /// The state of this thread's random stream, for unseeded policies; 0 until its first
     /// use. Initialised by a constant, so reading it is a plain thread-local load (a lazy
     /// initialiser would be a call and a check on every read).
-    static THREAD_SEEDS: Cell<u64> = const { Cell::new(0) };
+    static THREAD_RNG: Cell<u64> = const { Cell::new(0) };
 }
 
 /// `SplitMix64` (Steele, Lea, Flood 2014): tiny, fast, statistically good, and the same on every
@@ -383,6 +388,7 @@ pub(crate) struct Engine {
     /// Each class's previous delay in nanoseconds, [`NO_DELAY_YET`] before the first: half the
     /// size of `[Option<Duration>; 8]`, and this state lives in every async call's future.
     prev_delay: [u64; 8],
+    /// The call's own random stream, for a seeded policy: made on the first draw.
     rng: Option<SplitMix64>,
 }
 
@@ -416,7 +422,7 @@ impl Engine {
     /// Order: non-retryable class; the class's retry cap; the `Unknown` cap; the global attempt
     /// cap (no sleep after the last allowed attempt); the delay from the class's strategy, at
     /// least the server's `retry_after`; the deadline (stop now rather than sleep into it).
-    /// `seed` is called at most once per call, the first time a random number is needed.
+    /// A random number is drawn only for a strategy that reads one ([`Config::uniform`]).
     #[allow(
         clippy::inline_always,
         reason = "the decision of every retry, lean or full: out of line, each paid a call and \
@@ -428,7 +434,6 @@ impl Engine {
         config: &Config<E>,
         c: Classification,
         elapsed: Duration,
-        seed: impl FnOnce() -> u64,
     ) -> Decision {
         let class = c.class;
         let i = class.index();
@@ -449,12 +454,9 @@ impl Engine {
             return Decision::Stop(StopReason::DeadlineExceeded);
         }
 
-        // A strategy without jitter costs no random number (nor, when it is the call's only
-        // strategy, the call's seed).
+        // A strategy without jitter costs no random number.
         let u = if config.random[i] {
-            self.rng
-                .get_or_insert_with(|| SplitMix64(seed()))
-                .next_f64()
+            config.uniform(&mut self.rng)
         } else {
             0.0
         };
@@ -511,7 +513,7 @@ impl Engine {
             (None, Ok(value)) => ok_rule.classify_ok(value)?,
             (None, Err(error)) => config.classifier.classify(error),
         };
-        match self.on_failure(config, c, elapsed, || config.rng_seed()) {
+        match self.on_failure(config, c, elapsed) {
             Decision::Retry(delay) if !config.abort.as_ref().is_some_and(|abort| abort()) => {
                 Some(delay)
             }
@@ -771,9 +773,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
             self.emit_transition(t, attempt);
         }
         let config = self.config;
-        let mut decision = self
-            .engine
-            .on_failure(config, c, elapsed, || config.rng_seed());
+        let mut decision = self.engine.on_failure(config, c, elapsed);
         if let Decision::Retry(_) = decision {
             if config.abort.as_ref().is_some_and(|abort| abort()) {
                 decision = Decision::Stop(StopReason::Aborted);

@@ -13,32 +13,43 @@ const TOKEN_MAX: Duration = Duration::from_secs(20);
 macro_rules! base_max_strategy {
     ($(#[$doc:meta])* $name:ident, $ctor:ident, $label:literal, max = $max:expr) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[derive(Clone, Copy, PartialEq, Eq)]
         pub struct $name {
-            base: Duration,
-            max: Duration,
+            /// The base and the max, in nanoseconds: the unit every delay is computed in, so
+            /// a delay does not convert them first.
+            base: u128,
+            max: u128,
         }
 
         #[doc = concat!("A [`", stringify!($name), "`] with base 250 ms and max ",
                         stringify!($max), "; see its docs for the formula.")]
         #[must_use]
         pub const fn $ctor() -> $name {
-            $name { base: DEFAULT_BASE, max: $max }
+            $name { base: DEFAULT_BASE.as_nanos(), max: $max.as_nanos() }
         }
 
         impl $name {
             /// Sets the base delay, the scale of every delay.
             #[must_use]
             pub const fn base(mut self, base: Duration) -> Self {
-                self.base = base;
+                self.base = base.as_nanos();
                 self
             }
 
             /// Sets the largest delay this strategy ever returns.
             #[must_use]
             pub const fn max(mut self, max: Duration) -> Self {
-                self.max = max;
+                self.max = max.as_nanos();
                 self
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("base", &from_nanos(self.base))
+                    .field("max", &from_nanos(self.max))
+                    .finish()
             }
         }
 
@@ -57,9 +68,9 @@ macro_rules! base_max_strategy {
         impl $name {
             fn describe_base_max(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(concat!($label, "(base "))?;
-                fmt_duration(self.base, f)?;
+                fmt_duration(from_nanos(self.base), f)?;
                 f.write_str(", max ")?;
-                fmt_duration(self.max, f)?;
+                fmt_duration(from_nanos(self.max), f)?;
                 f.write_str(")")
             }
         }
@@ -89,11 +100,11 @@ base_max_strategy!(
 
 impl Strategy for DecorrelatedJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let base = self.base.as_nanos();
+        let base = self.base;
         let prev = ctx.prev_delay.map_or(base, |d| d.as_nanos());
         // A `Duration` is under 2⁹⁴ ns, so `3 × prev` cannot overflow a `u128`.
         let upper = (prev * 3).max(base);
-        from_nanos(uniform(base, upper, u).min(self.max.as_nanos()))
+        from_nanos(uniform(base, upper, u).min(self.max))
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -116,7 +127,7 @@ base_max_strategy!(
 
 impl Strategy for EqualJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(self.base.as_nanos(), 2.0, ctx.attempt, self.max.as_nanos());
+        let cap = exponential_cap(self.base, 2.0, ctx.attempt, self.max);
         from_nanos(uniform(cap / 2, cap, u))
     }
 
@@ -141,7 +152,7 @@ base_max_strategy!(
 
 impl Strategy for TokenBackoff {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(self.base.as_nanos(), 1.5, ctx.attempt, self.max.as_nanos());
+        let cap = exponential_cap(self.base, 1.5, ctx.attempt, self.max);
         from_nanos(uniform(cap / 2, cap, u))
     }
 
@@ -167,7 +178,7 @@ base_max_strategy!(
 
 impl Strategy for FullJitter {
     fn delay(&self, ctx: &BackoffContext, u: f64) -> Duration {
-        let cap = exponential_cap(self.base.as_nanos(), 2.0, ctx.attempt, self.max.as_nanos());
+        let cap = exponential_cap(self.base, 2.0, ctx.attempt, self.max);
         from_nanos(uniform(0, cap, u))
     }
 
