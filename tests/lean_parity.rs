@@ -14,7 +14,7 @@ use futures::executor::LocalPool;
 use futures::future::{BoxFuture, ready};
 use futures::task::LocalSpawnExt;
 use proptest::prelude::*;
-use reflexio::strategies::{constant, decorrelated_jitter, full_jitter};
+use reflexio::strategies::{constant, decorrelated_jitter, full_jitter, no_delay};
 use reflexio::testing::VirtualClock;
 use reflexio::{
     AsyncRetryPolicy, AttemptTimedOut, Classification, ErrorClass, RetryPolicy, RetryPolicyBuilder,
@@ -66,7 +66,8 @@ prop_compose! {
     /// The settings both policies share.
     fn settings()(
         max_attempts in 1u32..8,
-        strategy in 0u8..3,
+        strategy in 0u8..4,
+        class_strategy in prop::option::of((prop::sample::select(ErrorClass::ALL.to_vec()), 0u8..4)),
         class_cap in prop::option::of((prop::sample::select(ErrorClass::ALL.to_vec()), 0u32..3)),
         unknown_cap in prop::option::of(0u32..3),
         seed in any::<u64>(),
@@ -78,6 +79,7 @@ prop_compose! {
         Settings {
             max_attempts,
             strategy,
+            class_strategy,
             class_cap,
             unknown_cap,
             seed,
@@ -93,7 +95,10 @@ prop_compose! {
 #[derive(Clone, Debug)]
 struct Settings {
     max_attempts: u32,
+    /// The default strategy: 0 constant, 1 full jitter, 2 decorrelated jitter, 3 no delay.
     strategy: u8,
+    /// One class's own strategy, numbered alike.
+    class_strategy: Option<(ErrorClass, u8)>,
     class_cap: Option<(ErrorClass, u32)>,
     unknown_cap: Option<u32>,
     seed: u64,
@@ -124,7 +129,19 @@ fn configure<K>(
     let b = match s.strategy {
         0 => b.strategy(constant(Duration::from_millis(100))),
         1 => b.strategy(full_jitter().base(Duration::from_millis(10))),
-        _ => b.strategy(decorrelated_jitter().base(Duration::from_millis(10))),
+        2 => b.strategy(decorrelated_jitter().base(Duration::from_millis(10))),
+        _ => b.strategy(no_delay()),
+    };
+    // A class of its own strategy: jittered or not next to a default that is, so the draws of
+    // random numbers (made only for jittered strategies) interleave differently.
+    let b = match s.class_strategy {
+        Some((class, 0)) => b.strategy_for(class, constant(Duration::from_millis(30))),
+        Some((class, 1)) => b.strategy_for(class, full_jitter().base(Duration::from_millis(20))),
+        Some((class, 2)) => {
+            b.strategy_for(class, decorrelated_jitter().base(Duration::from_millis(20)))
+        }
+        Some((class, _)) => b.strategy_for(class, no_delay()),
+        None => b,
     };
     let b = match s.class_cap {
         Some((class, cap)) => b.max_retries_for(class, cap),

@@ -368,24 +368,36 @@ fn a_class_without_jitter_leaves_the_jitter_of_the_others_alone() {
     // `RateLimit` has a constant delay: its failures draw no random number, so interleaving
     // them leaves the jitter of the `Transient` failures exactly as it was (decorrelated jitter
     // depends on its class's previous delay, not on the attempt number).
-    let transient_sleeps = |classes: &[ErrorClass]| {
-        let (p, clock, _) = policy(|b| {
-            b.strategy(decorrelated_jitter())
-                .strategy_for(RateLimit, constant(ms(7)))
-                .seed(9)
-                .max_attempts(10)
-        });
-        let _ = run(&p, classes);
+    let transient_sleeps = |classes: &[ErrorClass], hook: bool| {
+        let clock = VirtualClock::new();
+        let builder = RetryPolicy::builder()
+            .strategy(decorrelated_jitter())
+            .strategy_for(RateLimit, constant(ms(7)))
+            .seed(9)
+            .max_attempts(10)
+            .clock(clock.clone());
+        // Lean (no hook) and full (a hook).
+        let builder = if hook {
+            builder.on_event(|_| {})
+        } else {
+            builder
+        };
+        let _ = run(&builder.build().unwrap(), classes);
         let mut sleeps = clock.sleeps();
         sleeps.retain(|d| *d != ms(7));
         sleeps
     };
-    let alone = transient_sleeps(&[Transient; 4]);
-    assert_eq!(alone.len(), 4);
-    let interleaved = transient_sleeps(&[
-        RateLimit, Transient, RateLimit, Transient, Transient, RateLimit, Transient,
-    ]);
-    assert_eq!(interleaved, alone);
+    for hook in [false, true] {
+        let alone = transient_sleeps(&[Transient; 4], hook);
+        assert_eq!(alone.len(), 4);
+        let interleaved = transient_sleeps(
+            &[
+                RateLimit, Transient, RateLimit, Transient, Transient, RateLimit, Transient,
+            ],
+            hook,
+        );
+        assert_eq!(interleaved, alone);
+    }
 }
 
 /// A strategy that records the `u` it is given and says whether it reads it.
@@ -403,10 +415,18 @@ impl reflexio::strategies::Strategy for RecordsU {
 
 #[test]
 fn a_strategy_that_reads_no_random_number_gets_zero() {
-    for random in [false, true] {
+    // Lean (no hook) and full (a hook): both loops draw alike.
+    for (random, hook) in [(false, false), (false, true), (true, false), (true, true)] {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (p, _, _) = policy(|b| b.strategy(RecordsU(random, seen.clone())).max_attempts(4));
-        let _ = run(&p, &[ErrorClass::Transient; 3]);
+        let builder = RetryPolicy::builder()
+            .strategy(RecordsU(random, seen.clone()))
+            .max_attempts(4);
+        let builder = if hook {
+            builder.on_event(|_| {})
+        } else {
+            builder
+        };
+        let _ = run(&builder.build().unwrap(), &[ErrorClass::Transient; 3]);
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 3);
         if random {

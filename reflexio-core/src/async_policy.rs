@@ -46,7 +46,7 @@ use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
 /// # }
 /// ```
 pub struct AsyncRetryPolicy<E, R = AcceptOk> {
-    config: Config<E>,
+    pub(crate) config: Config<E>,
     ok_rule: R,
 }
 
@@ -204,8 +204,8 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         self.to_string()
     }
 
-    /// Starts the state of one call, which `#[retry]`-generated code drives as `call` does.
-    /// Not public API.
+    /// Starts the state of one call, which `#[retry]`-generated code drives (as `call` does
+    /// for a policy that is not lean, or has an attempt timeout). Not public API.
     #[doc(hidden)]
     #[inline]
     #[must_use]
@@ -221,12 +221,11 @@ impl<E, R> AsyncRetryPolicy<E, R> {
             .map(|(timeout, _)| self.config.time.timer(timeout))
     }
 
-    /// Sleeps as the policy does between attempts. Not public API.
+    /// Sleeps as the policy does between attempts. Not public API. Callers skip zero delays
+    /// themselves, so that they make no sleep future for them.
     #[doc(hidden)]
     pub async fn __sleep(&self, delay: Duration) {
-        if !delay.is_zero() {
-            self.config.time.sleep(delay).await;
-        }
+        self.config.time.sleep(delay).await;
     }
 }
 

@@ -133,8 +133,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     #[allow(
         clippy::inline_always,
         reason = "one function per kind of call holds the whole decision, the engine's \
-                  included: no call per step of it, no reload of the policy's fields (async \
-                  `#[retry]`, 4 retries: 1261 -> 1145 instructions)"
+                  included: no call per step of it, no reload of the policy's fields (a tenth \
+                  fewer instructions for an async `#[retry]` call with 4 retries)"
     )]
     #[inline(always)]
     fn step(&mut self, outcome: Result<T, E>, forced: Option<Classification>) -> Next<T, E> {

@@ -72,6 +72,6 @@ pub use policy::{
 pub mod __private {
     pub use crate::async_policy::timed_attempt;
     pub use crate::call::Call;
-    pub use crate::engine::{Attempts, Next, Step};
+    pub use crate::engine::{Attempts, Next};
     pub use crate::macro_support::*;
 }

@@ -730,19 +730,51 @@ impl<E, R> RetryPolicy<E, R> {
     pub fn describe(&self) -> String {
         self.to_string()
     }
+}
 
-    /// Starts the per-call state that `#[retry]`-generated code drives. Not public API.
-    #[doc(hidden)]
-    #[must_use]
-    pub fn __start<T>(&self) -> Attempts<'_, E, T, R> {
-        self.config.start(&self.ok_rule, false)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
 
-    /// Sleeps as the policy does between attempts. Not public API.
-    #[doc(hidden)]
-    pub fn __sleep(&self, delay: Duration) {
-        if !delay.is_zero() {
-            self.config.time.sleep_blocking(delay);
-        }
+    /// Which policies are lean decides which loop their calls take (the lean loops, or the full
+    /// per-call state); `tests/lean_parity.rs` checks that both decide alike, relying on this.
+    #[test]
+    fn policies_without_breaker_budget_or_hook_are_lean() {
+        let base = || RetryPolicy::<io::Error>::builder();
+        assert!(base().build().unwrap().config.lean());
+        assert!(base().no_deadline().build().unwrap().config.lean());
+        assert!(
+            base()
+                .retry_if_ok(|_: &u32| None::<ErrorClass>)
+                .build()
+                .unwrap()
+                .config
+                .lean()
+        );
+        assert!(!base().on_event(|_| {}).build().unwrap().config.lean());
+        let budget = RetryBudget::ratio(10.0).build().unwrap();
+        assert!(!base().budget(budget).build().unwrap().config.lean());
+        let breaker = CircuitBreaker::builder().build().unwrap();
+        assert!(
+            !base()
+                .circuit_breaker(breaker)
+                .build()
+                .unwrap()
+                .config
+                .lean()
+        );
+
+        let base = || AsyncRetryPolicy::<io::Error>::builder();
+        assert!(base().build().unwrap().config.lean());
+        assert!(
+            base()
+                .attempt_timeout(Duration::from_secs(1))
+                .build()
+                .unwrap()
+                .config
+                .lean()
+        );
+        assert!(!base().on_event(|_| {}).build().unwrap().config.lean());
     }
 }
