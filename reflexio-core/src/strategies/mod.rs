@@ -135,6 +135,29 @@ pub trait Strategy: Send + Sync {
     /// strategy that says `false`, and passes it `u = 0.0`. The default is `true`; the
     /// strategies of this module without jitter (`no_delay`, `constant`, `exponential`) say
     /// `false`.
+    ///
+    /// A custom strategy without jitter can say so too:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflexio_core::strategies::{full_jitter, no_delay, BackoffContext, Strategy};
+    ///
+    /// /// 100 ms more per failure.
+    /// struct Linear;
+    ///
+    /// impl Strategy for Linear {
+    ///     fn delay(&self, ctx: &BackoffContext, _u: f64) -> Duration {
+    ///         Duration::from_millis(100).saturating_mul(ctx.attempt)
+    ///     }
+    ///     fn uses_random(&self) -> bool {
+    ///         false
+    ///     }
+    /// }
+    ///
+    /// assert!(!Linear.uses_random());
+    /// assert!(!no_delay().uses_random());
+    /// assert!(full_jitter().uses_random());
+    /// ```
     fn uses_random(&self) -> bool {
         true
     }
