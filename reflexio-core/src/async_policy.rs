@@ -134,8 +134,7 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         };
         let mut engine = Engine::new();
         loop {
-            let elapsed = config.elapsed_since(start);
-            let Some(delay) = engine.next_lean(config, &self.ok_rule, &outcome, forced, elapsed)
+            let Some(delay) = engine.next_lean(config, &self.ok_rule, &outcome, forced, start)
             else {
                 return outcome;
             };

@@ -10,7 +10,7 @@ use crate::class::ErrorClass;
 use crate::clock::SharedClock;
 use crate::errors::{ConfigError, ConfigProblem};
 use crate::testing::VirtualClock;
-use crate::window::WindowedCounter;
+use crate::window::{Epochs, WindowedCounter};
 
 // Token amounts are kept in thousandths of a token, in integers: exact, and no truncation of
 // small ratios (tower's `TpsBudget` truncates percentages below 1, tower#857).
@@ -75,6 +75,8 @@ struct Ratio {
     /// Thousandths of a token always available per window.
     reserve: u64,
     costs: [u64; 8],
+    /// The slots in time of both windows.
+    epochs: Epochs,
     calls: WindowedCounter,
     spent: WindowedCounter,
     clock: SharedClock,
@@ -195,7 +197,7 @@ impl RetryBudget {
     /// share; the token bucket ignores it. Policies call this for you.
     pub fn record_call(&self) {
         if let Inner::Ratio(r) = &*self.inner {
-            r.calls.add(r.calls.epoch_at(r.clock.now_nanos()), 1);
+            r.calls.add(r.epoch(), 1);
         }
     }
 
@@ -232,7 +234,7 @@ impl RetryBudget {
     pub fn available(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)] // a display value
         let milli = match &*self.inner {
-            Inner::Ratio(r) => r.available(r.spent.epoch_at(r.clock.now_nanos())) as f64,
+            Inner::Ratio(r) => r.available(r.epoch()) as f64,
             Inner::Bucket(b) => b.balance.load(Ordering::Acquire) as f64,
         };
         milli / 1000.0
@@ -263,9 +265,13 @@ impl fmt::Display for RetryBudget {
 }
 
 impl Ratio {
-    /// The tokens available in `epoch` (of both windows: they have the same slots).
+    /// The current epoch of both windows.
+    fn epoch(&self) -> u64 {
+        self.epochs.epoch_at(self.clock.now_nanos())
+    }
+
+    /// The tokens available in `epoch`.
     fn available(&self, epoch: u64) -> u64 {
-        debug_assert!(self.calls.same_window(&self.spent));
         let earned = self
             .calls
             .sum(epoch, 0)
@@ -279,7 +285,7 @@ impl Ratio {
         if cost == 0 {
             return true;
         }
-        let epoch = self.spent.epoch_at(self.clock.now_nanos());
+        let epoch = self.epoch();
         loop {
             // Read the slot we would write, then the balance, and take the tokens only if the
             // slot did not change meanwhile: concurrent withdrawals cannot both spend the
@@ -389,8 +395,9 @@ impl RatioBudgetBuilder {
                 per_call: milli(self.percent / 100.0),
                 reserve,
                 costs: self.costs.map(milli),
-                calls: WindowedCounter::new(self.window),
-                spent: WindowedCounter::new(self.window),
+                epochs: Epochs::new(self.window),
+                calls: WindowedCounter::new(),
+                spent: WindowedCounter::new(),
                 clock: self
                     .clock
                     .map_or_else(SharedClock::real, SharedClock::Virtual),

@@ -141,13 +141,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
         match &mut self.state {
             State::Full(attempts) => attempts.record_as(outcome, forced),
             State::Lean(start, engine) => {
-                let elapsed = self.config.elapsed_since(*start);
-                // The outcome is dropped before a sleep: a call's future holds either an
-                // attempt or a sleep, never a kept result as well.
-                match engine.next_lean(self.config, self.ok_rule, &outcome, forced, elapsed) {
-                    Some(delay) => Next::Sleep(delay),
-                    None => Next::Done(outcome),
-                }
+                let delay = engine.next_lean(self.config, self.ok_rule, &outcome, forced, *start);
+                Next::after(delay, outcome)
             }
             State::Fresh(start) => {
                 let start = *start;

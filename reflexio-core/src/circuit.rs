@@ -10,7 +10,7 @@ use crate::class::ErrorClass;
 use crate::clock::SharedClock;
 use crate::errors::{CircuitOpen, ConfigError, ConfigProblem};
 use crate::testing::VirtualClock;
-use crate::window::WindowedCounter;
+use crate::window::{Epochs, WindowedCounter};
 
 /// The state of a [`CircuitBreaker`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,6 +105,8 @@ struct Inner {
     word: AtomicU64,
     opened_at: AtomicU64,
     reset_epoch: AtomicU64,
+    /// The slots in time of both windows.
+    epochs: Epochs,
     successes: WindowedCounter,
     failures: WindowedCounter,
     failure_rate: f64,
@@ -197,9 +199,7 @@ impl CircuitBreaker {
         match permit {
             Permit::Probe => self.record_probe(failed, now),
             Permit::Normal => {
-                // Both windows have the same slots: one epoch for both.
-                debug_assert!(inner.failures.same_window(&inner.successes));
-                let epoch = inner.failures.epoch_at(now);
+                let epoch = inner.epochs.epoch_at(now);
                 if failed {
                     inner.failures.add(epoch, 1);
                 } else {
@@ -255,7 +255,7 @@ impl CircuitBreaker {
                     return match transition {
                         Transition::Closed => {
                             // Forget the outcomes that opened the circuit.
-                            let epoch = inner.failures.epoch_at(now) + 1;
+                            let epoch = inner.epochs.epoch_at(now) + 1;
                             inner.reset_epoch.store(epoch, Ordering::Release);
                             Some(Transition::Closed)
                         }
@@ -395,8 +395,9 @@ impl CircuitBreakerBuilder {
                 word: AtomicU64::new(CLOSED),
                 opened_at: AtomicU64::new(0),
                 reset_epoch: AtomicU64::new(0),
-                successes: WindowedCounter::new(self.window),
-                failures: WindowedCounter::new(self.window),
+                epochs: Epochs::new(self.window),
+                successes: WindowedCounter::new(),
+                failures: WindowedCounter::new(),
                 failure_rate: self.failure_rate,
                 min_calls: self.min_calls,
                 open_for: u64::try_from(self.open_for.as_nanos()).unwrap_or(u64::MAX),

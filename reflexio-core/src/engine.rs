@@ -487,8 +487,9 @@ impl Engine {
     /// up on), `Some(delay)` to sleep and try again. No events and no per-call bookkeeping
     /// beyond the engine's counts, so the drivers' loops for lean policies are a few
     /// instructions around the engine. `forced` is the class of an `Ok` value the rule already
-    /// rejected (the rule runs once per value) or of a timeout; `elapsed` is the time since the
-    /// call started (zero when there is no deadline: nothing else reads it).
+    /// rejected (the rule runs once per value) or of a timeout; `start` is when the call
+    /// started ([`Config::lean_start`]: read only for a deadline), and the clock is read again
+    /// only to decide on a failure.
     #[allow(
         clippy::inline_always,
         reason = "the lean loops' whole per-retry work: out of line (it has three callers per \
@@ -503,7 +504,7 @@ impl Engine {
         ok_rule: &R,
         outcome: &Result<T, E>,
         forced: Option<Classification>,
-        elapsed: Duration,
+        start: Option<Stamp>,
     ) -> Option<Duration> {
         self.begin_attempt();
         let c = match (forced, outcome) {
@@ -511,7 +512,7 @@ impl Engine {
             (None, Ok(value)) => ok_rule.classify_ok(value)?,
             (None, Err(error)) => config.classifier.classify(error),
         };
-        match self.on_failure(config, c, elapsed) {
+        match self.on_failure(config, c, config.elapsed_since(start)) {
             Decision::Retry(delay) if !config.abort.as_ref().is_some_and(|abort| abort()) => {
                 Some(delay)
             }
@@ -531,6 +532,19 @@ pub enum Next<T, E> {
     Sleep(Duration),
     /// The call is over: return this.
     Done(Result<T, E>),
+}
+
+impl<T, E> Next<T, E> {
+    /// What follows a decision: sleep `delay` and try again, or return `outcome`. The outcome
+    /// is dropped before a sleep: a call's future holds either an attempt or a sleep, never a
+    /// kept result as well.
+    #[inline]
+    pub(crate) fn after(delay: Option<Duration>, outcome: Result<T, E>) -> Self {
+        match delay {
+            Some(delay) => Next::Sleep(delay),
+            None => Next::Done(outcome),
+        }
+    }
 }
 
 /// The full state of one call of a policy, fed each attempt's outcome by a driver (the sync
@@ -691,12 +705,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         outcome: Result<T, E>,
         forced: Option<Classification>,
     ) -> Next<T, E> {
-        match self.decide(&outcome, forced) {
-            // The outcome is dropped before the sleep: a future of `call` holds either the
-            // attempt's future or the sleep, never a kept result as well.
-            Some(delay) => Next::Sleep(delay),
-            None => Next::Done(outcome),
-        }
+        let delay = self.decide(&outcome, forced);
+        Next::after(delay, outcome)
     }
 
     /// Decides what follows one attempt: `Some(delay)` to retry, `None` when the call is over.

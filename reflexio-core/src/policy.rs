@@ -673,8 +673,7 @@ impl<E, R> RetryPolicy<E, R> {
         let mut outcome = first;
         let mut forced = rejected_ok;
         loop {
-            let elapsed = config.elapsed_since(start);
-            let Some(delay) = engine.next_lean(config, &self.ok_rule, &outcome, forced, elapsed)
+            let Some(delay) = engine.next_lean(config, &self.ok_rule, &outcome, forced, start)
             else {
                 return outcome;
             };

@@ -23,34 +23,42 @@ pub(crate) const SLOTS: usize = 10;
 /// count, already outside every reader's window, is dropped rather than erase the newer one;
 /// beyond [`LATE`] slots late, it does replace it.)
 ///
-/// Its methods take the *epoch* (the number of the time slot) of the current time, from
-/// [`epoch_at`](Self::epoch_at): a caller that reads the clock once computes it once, and
-/// counters built with the same window share it. Slots store the epoch modulo 2³⁰ (and the
-/// count in the other 34 bits), so a slot left untouched for a multiple of 2³⁰ slots would be
-/// read as current again: 34 years with the default 1 s slots, 12 days with 1 ms slots.
+/// Its methods take the *epoch* (the number of the time slot) of the current time, from the
+/// owner's [`Epochs`]: an owner's counters share its slots in time, and an operation that reads
+/// the clock once computes the epoch once. Slots store the epoch modulo 2³⁰ (and the count in
+/// the other 34 bits), so a slot left untouched for a multiple of 2³⁰ slots would be read as
+/// current again: 34 years with the default 1 s slots, 12 days with 1 ms slots.
 #[derive(Debug)]
 pub(crate) struct WindowedCounter {
     slots: [AtomicU64; SLOTS],
+}
+
+/// The time slots of a window: [`SLOTS`] of them over its length. Shared by the counters of
+/// one budget or breaker.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Epochs {
     slot_nanos: u64,
 }
 
-impl WindowedCounter {
+impl Epochs {
     pub(crate) fn new(window: Duration) -> Self {
         let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1);
-        WindowedCounter {
-            slots: [const { AtomicU64::new(0) }; SLOTS],
+        Epochs {
             slot_nanos: (nanos / SLOTS as u64).max(1),
         }
     }
 
     /// The epoch of `now_nanos`: the one division of an operation.
-    pub(crate) fn epoch_at(&self, now_nanos: u64) -> u64 {
+    pub(crate) fn epoch_at(self, now_nanos: u64) -> u64 {
         now_nanos / self.slot_nanos
     }
+}
 
-    /// Whether `other` has the same slots in time, so that an epoch of one is one of the other.
-    pub(crate) fn same_window(&self, other: &WindowedCounter) -> bool {
-        self.slot_nanos == other.slot_nanos
+impl WindowedCounter {
+    pub(crate) const fn new() -> Self {
+        WindowedCounter {
+            slots: [const { AtomicU64::new(0) }; SLOTS],
+        }
     }
 
     /// The slot of `epoch`.
@@ -139,9 +147,9 @@ mod tests {
 
     #[test]
     fn counts_expire_after_the_window() {
-        let w = WindowedCounter::new(Duration::from_secs(10));
+        let w = WindowedCounter::new();
         let s = 1_000_000_000;
-        let at = |nanos: u64| w.epoch_at(nanos);
+        let at = |nanos: u64| Epochs::new(Duration::from_secs(10)).epoch_at(nanos);
         w.add(at(0), 3);
         w.add(at(5 * s), 4);
         assert_eq!(w.sum(at(5 * s), 0), 7);
@@ -160,7 +168,7 @@ mod tests {
 
     #[test]
     fn sums_span_the_wrap_of_the_stored_epoch() {
-        let w = WindowedCounter::new(Duration::from_secs(10));
+        let w = WindowedCounter::new();
         let wrap = 1 << EPOCH_BITS; // stored epochs are kept modulo this
         for (i, e) in (wrap - 3..wrap + 3).enumerate() {
             w.add(e, 1 << i);
@@ -177,7 +185,7 @@ mod tests {
 
     #[test]
     fn a_slot_counts_again_only_a_multiple_of_the_wrap_later() {
-        let w = WindowedCounter::new(Duration::from_secs(10));
+        let w = WindowedCounter::new();
         let wrap = 1 << EPOCH_BITS;
         w.add(5, 7);
         assert_eq!(w.sum(5 + wrap - 1, 0), 0);
@@ -188,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_late_writer_does_not_erase_a_newer_epoch() {
-        let w = WindowedCounter::new(Duration::from_secs(10));
+        let w = WindowedCounter::new();
         w.add(12, 3);
         // Epoch 2 maps to the same slot as 12; its writer read the clock long ago.
         w.add(2, 5);
@@ -212,7 +220,7 @@ mod tests {
 
     #[test]
     fn concurrent_adds_are_all_counted() {
-        let w = WindowedCounter::new(Duration::from_secs(10));
+        let w = WindowedCounter::new();
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
@@ -227,8 +235,8 @@ mod tests {
 
     #[test]
     fn exact_adds_fail_when_the_slot_changed() {
-        let w = WindowedCounter::new(Duration::from_secs(10));
-        let e = w.epoch_at(3_000_000_000);
+        let w = WindowedCounter::new();
+        let e = Epochs::new(Duration::from_secs(10)).epoch_at(3_000_000_000);
         let seen = w.current(e);
         w.add(e, 1);
         assert!(
