@@ -248,8 +248,12 @@ fn aws_standard_costs_and_refunds() {
 #[test]
 fn grpc_throttling_follows_grfc_a6() {
     let b = RetryBudget::grpc(10.0, 0.5).unwrap();
+    // Every failed attempt takes a token first (A6), then the retry is allowed above 5.
     let granted = (0..10)
-        .filter(|_| b.try_retry(ErrorClass::Transient))
+        .filter(|_| {
+            b.record_failure(ErrorClass::Transient);
+            b.try_retry(ErrorClass::Transient)
+        })
         .count();
     assert_eq!(granted, 4, "10 -> 9, 8, 7, 6 retry; at 5 (= max/2) no more");
     assert_eq!(b.available(), 0.0);

@@ -4,16 +4,32 @@
 use core::fmt;
 use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::class::ErrorClass;
 use crate::clock::SharedClock;
 use crate::errors::{ConfigError, ConfigProblem};
+use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::testing::VirtualClock;
 use crate::window::{Epochs, WindowedCounter};
 
-// Token amounts are kept in thousandths of a token, in integers: exact, and no truncation of
-// small ratios (tower's `TpsBudget` truncates percentages below 1, tower#857).
+// Amounts are integers, so budgets are exact. The ratio model counts in billionths of a token
+// (a per-call share of `percent` % is `percent * 10^7` of them: exact for every percent with up
+// to 7 decimals; tower's `TpsBudget` truncates percentages below 1, tower#857). The token
+// bucket counts in thousandths, the precision gRFC A6 gives `token_ratio`.
+
+/// Billionths of a token: the ratio model's unit. A floor of `n` retries per second over a
+/// window of `w` nanoseconds is exactly `n * w` of them.
+const RATIO_UNIT: f64 = 1e9;
+
+/// The largest cost of one retry, in tokens, in either model.
+const MAX_COST: f64 = 1e6;
+
+/// The largest floor of a ratio budget, in billionths of a token (4.6 × 10⁹ tokens): with
+/// every count held in 64 bits, the arithmetic cannot overflow below it.
+const MAX_RESERVE: u128 = 1 << 62;
+
+/// The largest amount of a token bucket, in tokens.
+const MAX_BUCKET: f64 = 1e12;
 
 /// A retry budget shared by calls, policies and threads: a cheap cloneable handle.
 ///
@@ -32,8 +48,11 @@ use crate::window::{Epochs, WindowedCounter};
 ///
 /// A policy with a budget (`.budget(budget.clone())`) asks it before every retry, after every
 /// other check passed; an empty budget stops with
-/// [`StopReason::BudgetExhausted`](crate::StopReason::BudgetExhausted). Recording a call or a
-/// success is one atomic update, with no lock.
+/// [`StopReason::BudgetExhausted`](crate::StopReason::BudgetExhausted). A retry whose tokens
+/// were taken but that never started (its call was dropped during the sleep, or stopped by the
+/// circuit breaker after it) gives them back. Recording a call or a success takes no lock;
+/// withdrawals from a ratio budget take one, held for a few loads, so two retries can never
+/// both take the last token.
 ///
 /// # Per-class cost
 ///
@@ -64,17 +83,23 @@ pub struct RetryBudget {
     inner: Arc<Inner>,
 }
 
+// Behind the budget's one `Arc`: the size of the larger variant costs nothing per call.
+#[allow(clippy::large_enum_variant)]
 enum Inner {
     Ratio(Ratio),
     Bucket(Bucket),
 }
 
 struct Ratio {
-    /// Thousandths of a token each call deposits.
+    /// Billionths of a token each call deposits.
     per_call: u64,
-    /// Thousandths of a token always available per window.
+    /// Billionths of a token always available per window.
     reserve: u64,
+    /// Billionths of a token per retry, by class.
     costs: [u64; 8],
+    /// Held while a withdrawal decides: withdrawals are rare (one per retry), and deciding one
+    /// at a time makes them exact.
+    withdrawing: Mutex<()>,
     /// The slots in time of both windows.
     epochs: Epochs,
     calls: WindowedCounter,
@@ -95,11 +120,24 @@ struct Bucket {
     describe: String,
 }
 
-fn milli(tokens: f64) -> u64 {
-    // Rounded, not truncated; `as` saturates for absurd values (validated before).
+/// `tokens` in units of `1 / per_token` of a token, rounded.
+fn units(tokens: f64, per_token: f64) -> u64 {
+    // `as` saturates; the builders reject amounts whose units do not fit.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let m = (tokens * 1000.0).round().max(0.0) as u64;
-    m
+    let u = (tokens * per_token).round().max(0.0) as u64;
+    u
+}
+
+fn milli(tokens: f64) -> u64 {
+    units(tokens, 1000.0)
+}
+
+/// Tokens taken for one retry, given back if the retry never starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Withdrawal {
+    /// The ratio model's epoch of the withdrawal (unused by the token bucket).
+    epoch: u64,
+    amount: u64,
 }
 
 impl RetryBudget {
@@ -155,8 +193,9 @@ impl RetryBudget {
     }
 
     /// gRPC retry throttling (gRFC A6): `max_tokens` (at most 1000) start full; every failed
-    /// attempt takes 1 token, every success returns `token_ratio`; no retry while the count is
-    /// at or below `max_tokens / 2`.
+    /// attempt takes 1 token, retried or not; every success returns `token_ratio` (truncated to
+    /// 3 decimals, as A6 specifies: 0.5466 counts as 0.546); no retry while the count is at or
+    /// below `max_tokens / 2`.
     ///
     /// # Errors
     ///
@@ -166,8 +205,12 @@ impl RetryBudget {
     /// ```
     /// use reflexio_core::{ErrorClass, RetryBudget};
     /// let budget = RetryBudget::grpc(10.0, 0.1).unwrap();
-    /// assert!(budget.try_retry(ErrorClass::Transient)); // 9 tokens left > 5
-    /// for _ in 0..3 { assert!(budget.try_retry(ErrorClass::Transient)); } // 6 tokens left
+    /// for left in [9.0, 8.0, 7.0, 6.0] {
+    ///     budget.record_failure(ErrorClass::Transient);
+    ///     assert!(budget.try_retry(ErrorClass::Transient)); // above 5: retry
+    ///     assert_eq!(budget.available(), left);
+    /// }
+    /// budget.record_failure(ErrorClass::Transient);
     /// assert!(!budget.try_retry(ErrorClass::Transient)); // 5 left: at the threshold
     /// ```
     pub fn grpc(max_tokens: f64, token_ratio: f64) -> Result<RetryBudget, ConfigError> {
@@ -185,6 +228,9 @@ impl RetryBudget {
             });
         }
         ConfigError::from_problems(problems)?;
+        // Truncated to 3 decimals (A6); the nudge keeps a ratio such as 0.29, whose double
+        // is just below it, at 0.290.
+        let token_ratio = ((token_ratio * 1000.0 + 1e-6).floor() / 1000.0).min(MAX_BUCKET);
         RetryBudget::token_bucket(max_tokens)
             .cost_all(0.0)
             .failure_charge(1.0)
@@ -209,23 +255,59 @@ impl RetryBudget {
                 Some(class) if b.refund_on_success => b.costs[class.index()],
                 _ => b.success_reward,
             };
-            if reward > 0 {
-                let _ = b
-                    .balance
-                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                        Some(v.saturating_add(reward).min(b.capacity))
-                    });
-            }
+            b.deposit(reward);
+        }
+    }
+
+    /// Records a failed attempt of `class`, retried or not: the token bucket takes its
+    /// [`failure_charge`](TokenBucketBuilder::failure_charge) (gRPC: 1 token); the ratio model
+    /// ignores it. Policies call this for you, before deciding whether to retry.
+    pub fn record_failure(&self, class: ErrorClass) {
+        let _ = class;
+        if let Inner::Bucket(b) = &*self.inner
+            && b.failure_charge > 0
+        {
+            let _ = b
+                .balance
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    Some(v.saturating_sub(b.failure_charge))
+                });
         }
     }
 
     /// Asks for one retry after a failure of `class`: takes its cost and says yes, or says no
-    /// and takes nothing (but for gRPC's per-failure charge). Policies call this for you.
+    /// and takes nothing. Policies call this for you.
     #[must_use]
     pub fn try_retry(&self, class: ErrorClass) -> bool {
+        self.withdraw(class).is_some()
+    }
+
+    /// [`try_retry`](Self::try_retry), returning what was taken so that a retry that never
+    /// starts can give it back ([`refund`](Self::refund)).
+    pub(crate) fn withdraw(&self, class: ErrorClass) -> Option<Withdrawal> {
         match &*self.inner {
             Inner::Ratio(r) => r.try_withdraw(class),
             Inner::Bucket(b) => b.try_withdraw(class),
+        }
+    }
+
+    /// [`withdraw`](Self::withdraw) as a guard owned by the call: the tokens come back when
+    /// the guard is dropped before [`Reserved::commit`] (the retry never started).
+    pub(crate) fn reserve(&self, class: ErrorClass) -> Option<Reserved<'_>> {
+        self.withdraw(class).map(|withdrawal| Reserved {
+            budget: self,
+            withdrawal,
+        })
+    }
+
+    /// Gives back the tokens of a retry that never started.
+    pub(crate) fn refund(&self, withdrawal: Withdrawal) {
+        if withdrawal.amount == 0 {
+            return;
+        }
+        match &*self.inner {
+            Inner::Ratio(r) => r.spent.sub(withdrawal.epoch, withdrawal.amount),
+            Inner::Bucket(b) => b.deposit(withdrawal.amount),
         }
     }
 
@@ -233,11 +315,10 @@ impl RetryBudget {
     #[must_use]
     pub fn available(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)] // a display value
-        let milli = match &*self.inner {
-            Inner::Ratio(r) => r.available(r.epoch()) as f64,
-            Inner::Bucket(b) => b.balance.load(Ordering::Acquire) as f64,
-        };
-        milli / 1000.0
+        match &*self.inner {
+            Inner::Ratio(r) => r.available(r.epoch()) as f64 / RATIO_UNIT,
+            Inner::Bucket(b) => b.balance.load(Ordering::Acquire) as f64 / 1000.0,
+        }
     }
 
     /// A one-line description with the parameters, for `describe()`.
@@ -246,6 +327,33 @@ impl RetryBudget {
             Inner::Ratio(r) => &r.describe,
             Inner::Bucket(b) => &b.describe,
         }
+    }
+}
+
+/// The tokens of a retry between the decision and the retry's start; see
+/// [`RetryBudget::reserve`].
+pub(crate) struct Reserved<'a> {
+    budget: &'a RetryBudget,
+    /// What to give back; an amount of zero once committed.
+    withdrawal: Withdrawal,
+}
+
+impl Reserved<'_> {
+    /// The retry started: the tokens are spent.
+    pub(crate) fn commit(mut self) {
+        self.withdrawal.amount = 0;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.budget.refund(self.withdrawal);
+    }
+}
+
+impl fmt::Debug for Reserved<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Reserved").field(&self.withdrawal).finish()
     }
 }
 
@@ -270,56 +378,57 @@ impl Ratio {
         self.epochs.epoch_at(self.clock.now_nanos())
     }
 
-    /// The tokens available in `epoch`.
-    fn available(&self, epoch: u64) -> u64 {
-        let earned = self
-            .calls
-            .sum(epoch, 0)
-            .saturating_mul(self.per_call)
-            .saturating_add(self.reserve);
-        earned.saturating_sub(self.spent.sum(epoch, 0))
+    /// The billionths of a token available in `epoch` (exact: at most 10 × 2⁶⁴ calls times
+    /// a share below 2⁶⁴, plus the floor, fits 128 bits).
+    fn available(&self, epoch: u64) -> u128 {
+        let earned = u128::from(self.calls.sum(epoch, 0)) * u128::from(self.per_call)
+            + u128::from(self.reserve);
+        earned.saturating_sub(u128::from(self.spent.sum(epoch, 0)))
     }
 
-    fn try_withdraw(&self, class: ErrorClass) -> bool {
+    fn try_withdraw(&self, class: ErrorClass) -> Option<Withdrawal> {
         let cost = self.costs[class.index()];
-        if cost == 0 {
-            return true;
-        }
         let epoch = self.epoch();
-        loop {
-            // Read the slot we would write, then the balance, and take the tokens only if the
-            // slot did not change meanwhile: concurrent withdrawals cannot both spend the
-            // last tokens.
-            let seen = self.spent.current(epoch);
-            if self.available(epoch) < cost {
-                return false;
-            }
-            if self.spent.try_add_exact(epoch, seen, cost) {
-                return true;
-            }
+        if cost == 0 {
+            return Some(Withdrawal { epoch, amount: 0 });
         }
+        // One withdrawal decides at a time: two cannot both spend the last tokens. Deposits
+        // (calls) and refunds only add to what is available, so they need not wait.
+        let _deciding = lock(&self.withdrawing);
+        if self.available(epoch) < u128::from(cost) {
+            return None;
+        }
+        self.spent.add(epoch, cost);
+        Some(Withdrawal {
+            epoch,
+            amount: cost,
+        })
     }
 }
 
 impl Bucket {
-    fn try_withdraw(&self, class: ErrorClass) -> bool {
+    fn try_withdraw(&self, class: ErrorClass) -> Option<Withdrawal> {
         let cost = self.costs[class.index()];
-        let charge = self.failure_charge;
-        let mut allowed = false;
-        let _ = self
-            .balance
+        self.balance
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                let after_failure = v.saturating_sub(charge);
-                allowed = after_failure >= cost && after_failure > self.threshold;
-                if allowed {
-                    Some(after_failure - cost)
-                } else if charge > 0 {
-                    Some(after_failure)
-                } else {
-                    None
-                }
-            });
-        allowed
+                (v >= cost && v > self.threshold).then(|| v - cost)
+            })
+            .ok()
+            .map(|_| Withdrawal {
+                epoch: 0,
+                amount: cost,
+            })
+    }
+
+    /// Adds `amount` thousandths, up to the capacity.
+    fn deposit(&self, amount: u64) {
+        if amount > 0 {
+            let _ = self
+                .balance
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    Some(v.saturating_add(amount).min(self.capacity))
+                });
+        }
     }
 }
 
@@ -368,7 +477,9 @@ impl RatioBudgetBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] naming every invalid setting: a percent that is not a finite number in
-    /// `[0, 1000]`, a zero window, a negative or non-finite cost.
+    /// `[0, 1000]`, or is positive but below the resolution of 10⁻⁷ %; a window shorter than
+    /// 1 µs; a floor whose tokens over the window exceed 4.6 × 10⁹ (`min_retries_per_sec`
+    /// times the window in seconds); a negative, non-finite or above 10⁶ cost.
     pub fn build(self) -> Result<RetryBudget, ConfigError> {
         let mut problems = Vec::new();
         if !(self.percent.is_finite() && (0.0..=1000.0).contains(&self.percent)) {
@@ -376,25 +487,45 @@ impl RatioBudgetBuilder {
                 setting: "percent",
                 reason: format!("must be a number in [0, 1000] (got {})", self.percent),
             });
+        } else if self.percent > 0.0 && units(self.percent / 100.0, RATIO_UNIT) == 0 {
+            problems.push(ConfigProblem::Invalid {
+                setting: "percent",
+                reason: format!(
+                    "is below the resolution of 0.0000001 % (got {}); use 0 for no share",
+                    self.percent
+                ),
+            });
         }
-        if self.window.is_zero() {
+        if self.window < Epochs::MIN_WINDOW {
             problems.push(ConfigProblem::Invalid {
                 setting: "window",
-                reason: "must be greater than zero".into(),
+                reason: format!("must be at least 1µs (got {:?})", self.window),
+            });
+        }
+        // A floor of n/s over w ns is n * w billionths of a token: exact.
+        let reserve = u128::from(self.min_retries_per_sec) * self.window.as_nanos();
+        if reserve > MAX_RESERVE {
+            problems.push(ConfigProblem::Invalid {
+                setting: "min_retries_per_sec",
+                reason: format!(
+                    "times the window must be at most 4.6e9 retries (got {}/s over {:?})",
+                    self.min_retries_per_sec, self.window
+                ),
             });
         }
         check_costs(&self.costs, &mut problems);
         ConfigError::from_problems(problems)?;
-        let reserve = milli(f64::from(self.min_retries_per_sec) * self.window.as_secs_f64());
+        let reserve = u64::try_from(reserve).unwrap_or(u64::MAX); // at most 2^62: checked above
         let describe = format!(
             "ratio budget ({}% of calls + {}/s over {:?})",
             self.percent, self.min_retries_per_sec, self.window
         );
         Ok(RetryBudget {
             inner: Arc::new(Inner::Ratio(Ratio {
-                per_call: milli(self.percent / 100.0),
+                per_call: units(self.percent / 100.0, RATIO_UNIT),
                 reserve,
-                costs: self.costs.map(milli),
+                costs: self.costs.map(|c| units(c, RATIO_UNIT)),
+                withdrawing: Mutex::new(()),
                 epochs: Epochs::new(self.window),
                 calls: WindowedCounter::new(),
                 spent: WindowedCounter::new(),
@@ -410,10 +541,10 @@ impl RatioBudgetBuilder {
 fn check_costs(costs: &[f64; 8], problems: &mut Vec<ConfigProblem>) {
     for class in ErrorClass::ALL {
         let c = costs[class.index()];
-        if !(c.is_finite() && c >= 0.0) {
+        if !(c.is_finite() && (0.0..=MAX_COST).contains(&c)) {
             problems.push(ConfigProblem::Invalid {
                 setting: "cost",
-                reason: format!("for `{class}` must be a non-negative number (got {c})"),
+                reason: format!("for `{class}` must be a number in [0, 1e6] (got {c})"),
             });
         }
     }
@@ -449,7 +580,8 @@ impl TokenBucketBuilder {
         self
     }
 
-    /// Tokens every failed attempt takes, retried or not (gRPC: 1).
+    /// Tokens every failed attempt takes, retried or not (gRPC: 1), before the retry's own
+    /// cost is checked.
     pub fn failure_charge(mut self, tokens: f64) -> Self {
         self.failure_charge = tokens;
         self
@@ -478,7 +610,8 @@ impl TokenBucketBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] naming every negative or non-finite amount, or a zero capacity.
+    /// A [`ConfigError`] naming every negative, non-finite or above 10¹² amount (amounts are
+    /// kept in thousandths of a token, in 64 bits), a zero capacity, or a cost above 10⁶.
     pub fn build(self) -> Result<RetryBudget, ConfigError> {
         let mut problems = Vec::new();
         for (setting, v) in [
@@ -487,10 +620,10 @@ impl TokenBucketBuilder {
             ("success_reward", self.success_reward),
             ("retry_above", self.threshold),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
+            if !(v.is_finite() && (0.0..=MAX_BUCKET).contains(&v)) {
                 problems.push(ConfigProblem::Invalid {
                     setting,
-                    reason: format!("must be a non-negative number (got {v})"),
+                    reason: format!("must be a number in [0, 1e12] (got {v})"),
                 });
             }
         }

@@ -4,11 +4,11 @@
 use core::fmt;
 use core::time::Duration;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::class::ErrorClass;
 use crate::clock::SharedClock;
 use crate::errors::{CircuitOpen, ConfigError, ConfigProblem};
+use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::testing::VirtualClock;
 use crate::window::{Epochs, WindowedCounter};
 
@@ -23,11 +23,12 @@ pub enum CircuitState {
     HalfOpen,
 }
 
-/// Which kind of call a breaker let through.
+/// Which kind of call a breaker let through, in which period (*generation*) of its state: an
+/// outcome reported in a later period than its admission's is ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Permit {
-    Normal,
-    Probe,
+    Normal(u64),
+    Probe(u64),
 }
 
 /// A change of state, reported as an event by the policy whose call caused it.
@@ -38,25 +39,35 @@ pub(crate) enum Transition {
     Closed,
 }
 
-// The state word packs the state (2 bits), the probes admitted in half-open (31 bits) and the
-// probes that succeeded (31 bits), so every transition is one compare-and-swap.
+// The published state word: the state in 2 bits, the generation above them. The generation
+// counts every transition, so a word names one period of one state, and an outcome from an
+// earlier period cannot be mistaken for one of the current period (2^62 transitions: no wrap).
 const CLOSED: u64 = 0;
 const OPEN: u64 = 1;
 const HALF_OPEN: u64 = 2;
 const STATE_MASK: u64 = 0b11;
-const FIELD_MASK: u64 = (1 << 31) - 1;
 
 fn state_of(w: u64) -> u64 {
     w & STATE_MASK
 }
-fn admitted(w: u64) -> u64 {
-    (w >> 2) & FIELD_MASK
+fn generation_of(w: u64) -> u64 {
+    w >> 2
 }
-fn succeeded(w: u64) -> u64 {
-    (w >> 33) & FIELD_MASK
+fn word(state: u64, generation: u64) -> u64 {
+    (generation << 2) | state
 }
-fn half_open(admitted: u64, succeeded: u64) -> u64 {
-    HALF_OPEN | (admitted.min(FIELD_MASK) << 2) | (succeeded.min(FIELD_MASK) << 33)
+
+/// The most probes a half-open period can admit.
+const MAX_PROBES: u32 = 1 << 20;
+
+/// The half-open period's counts, changed only with the breaker's lock held.
+#[derive(Debug, Default)]
+struct HalfOpen {
+    /// Probes admitted and not given back.
+    admitted: u32,
+    succeeded: u32,
+    /// When the period began (nanoseconds on the breaker's clock).
+    started: u64,
 }
 
 /// A circuit breaker: closed, open, half-open, tripping on the failure rate of chosen classes.
@@ -65,12 +76,17 @@ fn half_open(admitted: u64, succeeded: u64) -> u64 {
 /// when at least `min_calls` were counted and the share of failures of a *tripping* class
 /// reaches `failure_rate`, the circuit **opens**: calls fail fast with [`CircuitOpen`] without
 /// calling the operation. After `open_for`, it is **half-open**: `probes` calls go through; if
-/// they all succeed it closes (and forgets the window), if one fails it opens again.
+/// they all succeed it closes (and forgets the window), if one fails it opens again. A probe
+/// that is cancelled or panics gives its place back; one that never reports back is replaced
+/// after the [probe timeout](CircuitBreakerBuilder::probe_timeout).
 ///
 /// Only failures of the tripping classes count as failures (by default `ServerError`,
 /// `Transient`, `RateLimit` and `Unknown`): a `Permanent` 404 or an `Auth` error says nothing
-/// about the dependency's health and counts as a success. Shared by cloning (one `Arc`); every
-/// transition is a single atomic compare-and-swap, so it is exact under contention.
+/// about the dependency's health and counts as a success. Shared by cloning (one `Arc`). A
+/// closed circuit admits a call with one atomic load and records its outcome in a lock-free
+/// window; transitions, and admissions while open or half-open once the open period is over,
+/// take a lock (they happen only while the dependency is failing), so they are exact under
+/// contention.
 ///
 /// Give it to a policy with `.circuit_breaker(cb.clone())`; the policy's error type must
 /// implement `From<CircuitOpen>` (the error returned when the first attempt is rejected).
@@ -102,9 +118,15 @@ pub struct CircuitBreaker {
 }
 
 struct Inner {
+    /// The published state and generation (see [`word`]): read without the lock by every
+    /// admission, written only with it.
     word: AtomicU64,
-    opened_at: AtomicU64,
-    reset_epoch: AtomicU64,
+    /// When the open period of the generation in `word` ends, in nanoseconds on `clock`;
+    /// written before `word`, with the lock.
+    open_until: AtomicU64,
+    /// Held for every transition and every half-open admission: those happen only while the
+    /// dependency is failing, and one at a time they are exact.
+    half_open: Mutex<HalfOpen>,
     /// The slots in time of both windows.
     epochs: Epochs,
     successes: WindowedCounter,
@@ -112,9 +134,64 @@ struct Inner {
     failure_rate: f64,
     min_calls: u64,
     open_for: u64,
-    probes: u64,
+    probe_timeout: u64,
+    probes: u32,
     trips: [bool; 8],
     clock: SharedClock,
+}
+
+/// A call admitted by a breaker, owned by the call until its outcome is recorded. Dropped
+/// without an outcome (the call was cancelled, or a panic unwound through it), a probe gives
+/// its place back, so the next call can probe instead.
+pub(crate) struct Admission<'a> {
+    breaker: &'a CircuitBreaker,
+    /// The permit, packed (see [`Permit::pack`]) to keep a call's future small; `NONE` once
+    /// recorded.
+    permit: u64,
+}
+
+impl Permit {
+    /// The generation in the upper bits, the kind in the lowest two: 1 normal, 2 probe.
+    fn pack(self) -> u64 {
+        match self {
+            Permit::Normal(generation) => (generation << 2) | 1,
+            Permit::Probe(generation) => (generation << 2) | 2,
+        }
+    }
+
+    fn unpack(packed: u64) -> Option<Permit> {
+        match packed & 0b11 {
+            1 => Some(Permit::Normal(packed >> 2)),
+            2 => Some(Permit::Probe(packed >> 2)),
+            _ => None,
+        }
+    }
+}
+
+impl Admission<'_> {
+    const NONE: u64 = 0;
+
+    /// Records the attempt's outcome: `None` for a success, `Some(class)` for a failure.
+    pub(crate) fn record(mut self, failure: Option<ErrorClass>) -> Option<Transition> {
+        let permit = Permit::unpack(core::mem::replace(&mut self.permit, Self::NONE))?;
+        self.breaker.record(permit, failure)
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(Permit::Probe(generation)) = Permit::unpack(self.permit) {
+            self.breaker.release_probe(generation);
+        }
+    }
+}
+
+impl fmt::Debug for Admission<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Admission")
+            .field(&Permit::unpack(self.permit))
+            .finish()
+    }
 }
 
 impl CircuitBreaker {
@@ -125,6 +202,7 @@ impl CircuitBreaker {
             min_calls: 10,
             window: Duration::from_secs(30),
             open_for: Duration::from_secs(10),
+            probe_timeout: None,
             probes: 1,
             trips: [
                 false, false, false, false, true, true, true, true, // Auth..Concurrency: no
@@ -138,26 +216,20 @@ impl CircuitBreaker {
     pub fn state(&self) -> CircuitState {
         let w = self.inner.word.load(Ordering::Acquire);
         match state_of(w) {
-            OPEN if self.open_period_over() => CircuitState::HalfOpen,
+            OPEN if self.remaining_open() == Duration::ZERO => CircuitState::HalfOpen,
             OPEN => CircuitState::Open,
             HALF_OPEN => CircuitState::HalfOpen,
             _ => CircuitState::Closed,
         }
     }
 
-    fn open_period_over(&self) -> bool {
-        let now = self.inner.clock.now_nanos();
-        now.saturating_sub(self.inner.opened_at.load(Ordering::Acquire)) >= self.inner.open_for
+    fn now(&self) -> u64 {
+        self.inner.clock.now_nanos()
     }
 
     fn remaining_open(&self) -> Duration {
-        let now = self.inner.clock.now_nanos();
-        let end = self
-            .inner
-            .opened_at
-            .load(Ordering::Acquire)
-            .saturating_add(self.inner.open_for);
-        Duration::from_nanos(end.saturating_sub(now))
+        let until = self.inner.open_until.load(Ordering::Acquire);
+        Duration::from_nanos(until.saturating_sub(self.now()))
     }
 
     /// Whether a call made `after` from now would be rejected: open, and still open then.
@@ -166,105 +238,164 @@ impl CircuitBreaker {
     }
 
     /// Asks to make one call. Policies call this before every attempt.
-    pub(crate) fn acquire(&self) -> Result<(Permit, Option<Transition>), CircuitOpen> {
+    pub(crate) fn admit(&self) -> Result<(Admission<'_>, Option<Transition>), CircuitOpen> {
+        let (permit, transition) = self.acquire()?;
+        Ok((
+            Admission {
+                breaker: self,
+                permit: permit.pack(),
+            },
+            transition,
+        ))
+    }
+
+    fn acquire(&self) -> Result<(Permit, Option<Transition>), CircuitOpen> {
         let inner = &*self.inner;
-        let mut w = inner.word.load(Ordering::Acquire);
-        loop {
-            let (next, transition) = match state_of(w) {
-                CLOSED => return Ok((Permit::Normal, None)),
-                OPEN if self.open_period_over() => (half_open(1, 0), Some(Transition::HalfOpened)),
-                HALF_OPEN if admitted(w) < inner.probes => {
-                    (half_open(admitted(w) + 1, succeeded(w)), None)
+        let w = inner.word.load(Ordering::Acquire);
+        match state_of(w) {
+            CLOSED => Ok((Permit::Normal(generation_of(w)), None)),
+            OPEN => {
+                // Rejected without the lock while the open period lasts: `open_until` was
+                // written before the word, so a read between two equal words belongs to it.
+                let until = inner.open_until.load(Ordering::Acquire);
+                let now = self.now();
+                if now < until && inner.word.load(Ordering::Acquire) == w {
+                    return Err(CircuitOpen::new(Duration::from_nanos(until - now)));
                 }
-                _ => {
-                    return Err(CircuitOpen::new(self.remaining_open()));
+                self.acquire_locked()
+            }
+            _ => self.acquire_locked(),
+        }
+    }
+
+    #[cold]
+    fn acquire_locked(&self) -> Result<(Permit, Option<Transition>), CircuitOpen> {
+        let inner = &*self.inner;
+        let mut half = lock(&inner.half_open);
+        let w = inner.word.load(Ordering::Acquire);
+        let now = self.now();
+        let generation = generation_of(w);
+        match state_of(w) {
+            CLOSED => Ok((Permit::Normal(generation), None)),
+            OPEN => {
+                let until = inner.open_until.load(Ordering::Acquire);
+                if now < until {
+                    return Err(CircuitOpen::new(Duration::from_nanos(until - now)));
                 }
-            };
-            match inner
-                .word
-                .compare_exchange(w, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Ok((Permit::Probe, transition)),
-                Err(seen) => w = seen,
+                Ok((
+                    self.half_open(&mut half, generation, now),
+                    Some(Transition::HalfOpened),
+                ))
+            }
+            _ if half.admitted < inner.probes => {
+                half.admitted += 1;
+                Ok((Permit::Probe(generation), None))
+            }
+            _ => {
+                // Every probe is out. One that never reports back (a hung operation, a
+                // leaked future) must not wedge the circuit: after the probe timeout a new
+                // half-open period begins, and the old period's probes no longer count.
+                let timeout_at = half.started.saturating_add(inner.probe_timeout);
+                if now < timeout_at {
+                    return Err(CircuitOpen::new(Duration::from_nanos(timeout_at - now)));
+                }
+                Ok((
+                    self.half_open(&mut half, generation, now),
+                    Some(Transition::HalfOpened),
+                ))
             }
         }
+    }
+
+    /// Begins a half-open period after `generation`, admitting its first probe.
+    fn half_open(&self, half: &mut HalfOpen, generation: u64, now: u64) -> Permit {
+        *half = HalfOpen {
+            admitted: 1,
+            succeeded: 0,
+            started: now,
+        };
+        let next = generation + 1;
+        self.inner
+            .word
+            .store(word(HALF_OPEN, next), Ordering::Release);
+        Permit::Probe(next)
+    }
+
+    /// Opens the circuit after `generation`, for `open_for` from `now`. With the lock held.
+    fn open(&self, generation: u64, now: u64) -> Transition {
+        let inner = &*self.inner;
+        inner
+            .open_until
+            .store(now.saturating_add(inner.open_for), Ordering::Release);
+        inner
+            .word
+            .store(word(OPEN, generation + 1), Ordering::Release);
+        Transition::Opened
     }
 
     /// Records the outcome of a call let through with `permit`: `None` for a success,
     /// `Some(class)` for a failure.
-    pub(crate) fn record(&self, permit: Permit, failure: Option<ErrorClass>) -> Option<Transition> {
+    fn record(&self, permit: Permit, failure: Option<ErrorClass>) -> Option<Transition> {
         let inner = &*self.inner;
         let failed = failure.is_some_and(|c| inner.trips[c.index()]);
-        let now = inner.clock.now_nanos();
         match permit {
-            Permit::Probe => self.record_probe(failed, now),
-            Permit::Normal => {
-                let epoch = inner.epochs.epoch_at(now);
-                if failed {
-                    inner.failures.add(epoch, 1);
-                } else {
-                    inner.successes.add(epoch, 1);
+            Permit::Probe(generation) => self.record_probe(generation, failed),
+            Permit::Normal(generation) => {
+                let closed = word(CLOSED, generation);
+                if inner.word.load(Ordering::Acquire) != closed {
+                    return None; // admitted before the circuit last opened: stale
                 }
-                if !failed || state_of(inner.word.load(Ordering::Acquire)) != CLOSED {
+                let now = self.now();
+                let epoch = inner.epochs.epoch_at(now);
+                if !failed {
+                    inner.successes.add(epoch, 1);
                     return None;
                 }
-                let since = inner.reset_epoch.load(Ordering::Acquire);
-                let f = inner.failures.sum(epoch, since);
-                let total = f.saturating_add(inner.successes.sum(epoch, since));
-                #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+                inner.failures.add(epoch, 1);
+                let f = inner.failures.sum(epoch, 0);
+                let total = f.saturating_add(inner.successes.sum(epoch, 0));
+                #[allow(clippy::cast_precision_loss)] // a ratio: 2^-52 relative error at most
                 let tripped =
                     total >= inner.min_calls && f as f64 >= inner.failure_rate * total as f64;
-                if tripped {
-                    inner.opened_at.store(now, Ordering::Release);
-                    if inner
-                        .word
-                        .compare_exchange(CLOSED, OPEN, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        return Some(Transition::Opened);
-                    }
+                if !tripped {
+                    return None;
                 }
-                None
+                let _half = lock(&inner.half_open);
+                (inner.word.load(Ordering::Acquire) == closed).then(|| self.open(generation, now))
             }
         }
     }
 
-    fn record_probe(&self, failed: bool, now: u64) -> Option<Transition> {
+    fn record_probe(&self, generation: u64, failed: bool) -> Option<Transition> {
         let inner = &*self.inner;
-        let mut w = inner.word.load(Ordering::Acquire);
-        loop {
-            if state_of(w) != HALF_OPEN {
-                return None; // another probe already decided
-            }
-            let (next, transition) = if failed {
-                inner.opened_at.store(now, Ordering::Release);
-                (OPEN, Transition::Opened)
-            } else if succeeded(w) + 1 >= inner.probes {
-                (CLOSED, Transition::Closed)
-            } else {
-                (
-                    half_open(admitted(w), succeeded(w) + 1),
-                    Transition::HalfOpened,
-                )
-            };
-            match inner
-                .word
-                .compare_exchange(w, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    return match transition {
-                        Transition::Closed => {
-                            // Forget the outcomes that opened the circuit.
-                            let epoch = inner.epochs.epoch_at(now) + 1;
-                            inner.reset_epoch.store(epoch, Ordering::Release);
-                            Some(Transition::Closed)
-                        }
-                        Transition::Opened => Some(Transition::Opened),
-                        Transition::HalfOpened => None,
-                    };
-                }
-                Err(seen) => w = seen,
-            }
+        let mut half = lock(&inner.half_open);
+        if inner.word.load(Ordering::Acquire) != word(HALF_OPEN, generation) {
+            return None; // a probe of an earlier period, or another probe already decided
+        }
+        let now = self.now();
+        if failed {
+            return Some(self.open(generation, now));
+        }
+        half.succeeded += 1;
+        if half.succeeded < inner.probes {
+            return None;
+        }
+        // Close with empty windows: the outcomes that opened the circuit are forgotten, and
+        // every outcome from now on counts (no normal call is admitted until the word below).
+        inner.failures.clear();
+        inner.successes.clear();
+        inner
+            .word
+            .store(word(CLOSED, generation + 1), Ordering::Release);
+        Some(Transition::Closed)
+    }
+
+    /// Gives back the place of a probe of `generation` that ended without an outcome.
+    fn release_probe(&self, generation: u64) {
+        let inner = &*self.inner;
+        let mut half = lock(&inner.half_open);
+        if inner.word.load(Ordering::Acquire) == word(HALF_OPEN, generation) {
+            half.admitted = half.admitted.saturating_sub(1);
         }
     }
 
@@ -272,8 +403,8 @@ impl CircuitBreaker {
     /// success, `Some(class)` for a failure. While open or half-open, outcomes recorded this
     /// way count as probes only if a probe is available; otherwise they are ignored.
     pub fn record_outcome(&self, failure: Option<ErrorClass>) {
-        if let Ok((permit, _)) = self.acquire() {
-            let _ = self.record(permit, failure);
+        if let Ok((admission, _)) = self.admit() {
+            let _ = admission.record(failure);
         }
     }
 
@@ -311,6 +442,7 @@ pub struct CircuitBreakerBuilder {
     min_calls: u64,
     window: Duration,
     open_for: Duration,
+    probe_timeout: Option<Duration>,
     probes: u32,
     trips: [bool; 8],
     clock: Option<VirtualClock>,
@@ -341,7 +473,18 @@ impl CircuitBreakerBuilder {
         self
     }
 
-    /// How many probes must succeed, in half-open, to close the circuit (default 1).
+    /// How long a half-open period waits for its probes (default: `open_for`). A probe that
+    /// has not reported back by then (its operation hangs, or its future was leaked) no longer
+    /// holds the circuit: a new half-open period begins with the next call, and outcomes of
+    /// the earlier period's probes are ignored. Probes that are cancelled or panic give their
+    /// place back at once; this bounds the rest.
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = Some(timeout);
+        self
+    }
+
+    /// How many probes must succeed, in half-open, to close the circuit (default 1, at most
+    /// 2²⁰).
     pub fn probes(mut self, probes: u32) -> Self {
         self.probes = probes;
         self
@@ -368,8 +511,10 @@ impl CircuitBreakerBuilder {
     /// # Errors
     ///
     /// A [`ConfigError`] naming every invalid setting: a failure rate outside `(0, 1]`, zero
-    /// `min_calls`, window or probes.
+    /// `min_calls`, `open_for`, probe timeout or probes, more than 2²⁰ probes, a window
+    /// shorter than 1 µs.
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
+        let probe_timeout = self.probe_timeout.unwrap_or(self.open_for);
         let mut problems = Vec::new();
         if !(self.failure_rate > 0.0 && self.failure_rate <= 1.0) {
             problems.push(ConfigProblem::Invalid {
@@ -379,7 +524,8 @@ impl CircuitBreakerBuilder {
         }
         for (setting, zero) in [
             ("min_calls", self.min_calls == 0),
-            ("window", self.window.is_zero()),
+            ("open_for", self.open_for.is_zero()),
+            ("probe_timeout", probe_timeout.is_zero()),
             ("probes", self.probes == 0),
         ] {
             if zero {
@@ -389,19 +535,32 @@ impl CircuitBreakerBuilder {
                 });
             }
         }
+        if self.probes > MAX_PROBES {
+            problems.push(ConfigProblem::Invalid {
+                setting: "probes",
+                reason: format!("must be at most 1048576 (got {})", self.probes),
+            });
+        }
+        if self.window < Epochs::MIN_WINDOW {
+            problems.push(ConfigProblem::Invalid {
+                setting: "window",
+                reason: format!("must be at least 1µs (got {:?})", self.window),
+            });
+        }
         ConfigError::from_problems(problems)?;
         Ok(CircuitBreaker {
             inner: Arc::new(Inner {
-                word: AtomicU64::new(CLOSED),
-                opened_at: AtomicU64::new(0),
-                reset_epoch: AtomicU64::new(0),
+                word: AtomicU64::new(word(CLOSED, 0)),
+                open_until: AtomicU64::new(0),
+                half_open: Mutex::new(HalfOpen::default()),
                 epochs: Epochs::new(self.window),
                 successes: WindowedCounter::new(),
                 failures: WindowedCounter::new(),
                 failure_rate: self.failure_rate,
                 min_calls: self.min_calls,
                 open_for: u64::try_from(self.open_for.as_nanos()).unwrap_or(u64::MAX),
-                probes: u64::from(self.probes),
+                probe_timeout: u64::try_from(probe_timeout.as_nanos()).unwrap_or(u64::MAX),
+                probes: self.probes,
                 trips: self.trips,
                 clock: self
                     .clock

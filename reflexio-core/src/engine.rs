@@ -16,8 +16,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::budget::RetryBudget;
-use crate::circuit::{CircuitBreaker, Permit, Transition};
+use crate::budget::{Reserved, RetryBudget};
+use crate::circuit::{Admission, CircuitBreaker, Transition};
 use crate::class::{Classification, ErrorClass};
 use crate::classify::Classifier;
 use crate::errors::{AttemptTimedOut, CircuitOpen, RetryError};
@@ -335,10 +335,12 @@ impl<E> Config<E> {
             ok_rule,
             engine: Engine::new(),
             start,
-            permit: None,
+            admission: None,
+            reserved: None,
+            kept: None,
             last_class: None,
             stop: None,
-            elapsed: Duration::ZERO,
+            elapsed_nanos: 0,
             _value: PhantomData,
         }
     }
@@ -569,11 +571,19 @@ pub struct Attempts<'p, E, T, R> {
     ok_rule: &'p R,
     engine: Engine,
     start: Option<Stamp>,
-    /// The breaker's permit for the attempt in flight.
-    permit: Option<Permit>,
+    /// The breaker's admission of the attempt in flight: a probe's place goes back to the
+    /// breaker if the call is dropped, or a panic unwinds, before the outcome is recorded.
+    admission: Option<Admission<'p>>,
+    /// The budget's tokens for the retry being slept for: given back if it never starts.
+    reserved: Option<Reserved<'p>>,
+    /// With a breaker, the last outcome, kept during the sleep: a retry the breaker then
+    /// rejects returns it, the last attempt's own result, rather than a `CircuitOpen`.
+    kept: Option<Result<T, E>>,
     last_class: Option<ErrorClass>,
     stop: Option<StopReason>,
-    elapsed: Duration,
+    /// The time from the start to the last decision, in nanoseconds (8 bytes where a
+    /// `Duration` takes 16, in every call's future), for `execute`'s error.
+    elapsed_nanos: u64,
     /// The attempts' success type, which the `Ok` rule classifies.
     _value: PhantomData<fn(&T)>,
 }
@@ -617,7 +627,14 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         }
     }
 
-    fn emit_transition(&mut self, transition: Option<Transition>, attempt: u32) {
+    /// Reports a breaker's change of state; `class` is the class of the failure that caused
+    /// it, if one did.
+    fn emit_transition(
+        &mut self,
+        transition: Option<Transition>,
+        attempt: u32,
+        class: Option<ErrorClass>,
+    ) {
         if let Some(t) = transition
             && self.config.hook.is_some()
         {
@@ -627,7 +644,9 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
                 Transition::Closed => EventKind::CircuitClosed,
             };
             let elapsed = self.elapsed();
-            self.emit(&self.event(kind, attempt, elapsed));
+            let mut event = self.event(kind, attempt, elapsed);
+            event.class = class;
+            self.emit(&event);
         }
     }
 
@@ -648,23 +667,37 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
     #[inline]
     fn admit(&mut self) -> Next<T, E> {
         let Some(breaker) = &self.config.breaker else {
+            self.start_attempt();
             return Next::Attempt;
         };
         let next_attempt = self.engine.attempts().saturating_add(1);
-        match breaker.acquire() {
-            Ok((permit, transition)) => {
-                self.permit = Some(permit);
-                self.emit_transition(transition, next_attempt);
+        match breaker.admit() {
+            Ok((admission, transition)) => {
+                self.admission = Some(admission);
+                self.start_attempt();
+                self.emit_transition(transition, next_attempt, None);
                 Next::Attempt
             }
             Err(open) => self.reject(open, next_attempt),
         }
     }
 
+    /// The next attempt starts: its budget tokens are spent, and the last outcome is no
+    /// longer needed.
+    #[inline]
+    fn start_attempt(&mut self) {
+        if let Some(reserved) = self.reserved.take() {
+            reserved.commit();
+        }
+        self.kept = None;
+    }
+
     #[cold]
     fn reject(&mut self, open: CircuitOpen, attempt: u32) -> Next<T, E> {
+        // The retry never starts: its tokens go back to the budget.
+        self.reserved = None;
         let elapsed = self.elapsed();
-        self.elapsed = elapsed;
+        self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.stop = Some(StopReason::CircuitOpen);
         if self.config.hook.is_some() {
             self.emit(&self.event(EventKind::CircuitRejected, attempt, elapsed));
@@ -672,6 +705,11 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
             gave_up.stop = Some(StopReason::CircuitOpen);
             gave_up.class = self.last_class;
             self.emit(&gave_up);
+        }
+        // A rejected retry returns the last attempt's own result; only a rejected first
+        // attempt, which has none, returns the breaker's error.
+        if let Some(last) = self.kept.take() {
+            return Next::Done(last);
         }
         // The builder sets the conversion whenever it sets a breaker.
         let into = self
@@ -706,7 +744,13 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         forced: Option<Classification>,
     ) -> Next<T, E> {
         let delay = self.decide(&outcome, forced);
-        Next::after(delay, outcome)
+        match delay {
+            Some(delay) if self.config.breaker.is_some() => {
+                self.kept = Some(outcome);
+                Next::Sleep(delay)
+            }
+            _ => Next::after(delay, outcome),
+        }
     }
 
     /// Decides what follows one attempt: `Some(delay)` to retry, `None` when the call is over.
@@ -733,11 +777,9 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
 
     #[inline]
     fn succeed(&mut self, attempt: u32) {
-        if let Some(permit) = self.permit.take()
-            && let Some(breaker) = &self.config.breaker
-        {
-            let t = breaker.record(permit, None);
-            self.emit_transition(t, attempt);
+        if let Some(admission) = self.admission.take() {
+            let t = admission.record(None);
+            self.emit_transition(t, attempt, None);
         }
         if let Some(budget) = &self.config.budget {
             budget.record_success(self.last_class);
@@ -751,15 +793,17 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
     #[cold]
     fn fail(&mut self, attempt: u32, c: Classification, error: Option<&E>) -> Option<Duration> {
         let elapsed = self.elapsed();
-        self.elapsed = elapsed;
+        self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.last_class = Some(c.class);
-        if let Some(permit) = self.permit.take()
-            && let Some(breaker) = &self.config.breaker
-        {
-            let t = breaker.record(permit, Some(c.class));
-            self.emit_transition(t, attempt);
+        if let Some(admission) = self.admission.take() {
+            let t = admission.record(Some(c.class));
+            self.emit_transition(t, attempt, Some(c.class));
         }
         let config = self.config;
+        // Every failed attempt is recorded, retried or not (gRPC's throttling charges each).
+        if let Some(budget) = &config.budget {
+            budget.record_failure(c.class);
+        }
         let mut decision = self.engine.on_failure(config, c, elapsed);
         if let Decision::Retry(_) = decision {
             if config.abort.as_ref().is_some_and(|abort| abort()) {
@@ -773,12 +817,11 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
                 // The circuit is open and still will be after the delay: the retry would be
                 // rejected, so stop now with this error instead of sleeping for nothing.
                 decision = Decision::Stop(StopReason::CircuitOpen);
-            } else if config
-                .budget
-                .as_ref()
-                .is_some_and(|b| !b.try_retry(c.class))
-            {
-                decision = Decision::Stop(StopReason::BudgetExhausted);
+            } else if let Some(budget) = &config.budget {
+                match budget.reserve(c.class) {
+                    Some(reserved) => self.reserved = Some(reserved),
+                    None => decision = Decision::Stop(StopReason::BudgetExhausted),
+                }
             }
         }
         if config.hook.is_some() {
@@ -810,7 +853,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
             stop: self.stop.unwrap_or(StopReason::NonRetryable),
             attempts: self.engine.attempts(),
             last_class: self.last_class,
-            elapsed: self.elapsed,
+            elapsed: Duration::from_nanos(self.elapsed_nanos),
         })
     }
 }

@@ -44,6 +44,7 @@ mod ok;
 mod policy;
 pub mod sql;
 pub mod strategies;
+mod sync;
 pub mod testing;
 mod time;
 mod window;
