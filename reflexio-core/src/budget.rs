@@ -650,3 +650,115 @@ impl TokenBucketBuilder {
         })
     }
 }
+
+#[cfg(all(test, loom))]
+#[allow(clippy::float_cmp)] // amounts are exact integers underneath
+mod loom_models {
+    use super::*;
+    use loom::thread;
+
+    fn ratio_with(tokens: u32) -> RetryBudget {
+        RetryBudget::ratio(0.0)
+            .min_retries_per_sec(tokens)
+            .window(Duration::from_secs(1))
+            .clock(VirtualClock::new())
+            .build()
+            .unwrap()
+    }
+
+    /// Two retries race for the last token: exactly one gets it, in both models.
+    #[test]
+    fn the_last_token_goes_once() {
+        crate::sync::model(|| {
+            for budget in [
+                ratio_with(1),
+                RetryBudget::token_bucket(1.0).build().unwrap(),
+            ] {
+                let other = {
+                    let budget = budget.clone();
+                    thread::spawn(move || budget.try_retry(ErrorClass::Transient))
+                };
+                let mine = budget.try_retry(ErrorClass::Transient);
+                let theirs = other.join().unwrap();
+                assert!(mine ^ theirs, "{budget}: {mine} {theirs}");
+                assert_eq!(budget.available(), 0.0);
+            }
+        });
+    }
+
+    /// A refund racing a withdrawal: the refunded token is either taken by it or left over,
+    /// never lost or doubled.
+    #[test]
+    fn a_refund_racing_a_withdrawal() {
+        crate::sync::model(|| {
+            for budget in [
+                ratio_with(1),
+                RetryBudget::token_bucket(1.0).build().unwrap(),
+            ] {
+                let reserved = budget.reserve(ErrorClass::Transient).unwrap();
+                let withdrawal = reserved.withdrawal;
+                reserved.commit();
+                let refunder = {
+                    let budget = budget.clone();
+                    thread::spawn(move || budget.refund(withdrawal))
+                };
+                let got = budget.try_retry(ErrorClass::Transient);
+                refunder.join().unwrap();
+                let left = budget.available();
+                assert_eq!(left, if got { 0.0 } else { 1.0 }, "{budget}");
+            }
+        });
+    }
+
+    /// Calls deposit while two retries withdraw: no retry is granted beyond what the calls
+    /// and the floor allow at the moment it decides, and every grant is counted.
+    #[test]
+    fn deposits_racing_withdrawals() {
+        crate::sync::model(|| {
+            let budget = RetryBudget::ratio(100.0)
+                .min_retries_per_sec(0)
+                .window(Duration::from_secs(1))
+                .clock(VirtualClock::new())
+                .build()
+                .unwrap();
+            let depositor = {
+                let budget = budget.clone();
+                thread::spawn(move || budget.record_call())
+            };
+            let taker = {
+                let budget = budget.clone();
+                thread::spawn(move || budget.try_retry(ErrorClass::Transient))
+            };
+            let mine = budget.try_retry(ErrorClass::Transient);
+            depositor.join().unwrap();
+            let theirs = taker.join().unwrap();
+            // One call at 100 % is one token: at most one grant, and it is spent.
+            assert!(!(mine && theirs));
+            let left = budget.available();
+            assert_eq!(left, if mine || theirs { 0.0 } else { 1.0 });
+        });
+    }
+
+    /// gRPC's per-failure charges racing a success: no update is lost.
+    #[test]
+    fn grpc_charges_racing_a_retry() {
+        crate::sync::model(|| {
+            let budget = RetryBudget::grpc(4.0, 1.0).unwrap();
+            let charger = {
+                let budget = budget.clone();
+                thread::spawn(move || budget.record_failure(ErrorClass::Transient))
+            };
+            let rewarder = {
+                let budget = budget.clone();
+                thread::spawn(move || budget.record_success(None))
+            };
+            budget.record_failure(ErrorClass::Transient);
+            charger.join().unwrap();
+            rewarder.join().unwrap();
+            // 4 - 2 failures + 1 success (capped at 4 if it came first): 3, or 2 if the
+            // success landed while the bucket was full.
+            let left = budget.available();
+            assert!(left == 3.0 || left == 2.0, "{left}");
+        });
+    }
+}

@@ -569,3 +569,132 @@ impl CircuitBreakerBuilder {
         })
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::thread;
+
+    /// A breaker that lives for the whole model (admissions borrow it, and threads need
+    /// `'static` borrows).
+    fn leak(cb: CircuitBreaker) -> &'static CircuitBreaker {
+        Box::leak(Box::new(cb))
+    }
+
+    fn half_open_breaker(probes: u32) -> (&'static CircuitBreaker, VirtualClock) {
+        let clock = VirtualClock::new();
+        let cb = CircuitBreaker::builder()
+            .min_calls(1)
+            .probes(probes)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        cb.record_outcome(Some(ErrorClass::ServerError));
+        clock.advance(Duration::from_secs(10));
+        (leak(cb), clock)
+    }
+
+    /// Two calls race for the one probe of a half-open circuit: exactly one gets it.
+    #[test]
+    fn one_probe_for_two_callers() {
+        crate::sync::model(|| {
+            let (cb, _clock) = half_open_breaker(1);
+            let other =
+                thread::spawn(move || cb.admit().map(|(a, _)| core::mem::forget(a)).is_ok());
+            let mine = cb.admit().map(|(a, _)| core::mem::forget(a)).is_ok();
+            let theirs = other.join().unwrap();
+            assert!(mine ^ theirs, "exactly one probe: {mine} {theirs}");
+        });
+    }
+
+    /// A probe dropped without an outcome, racing another caller: whichever order, the circuit
+    /// is not wedged, and at most one probe is ever out.
+    #[test]
+    fn a_dropped_probe_racing_a_caller() {
+        crate::sync::model(|| {
+            let (cb, _clock) = half_open_breaker(1);
+            let (probe, _) = cb.admit().unwrap();
+            let dropper = thread::spawn(move || drop(probe));
+            let got = cb.admit();
+            dropper.join().unwrap();
+            if let Ok((probe, _)) = got {
+                assert!(cb.admit().is_err(), "one probe out");
+                assert_eq!(probe.record(None), Some(Transition::Closed));
+            } else {
+                let (probe, _) = cb.admit().expect("the place was given back");
+                assert_eq!(probe.record(None), Some(Transition::Closed));
+            }
+            assert_eq!(cb.state(), CircuitState::Closed);
+        });
+    }
+
+    /// A probe's success racing another probe's failure (2 probes): the circuit ends closed
+    /// only if no failure was recorded in its period, and a late outcome changes nothing.
+    #[test]
+    fn probe_outcomes_race() {
+        crate::sync::model(|| {
+            let (cb, _clock) = half_open_breaker(2);
+            let (a, _) = cb.admit().unwrap();
+            let (b, _) = cb.admit().unwrap();
+            let t = thread::spawn(move || a.record(Some(ErrorClass::ServerError)));
+            let tb = b.record(None);
+            let ta = t.join().unwrap();
+            // The failure always opens (the success alone cannot close: 2 are needed).
+            assert_eq!(ta, Some(Transition::Opened));
+            assert_eq!(tb, None);
+            assert_eq!(cb.state(), CircuitState::Open);
+        });
+    }
+
+    /// Two failures racing to trip a closed circuit open it once.
+    #[test]
+    fn concurrent_failures_open_once() {
+        crate::sync::model(|| {
+            let clock = VirtualClock::new();
+            let cb = leak(
+                CircuitBreaker::builder()
+                    .min_calls(2)
+                    .failure_rate(0.5)
+                    .clock(clock)
+                    .build()
+                    .unwrap(),
+            );
+            let (a, _) = cb.admit().unwrap();
+            let (b, _) = cb.admit().unwrap();
+            let t = thread::spawn(move || a.record(Some(ErrorClass::ServerError)));
+            let tb = b.record(Some(ErrorClass::ServerError));
+            let ta = t.join().unwrap();
+            let opened = [ta, tb]
+                .iter()
+                .filter(|t| **t == Some(Transition::Opened))
+                .count();
+            assert_eq!(opened, 1);
+            assert_eq!(cb.state(), CircuitState::Open);
+        });
+    }
+
+    /// Three threads: a probe cancelled, a probe succeeding and a new caller. The circuit ends
+    /// closed or still half-open with a probe available, never wedged.
+    #[test]
+    fn cancel_record_and_admit_together() {
+        crate::sync::model(|| {
+            let (cb, _clock) = half_open_breaker(2);
+            let (a, _) = cb.admit().unwrap();
+            let (b, _) = cb.admit().unwrap();
+            let canceller = thread::spawn(move || drop(a));
+            let succeeder = thread::spawn(move || b.record(None));
+            let newcomer = cb.admit().ok().map(|(c, _)| c.record(None));
+            canceller.join().unwrap();
+            let success = succeeder.join().unwrap();
+            let closed = [success, newcomer.flatten()].contains(&Some(Transition::Closed));
+            if closed {
+                assert_eq!(cb.state(), CircuitState::Closed);
+            } else {
+                // Not closed yet: the cancelled probe's place is free again.
+                assert_eq!(cb.state(), CircuitState::HalfOpen);
+                let (d, _) = cb.admit().expect("a place for a probe");
+                assert_eq!(d.record(None), Some(Transition::Closed));
+            }
+        });
+    }
+}

@@ -19,22 +19,11 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// One turn of a wait for a slot another thread holds for a few instructions: a CPU hint, and
-/// every 64th turn a yield, so a holder that was preempted gets the core back.
-#[inline]
-pub(crate) fn backoff(turn: &mut u32) {
-    #[cfg(loom)]
-    {
-        let _ = turn;
-        loom::thread::yield_now();
-    }
-    #[cfg(not(loom))]
-    {
-        *turn = turn.wrapping_add(1);
-        if turn.is_multiple_of(64) {
-            std::thread::yield_now();
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+/// Runs a loom model exhaustively: every interleaving, with no bound on preemptions (the
+/// models are small enough: all of them take about two seconds).
+#[cfg(all(test, loom))]
+pub(crate) fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = None;
+    builder.check(f);
 }
