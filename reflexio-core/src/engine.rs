@@ -46,6 +46,11 @@ pub enum StopReason {
     CircuitOpen,
     /// The policy's `abort_if` condition said to stop.
     Aborted,
+    /// The server asked to wait longer than the policy's
+    /// [`max_server_delay`](crate::PolicyBuilder::max_server_delay) (a `Retry-After` or gRPC
+    /// pushback): the call stops at once rather than park the caller or retry sooner than the
+    /// server asked.
+    ServerDelayTooLong,
 }
 
 impl StopReason {
@@ -65,6 +70,7 @@ impl StopReason {
             StopReason::BudgetExhausted => "budget_exhausted",
             StopReason::CircuitOpen => "circuit_open",
             StopReason::Aborted => "aborted",
+            StopReason::ServerDelayTooLong => "server_delay_too_long",
         }
     }
 }
@@ -110,6 +116,8 @@ pub(crate) struct Config<E> {
     /// No breaker, budget or hook (see [`Config::lean`]), worked out once at build.
     pub(crate) is_lean: bool,
     pub(crate) deadline: Option<Duration>,
+    /// The longest delay a server may ask for (`Retry-After`, gRPC pushback).
+    pub(crate) max_server_delay: Duration,
     pub(crate) operation: Option<Arc<str>>,
     pub(crate) hook: Option<Hook>,
     pub(crate) seed: Option<u64>,
@@ -140,6 +148,7 @@ impl<E> Clone for Config<E> {
             random: self.random,
             is_lean: self.is_lean,
             deadline: self.deadline,
+            max_server_delay: self.max_server_delay,
             operation: self.operation.clone(),
             hook: self.hook.clone(),
             seed: self.seed,
@@ -218,6 +227,9 @@ impl<E> Config<E> {
             Some(d) => fmt_duration(d, f)?,
             None => f.write_str("none")?,
         }
+        writeln!(f)?;
+        f.write_str("  longest server delay: ")?;
+        fmt_duration(self.max_server_delay, f)?;
         writeln!(f)?;
         f.write_str("  unknown errors: ")?;
         match self.max_unknown_retries {
@@ -480,6 +492,14 @@ impl Engine {
             && elapsed.saturating_add(delay) >= deadline
         {
             return Decision::Stop(StopReason::DeadlineExceeded);
+        }
+        // A server asking for more than the bound stops the call now (when the deadline did
+        // not already): sleeping that long could park the caller for as long as the server
+        // likes, and retrying sooner would ignore what it asked.
+        if let Some(server) = c.retry_after
+            && server > config.max_server_delay
+        {
+            return Decision::Stop(StopReason::ServerDelayTooLong);
         }
         Decision::Retry(delay)
     }

@@ -24,6 +24,10 @@ use crate::time::{CustomSleeper, Stamp, TimeSource};
 pub(crate) const DEFAULT_STRATEGY: crate::strategies::DecorrelatedJitter =
     decorrelated_jitter().max(Duration::from_secs(5));
 
+/// The default bound on a server's delay: a minute, the default deadline, so that a default
+/// policy never waits longer for a server than it would wait in all.
+pub(crate) const DEFAULT_MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
+
 /// Marks a [`PolicyBuilder`] that builds a [`RetryPolicy`].
 #[derive(Debug, Clone, Copy)]
 pub struct Blocking;
@@ -48,6 +52,7 @@ pub struct NonBlocking;
 /// | `max_retries_for` | no per-class cap |
 /// | `max_unknown_retries` | `Some(2)` |
 /// | `deadline` | 60 s, on a monotonic clock |
+/// | `max_server_delay` | 60 s |
 /// | `operation`, `on_event`, `seed` | none |
 /// | `budget`, `circuit_breaker`, `abort_if`, `retry_if_ok`, `attempt_timeout` | none |
 #[must_use = "a builder does nothing until `build()` is called"]
@@ -59,6 +64,7 @@ pub struct PolicyBuilder<E, C, K, R = AcceptOk> {
     class_caps: [Option<u32>; 8],
     max_unknown_retries: Option<u32>,
     deadline: Option<Duration>,
+    max_server_delay: Duration,
     operation: Option<Arc<str>>,
     hook: Option<Hook>,
     seed: Option<u64>,
@@ -90,6 +96,7 @@ impl<E, K> PolicyBuilder<E, DefaultClassifier, K> {
             class_caps: [None; 8],
             max_unknown_retries: Some(2),
             deadline: Some(Duration::from_secs(60)),
+            max_server_delay: DEFAULT_MAX_SERVER_DELAY,
             operation: None,
             hook: None,
             seed: None,
@@ -138,6 +145,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             class_caps: self.class_caps,
             max_unknown_retries: self.max_unknown_retries,
             deadline: self.deadline,
+            max_server_delay: self.max_server_delay,
             operation: self.operation,
             hook: self.hook,
             seed: self.seed,
@@ -204,6 +212,34 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     /// running is not interrupted. `build()` rejects zero.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Bounds the delay a server may ask for (an HTTP `Retry-After`, a gRPC
+    /// `grpc-retry-pushback-ms`, any classification's `retry_after`; default 60 s). A server
+    /// delay is a floor under the strategy's own delay, which the strategy's `max` does not
+    /// cap; when a server asks for more than this bound, the call stops at once with
+    /// [`StopReason::ServerDelayTooLong`](crate::StopReason::ServerDelayTooLong) (or
+    /// `DeadlineExceeded`, when the wait would also reach the deadline) and the last error, rather than sleep as long as the server likes (even with no deadline) or
+    /// retry sooner than it asked. `build()` rejects zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflexio_core::{strategies::no_delay, RateLimitError, RetryPolicy, StopReason};
+    ///
+    /// let policy = RetryPolicy::builder()
+    ///     .strategy(no_delay())
+    ///     .no_deadline()
+    ///     .max_server_delay(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// let err = policy
+    ///     .execute(|| Err::<(), _>(RateLimitError::new("slow down").with_retry_after(Duration::from_secs(3600))))
+    ///     .unwrap_err();
+    /// assert_eq!((err.stop_reason(), err.attempts()), (StopReason::ServerDelayTooLong, 1));
+    /// ```
+    pub fn max_server_delay(mut self, bound: Duration) -> Self {
+        self.max_server_delay = bound;
         self
     }
 
@@ -328,6 +364,12 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
         if self.deadline == Some(Duration::ZERO) {
             problems.push(ConfigProblem::ZeroDeadline);
         }
+        if self.max_server_delay.is_zero() {
+            problems.push(ConfigProblem::Invalid {
+                setting: "max_server_delay",
+                reason: "must be greater than zero".into(),
+            });
+        }
         if let Err(reason) = self.default_strategy.validate() {
             problems.push(ConfigProblem::InvalidStrategy {
                 class: None,
@@ -381,6 +423,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             random,
             is_lean: breaker.is_none() && self.budget.is_none() && self.hook.is_none(),
             deadline: self.deadline,
+            max_server_delay: self.max_server_delay,
             operation: self.operation,
             hook: self.hook,
             seed: self.seed,

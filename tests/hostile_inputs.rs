@@ -1,0 +1,115 @@
+//! Nothing a remote server sends, and no setting, can park, crash or silently misconfigure a
+//! caller (issue 12).
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use reflexio::http::parse_retry_after;
+use reflexio::strategies::constant;
+use reflexio::testing::VirtualClock;
+use reflexio::{AsyncRetryPolicy, EventKind, RateLimitError, RetryPolicy, StopReason};
+use support::{Recorder, secs};
+
+fn slow_down(retry_after: Duration) -> RateLimitError {
+    RateLimitError::new("429").with_retry_after(retry_after)
+}
+
+/// `Retry-After: 99999999999999999999` with no deadline: one sleep of 2^64 s before. Now the
+/// call stops at once, with its own reason, in the event and in `RetryError`.
+#[test]
+fn a_server_cannot_park_a_caller() {
+    let asked = parse_retry_after("99999999999999999999", SystemTime::now()).unwrap();
+    let clock = VirtualClock::new();
+    let recorder = Recorder::default();
+    let policy = RetryPolicy::builder()
+        .strategy(constant(secs(1)).max(secs(20)))
+        .no_deadline()
+        .clock(clock.clone())
+        .on_event(recorder.hook())
+        .build()
+        .unwrap();
+    let err = policy
+        .execute(|| Err::<(), _>(slow_down(asked)))
+        .unwrap_err();
+    assert_eq!(err.stop_reason(), StopReason::ServerDelayTooLong);
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(
+        err.into_inner().retry_after(),
+        Some(asked),
+        "the last error, untouched"
+    );
+    assert!(clock.sleeps().is_empty(), "no sleep at all");
+    let last = recorder.last();
+    assert_eq!(
+        (last.kind, last.stop),
+        (EventKind::GaveUp, Some(StopReason::ServerDelayTooLong))
+    );
+}
+
+#[test]
+fn a_server_delay_within_the_bound_is_honoured_exactly() {
+    let clock = VirtualClock::new();
+    let policy = RetryPolicy::builder()
+        .strategy(constant(secs(1)))
+        .no_deadline()
+        .max_server_delay(secs(120))
+        .max_attempts(3)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut calls = 0;
+    let out = policy.call(|| {
+        calls += 1;
+        match calls {
+            1 => Err(slow_down(secs(120))),
+            2 => Err(slow_down(secs(121))),
+            _ => Ok(()),
+        }
+    });
+    assert_eq!(out.unwrap_err().retry_after(), Some(secs(121)));
+    assert_eq!(clock.sleeps(), [secs(120)], "120 s allowed, 121 s not");
+}
+
+#[test]
+fn the_default_bound_is_a_minute_and_async_policies_have_it_too() {
+    let clock = VirtualClock::new();
+    let policy = AsyncRetryPolicy::builder()
+        .strategy(constant(secs(1)))
+        .no_deadline()
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let err =
+        futures::executor::block_on(policy.execute(|| async { Err::<(), _>(slow_down(secs(61))) }))
+            .unwrap_err();
+    assert_eq!(err.stop_reason(), StopReason::ServerDelayTooLong);
+    let mut calls = 0;
+    let out = futures::executor::block_on(policy.call(|| {
+        calls += 1;
+        let n = calls;
+        async move {
+            if n == 1 {
+                Err(slow_down(secs(60)))
+            } else {
+                Ok(n)
+            }
+        }
+    }));
+    assert_eq!(out.unwrap(), 2);
+    assert_eq!(clock.sleeps(), [secs(60)]);
+    assert!(
+        policy.describe().contains("longest server delay: 1m"),
+        "{}",
+        policy.describe()
+    );
+}
+
+#[test]
+fn a_zero_bound_is_a_config_error() {
+    let err = RetryPolicy::<RateLimitError>::builder()
+        .max_server_delay(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.problems()[0].setting(), "max_server_delay");
+}
