@@ -33,10 +33,15 @@ use crate::errors::{
 /// assert_eq!(with_delay.classify(&HttpError { status: 429 }).retry_after, Some(Duration::from_secs(1)));
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot classify errors of type `{E}`",
-    label = "not a classifier of `{E}`",
-    note = "a classifier is a closure `|e: &{E}| ErrorClass::Transient` (or returning a `Classification`), \
-            or `default_classifier` for error types that implement `Classify`"
+    message = "no classifier for errors of type `{E}`: `{Self}` cannot classify them",
+    label = "`{E}` needs a classifier",
+    note = "without `.classifier(..)`, a policy uses the error's own class: implement \
+            `reflexio::Classify` for `{E}` (or `#[derive(reflexio::Classify)]`)",
+    note = "or call `.classifier(|e: &{E}| ErrorClass::Transient)`: any closure returning an \
+            `ErrorClass` or a `Classification`",
+    note = "for a type of another crate, such as `anyhow::Error` (the orphan rule forbids \
+            implementing `Classify` for it), classify in a closure, e.g. over its source chain: \
+            `.classifier(|e: &{E}| reflexio::classify_error_chain(e.as_ref()))`"
 )]
 pub trait Classifier<E: ?Sized> {
     /// Classifies one error.

@@ -439,16 +439,20 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     }
 }
 
-impl<E, C, R> PolicyBuilder<E, C, Blocking, R>
-where
-    C: Classifier<E> + Send + Sync + 'static,
-{
+impl<E, C, R> PolicyBuilder<E, C, Blocking, R> {
     /// Builds the policy.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] naming every setting that cannot work.
-    pub fn build(self) -> Result<RetryPolicy<E, R>, ConfigError> {
+    // The bound is on the method, not the `impl`: an error type with no classifier then gets
+    // `Classify`'s own message (implement it, derive it, or call `.classifier(..)`), where a
+    // bound on the `impl` gave "the method `build` exists but its trait bounds were not
+    // satisfied".
+    pub fn build(self) -> Result<RetryPolicy<E, R>, ConfigError>
+    where
+        C: Classifier<E> + Send + Sync + 'static,
+    {
         let time = match &self.clock {
             Some(clock) => TimeSource::Virtual(clock.clone()),
             None => TimeSource::Blocking,
@@ -500,10 +504,7 @@ impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
     }
 }
 
-impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R>
-where
-    C: Classifier<E> + Send + Sync + 'static,
-{
+impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
     /// Builds the policy.
     ///
     /// # Errors
@@ -511,7 +512,10 @@ where
     /// A [`ConfigError`] naming every setting that cannot work, including a missing async
     /// sleeper when both the `tokio` and `futures-timer` features are off and neither
     /// `.sleeper(..)` nor `.clock(..)` is set.
-    pub fn build(self) -> Result<AsyncRetryPolicy<E, R>, ConfigError> {
+    pub fn build(self) -> Result<AsyncRetryPolicy<E, R>, ConfigError>
+    where
+        C: Classifier<E> + Send + Sync + 'static,
+    {
         let time = match (&self.clock, &self.sleeper) {
             (Some(clock), Some(sleeper)) => TimeSource::Simulated(sleeper.clone(), clock.clone()),
             (Some(clock), None) => TimeSource::Virtual(clock.clone()),
