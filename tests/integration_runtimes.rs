@@ -1,10 +1,11 @@
-//! The same async retry on two runtimes: tokio's timer (the `tokio` feature) and a plain
-//! `futures` executor sleeping on `futures-timer` (the `futures-timer` feature), both with real,
-//! 1 ms delays; and tokio's paused time.
+//! The same async retry on several runtimes, with real 1 ms delays: tokio's timer (the `tokio`
+//! feature), a plain `futures` executor, and a plain thread with no runtime at all; and tokio's
+//! paused time.
 //!
-//! With both features on (as here), the default async sleeper is tokio's; `.sleeper(..)` picks
-//! `futures-timer` explicitly. The default without tokio is tested in `reflexio-core`'s unit
-//! tests, which CI also runs with `--no-default-features --features futures-timer`.
+//! With the default features the async policy sleeps on tokio's timer inside a tokio runtime and
+//! on `futures-timer` outside one, so the default policy must work on each of them without a
+//! `.sleeper(..)`. The default without tokio is tested in `reflexio-core`'s unit tests, which CI
+//! also runs with `--no-default-features --features futures-timer`.
 
 mod support;
 
@@ -79,6 +80,61 @@ async fn on_tokio_multi_thread_the_future_is_send_and_spawnable() {
         .await
         .unwrap();
     assert_same_story(&rec, out, calls, start.elapsed());
+}
+
+#[test]
+fn on_a_plain_futures_executor_the_default_policy_sleeps_without_tokio() {
+    let rec = Recorder::default();
+    let policy = builder(&rec).build().unwrap(); // the default sleeper, no tokio runtime
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let start = Instant::now();
+    let (out, calls) = futures::executor::block_on(flaky_twice(&policy));
+    assert_same_story(&rec, out, calls, start.elapsed());
+}
+
+/// A thread that never saw a runtime, polling by hand: the default policy's sleeps and its
+/// attempt timeout both need a timer that runs without tokio.
+#[test]
+fn on_a_plain_thread_the_default_policy_sleeps_and_times_out_without_tokio() {
+    let rec = Recorder::default();
+    let policy = AsyncRetryPolicy::<std::io::Error>::builder()
+        .strategy(constant(ms(1)))
+        .max_attempts(4)
+        .attempt_timeout(ms(20))
+        .on_event(rec.hook())
+        .build()
+        .unwrap();
+    let (out, calls, took) = std::thread::spawn(move || {
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let calls = AtomicU32::new(0);
+        let start = Instant::now();
+        let out = futures::executor::block_on(policy.call(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if n == 1 {
+                    // Hangs until the attempt timeout drops it.
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, std::io::Error>(n)
+            }
+        }));
+        (
+            out.map_err(|e| e.to_string()),
+            calls.into_inner(),
+            start.elapsed(),
+        )
+    })
+    .join()
+    .unwrap();
+    assert_eq!((out, calls), (Ok(2), 2));
+    assert_eq!(
+        rec.trace(),
+        [(EventKind::Retry, 1), (EventKind::Success, 2)]
+    );
+    assert_eq!(rec.events()[0].class, Some(ErrorClass::Transient));
+    // The timeout and the delay were real waits, measured on the policy's clock too.
+    assert!(took >= ms(21), "took {took:?}");
+    assert!(rec.last().elapsed >= ms(21));
 }
 
 #[test]

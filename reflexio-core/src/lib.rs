@@ -25,6 +25,7 @@
 //! assert_eq!(out, Ok(2));
 //! ```
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 mod async_policy;

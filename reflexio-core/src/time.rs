@@ -27,7 +27,9 @@ pub(crate) type CustomSleeper = Arc<dyn Fn(Duration) -> BoxSleep + Send + Sync>;
 pub(crate) enum TimeSource {
     /// `std::time::Instant` and `std::thread::sleep`.
     Blocking,
-    /// `tokio::time::Instant` and `tokio::time::sleep`, so `tokio::time::pause()` works.
+    /// `tokio::time::Instant`, and `tokio::time::sleep` inside a tokio runtime, so
+    /// `tokio::time::pause()` works, else `futures_timer::Delay` (see [`TimeSource::sleep`]).
+    /// Outside a runtime, tokio's `Instant::now()` is `std::time::Instant::now()`.
     #[cfg(feature = "tokio")]
     Tokio,
     /// `std::time::Instant` and `futures_timer::Delay`, which works on any executor: the
@@ -46,8 +48,8 @@ pub(crate) enum TimeSource {
 
 impl TimeSource {
     /// The async policy's source when neither `.clock(..)` nor `.sleeper(..)` is set: tokio's
-    /// timer with the `tokio` feature (so `tokio::time::pause()` works), else `futures-timer`
-    /// with that feature, else none.
+    /// timer with the `tokio` feature (so `tokio::time::pause()` works; `futures-timer` outside
+    /// a tokio runtime), else `futures-timer` with that feature, else none.
     #[cfg(feature = "tokio")]
     #[allow(clippy::unnecessary_wraps)] // `None` when no timer feature is on
     pub(crate) fn default_async() -> Option<TimeSource> {
@@ -99,11 +101,25 @@ impl TimeSource {
     }
 
     /// Sleeps asynchronously (the async policy). The future is held inline: no allocation
-    /// except for a custom sleeper, which returns a boxed future.
+    /// except for a custom sleeper, which returns a boxed future, and `futures-timer`'s delay.
+    ///
+    /// The tokio source looks for a runtime at each sleep, not when the policy is built: one
+    /// policy serves tokio tasks and plain executors alike, and tokio's timer, the one
+    /// `tokio::time::pause()` controls, is used whenever there is a runtime to drive it. Without
+    /// one, `tokio::time::sleep` would panic, so the sleep goes to `futures-timer` instead: it
+    /// needs no runtime (one helper thread, started on first use, fires its timers), has no
+    /// dependencies of its own, and is the timer the `futures-timer` feature already uses. A
+    /// thread of our own would do the same with more code to get right.
     pub(crate) async fn sleep(&self, delay: Duration) {
         match self {
             #[cfg(feature = "tokio")]
-            TimeSource::Tokio => tokio::time::sleep(delay).await,
+            TimeSource::Tokio => {
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    tokio::time::sleep(delay).await;
+                } else {
+                    futures_timer::Delay::new(delay).await;
+                }
+            }
             #[cfg(feature = "futures-timer")]
             TimeSource::FuturesTimer => futures_timer::Delay::new(delay).await,
             TimeSource::Custom(sleeper) | TimeSource::Simulated(sleeper, _) => sleeper(delay).await,
@@ -155,6 +171,35 @@ mod tests {
         let start = source.now();
         futures::executor::block_on(source.sleep(Duration::from_millis(3)));
         assert!(source.since(start) >= Duration::from_millis(3));
+    }
+
+    /// Outside a tokio runtime the tokio source sleeps, and times attempts out, on
+    /// `futures-timer`, where `tokio::time::sleep` would panic.
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn the_tokio_source_sleeps_without_a_runtime() {
+        let source = TimeSource::Tokio;
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let start = source.now();
+        futures::executor::block_on(async {
+            source.sleep(Duration::from_millis(3)).await;
+            source.timer(Duration::from_millis(2)).await;
+        });
+        assert!(source.since(start) >= Duration::from_millis(5));
+    }
+
+    /// Inside a runtime it is tokio's timer, the one `tokio::time::pause()` controls: an hour
+    /// passes at once.
+    #[cfg(feature = "tokio")]
+    #[tokio::test(start_paused = true)]
+    async fn the_tokio_source_sleeps_on_tokio_paused_time_in_a_runtime() {
+        let source = TimeSource::Tokio;
+        let real = std::time::Instant::now();
+        let start = source.now();
+        source.sleep(Duration::from_secs(3600)).await;
+        source.timer(Duration::from_secs(60)).await;
+        assert!(source.since(start) >= Duration::from_secs(3660));
+        assert!(real.elapsed() < Duration::from_secs(5));
     }
 
     /// Without tokio, a policy built with no sleeper and no clock sleeps on `futures-timer`, on

@@ -5,6 +5,7 @@
 //! [`AsyncRetryPolicy`] with its builder, or put `#[retry]` on a function:
 //!
 //! ```
+//! # #[cfg(feature = "macros")] { // the example is `#[retry]`'s
 //! use reflexio::{retry, Classify};
 //! use reflexio::strategies::no_delay;
 //!
@@ -23,20 +24,38 @@
 //!
 //! assert_eq!(fetch(7).unwrap(), "item 7");
 //! assert!(matches!(fetch(0), Err(FetchError::NotFound))); // not retried
+//! # }
 //! ```
 //!
 //! # Features
 //!
-//! | feature | default | what |
-//! |---|---|---|
-//! | `macros` | yes | the [`retry`] attribute and the [`Classify`](derive@Classify) derive |
-//! | `tokio` | yes | async sleeping on tokio's timer, so `tokio::time::pause()` works in tests |
+//! Each integration supports one major version of the crate it integrates (the one in the
+//! last column); it never turns on features of that crate, so yours keep the TLS, drivers and
+//! runtime you chose.
+//!
+//! | feature | default | what | supports |
+//! |---|---|---|---|
+//! | `macros` | yes | the [`retry`] attribute and the [`Classify`](derive@Classify) derive | |
+//! | `tokio` | yes | async sleeping on tokio's timer inside a tokio runtime, so `tokio::time::pause()` works in tests, and on `futures-timer` outside one (turns `futures-timer` on) | tokio 1, futures-timer 3 |
+//! | `futures-timer` | | async sleeping on `futures-timer` when `tokio` is off, on any executor | futures-timer 3 |
+//! | `tracing` | | `integrations::tracing`: one structured event per retry decision | tracing 0.1 |
+//! | `metrics` | | `integrations::metrics`: retry counters and a delay histogram | metrics 0.24 |
+//! | `http` | | `integrations::http`: `Classify` for `http::StatusCode`, `retry_after(&HeaderMap)` | http 1 |
+//! | `reqwest` | | `integrations::reqwest`: `Classify` for `reqwest::Error`, `classify_response` (turns `http` on) | reqwest 0.13 |
+//! | `tonic` | | `integrations::tonic`: `Classify` for `tonic::Status`, with `grpc-retry-pushback-ms` | tonic 0.14 |
+//! | `sqlx` | | `integrations::sqlx`: `Classify` for `sqlx::Error` | sqlx 0.8 |
+//! | `tower` | | `integrations::tower`: `RetryLayer`, a `tower::Layer` | tower 0.5 (`tower-layer` and `tower-service` 0.3) |
+//!
+//! Without `tokio` or `futures-timer`, an [`AsyncRetryPolicy`] needs `.sleeper(..)` (or a
+//! virtual `.clock(..)`); the sync [`RetryPolicy`] needs neither.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(inline)]
 pub use reflexio_core::*;
 
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 #[doc(inline)]
 pub use reflexio_macros::{Classify, retry};
 

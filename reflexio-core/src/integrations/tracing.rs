@@ -57,18 +57,38 @@ use crate::event::{EventKind, RetryEvent};
 
 /// The level [`record`] uses for `event`; see the [module docs](self#levels) for the reasons.
 ///
+/// For a hook of your own that should weigh decisions as the `tracing` events do: here, one
+/// that keeps only the warnings and errors (in `tracing`, a more severe level compares less).
+///
 /// ```
+/// use std::sync::{Arc, Mutex};
 /// use tracing::Level;
 /// use reflexio_core::integrations::tracing::level;
-/// # use reflexio_core::{strategies::no_delay, RetryPolicy, ServerError};
-/// # use std::sync::{Arc, Mutex};
-/// # let levels = Arc::new(Mutex::new(Vec::new()));
-/// # let sink = levels.clone();
-/// # let policy = RetryPolicy::builder().strategy(no_delay()).max_attempts(2)
-/// #     .on_event(move |e| sink.lock().unwrap().push(level(e))).build().unwrap();
-/// # let _: Result<(), _> = policy.call(|| Err(ServerError::new("503")));
-/// // An operation failing twice with a server error under a 2-attempt policy:
-/// assert_eq!(*levels.lock().unwrap(), [Level::WARN, Level::ERROR]);
+/// use reflexio_core::{strategies::no_delay, RetryPolicy, ServerError};
+///
+/// let alerts = Arc::new(Mutex::new(Vec::new()));
+/// let sink = alerts.clone();
+/// let policy = RetryPolicy::builder()
+///     .strategy(no_delay())
+///     .max_attempts(2)
+///     .operation("charge_card")
+///     .on_event(move |e| {
+///         let level = level(e);
+///         if level <= Level::WARN {
+///             sink.lock().unwrap().push((level, e.to_string()));
+///         }
+///     })
+///     .build()
+///     .unwrap();
+///
+/// // A success at once is `TRACE`: kept out.
+/// assert_eq!(policy.call(|| Ok::<_, ServerError>(1)), Ok(1));
+/// // Two server errors under a 2-attempt policy: a retry (`WARN`), then giving up (`ERROR`).
+/// let _: Result<(), _> = policy.call(|| Err(ServerError::new("503")));
+/// let alerts = alerts.lock().unwrap();
+/// let levels: Vec<Level> = alerts.iter().map(|(level, _)| *level).collect();
+/// assert_eq!(levels, [Level::WARN, Level::ERROR]);
+/// assert!(alerts[1].1.starts_with("charge_card: attempt 2 failed (server_error), giving up"));
 /// ```
 #[must_use]
 #[allow(unreachable_patterns)] // `EventKind` is non-exhaustive: a new kind is worth a warning
