@@ -181,6 +181,97 @@ fn levels_follow_how_much_the_decision_matters() {
     );
 }
 
+/// An error whose `Debug` (a struct dump) is not its `Display`, with a source.
+#[derive(Debug)]
+struct ConnectFailed {
+    host: &'static str,
+    source: std::io::Error,
+}
+
+impl fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connecting to {} failed", self.host)
+    }
+}
+
+impl std::error::Error for ConnectFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+impl reflexio::Classify for ConnectFailed {
+    fn classification(&self) -> reflexio::Classification {
+        reflexio::ErrorClass::Transient.into()
+    }
+}
+
+fn refused() -> ConnectFailed {
+    ConnectFailed {
+        host: "db:5432",
+        source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"),
+    }
+}
+
+/// The `error` field of every `reflexio` event `run` causes.
+fn error_fields(run: impl FnOnce()) -> Vec<Option<String>> {
+    let capture = Capture::default();
+    tracing::subscriber::with_default(subscriber(&capture), run);
+    capture
+        .reflexio_events()
+        .iter()
+        .map(|e| e.field("error").map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_error_is_its_message_and_its_sources_with_error_chain() {
+    let fields = error_fields(|| {
+        let policy = RetryPolicy::<ConnectFailed>::builder()
+            .strategy(constant(Duration::ZERO))
+            .max_attempts(2)
+            .error_chain(|e| e)
+            .on_event(retry_tracing::hook())
+            .build()
+            .unwrap();
+        let _ = policy.call(|| Err::<(), _>(refused()));
+    });
+    let line = "connecting to db:5432 failed: connection refused".to_owned();
+    assert_eq!(fields, [Some(line.clone()), Some(line)]);
+}
+
+#[test]
+fn an_anyhow_error_is_its_context_chain_not_its_debug() {
+    let fields = error_fields(|| {
+        let policy = RetryPolicy::<anyhow::Error>::builder()
+            .classifier(|_: &anyhow::Error| reflexio::ErrorClass::Transient)
+            .strategy(constant(Duration::ZERO))
+            .max_attempts(1)
+            .error_chain(|e| e.as_ref())
+            .on_event(retry_tracing::hook())
+            .build()
+            .unwrap();
+        let _ =
+            policy.call(|| Err::<(), _>(anyhow::Error::new(refused()).context("loading the user")));
+    });
+    // anyhow's `Debug` is several lines ("Caused by:", and a backtrace when enabled).
+    assert_eq!(
+        fields,
+        [Some(
+            "loading the user: connecting to db:5432 failed: connection refused".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn without_error_chain_the_error_is_its_debug() {
+    let fields = error_fields(|| {
+        let policy = sync_policy::<ConnectFailed>(1);
+        let _ = policy.call(|| Err::<(), _>(refused()));
+    });
+    assert_eq!(fields, [Some(format!("{:?}", refused()))]);
+}
+
 /// A retried call inside an instrumented async fn, sleeping on tokio's (paused) timer.
 #[tracing::instrument(skip(policy))]
 async fn fetch(

@@ -97,6 +97,9 @@ pub(crate) type Breaker<E> = (CircuitBreaker, fn(CircuitOpen) -> E);
 /// The event hook, as stored.
 pub(crate) type Hook = Arc<dyn Fn(&RetryEvent<'_>) + Send + Sync>;
 
+/// Sees an error as a `std::error::Error`, for the events' `std_error`.
+pub(crate) type AsStdError<E> = fn(&E) -> &(dyn std::error::Error + 'static);
+
 /// Everything a policy is configured with; shared by both policies.
 pub(crate) struct Config<E> {
     pub(crate) classifier: Arc<dyn Classifier<E> + Send + Sync>,
@@ -120,6 +123,7 @@ pub(crate) struct Config<E> {
     pub(crate) max_server_delay: Duration,
     pub(crate) operation: Option<Arc<str>>,
     pub(crate) hook: Option<Hook>,
+    pub(crate) error_chain: Option<AsStdError<E>>,
     pub(crate) seed: Option<u64>,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) breaker: Option<CircuitBreaker>,
@@ -151,6 +155,7 @@ impl<E> Clone for Config<E> {
             max_server_delay: self.max_server_delay,
             operation: self.operation.clone(),
             hook: self.hook.clone(),
+            error_chain: self.error_chain,
             seed: self.seed,
             budget: self.budget.clone(),
             breaker: self.breaker.clone(),
@@ -644,6 +649,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
             elapsed,
             operation: self.config.operation.as_deref(),
             error: None,
+            std_error: None,
         }
     }
 
@@ -848,6 +854,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
             let mut event = self.event(EventKind::Retry, attempt, elapsed);
             event.class = Some(c.class);
             event.error = error.map(|e| e as &dyn fmt::Debug);
+            event.std_error = error.zip(config.error_chain).map(|(e, as_std)| as_std(e));
             match decision {
                 Decision::Retry(d) => event.delay = Some(d),
                 Decision::Stop(reason) => {

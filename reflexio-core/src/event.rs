@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::time::Duration;
+use std::error::Error;
 
 use crate::class::ErrorClass;
 use crate::engine::StopReason;
@@ -108,6 +109,61 @@ pub struct RetryEvent<'a> {
     pub operation: Option<&'a str>,
     /// The error of the failed attempt; `None` on success.
     pub error: Option<&'a dyn fmt::Debug>,
+    /// The same error as a [`std::error::Error`], when the policy was told how to see it as one
+    /// (the builder's `.error_chain(..)`): its message and its sources, for log lines. `None`
+    /// otherwise, and on success.
+    pub std_error: Option<&'a (dyn Error + 'static)>,
+}
+
+impl<'a> RetryEvent<'a> {
+    /// The error for a log line; `None` on success. With [`std_error`](Self::std_error), its
+    /// `Display` followed by its sources', joined by `": "` (`connect failed: connection
+    /// refused`), as `anyhow` prints `{:#}`; without, its `Debug`.
+    ///
+    /// ```
+    /// use reflexio_core::{strategies::no_delay, RetryPolicy, TransientError};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let lines = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = lines.clone();
+    /// let policy = RetryPolicy::<TransientError>::builder()
+    ///     .strategy(no_delay())
+    ///     .max_attempts(1)
+    ///     .error_chain(|e| e)
+    ///     .on_event(move |e| sink.lock().unwrap().extend(e.error_message().map(|m| m.to_string())))
+    ///     .build()
+    ///     .unwrap();
+    /// let _ = policy.call(|| Err::<(), _>(TransientError::new("timed out")));
+    /// // Its `Display`, not its `Debug` (`TransientError { message: "timed out" }`):
+    /// assert_eq!(*lines.lock().unwrap(), ["transient error: timed out"]);
+    /// ```
+    #[must_use]
+    pub fn error_message(&self) -> Option<impl fmt::Display + 'a> {
+        let std_error = self.std_error;
+        self.error
+            .map(move |debug| ErrorMessage { std_error, debug })
+    }
+}
+
+/// [`RetryEvent::error_message`].
+struct ErrorMessage<'a> {
+    std_error: Option<&'a (dyn Error + 'static)>,
+    debug: &'a dyn fmt::Debug,
+}
+
+impl fmt::Display for ErrorMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(error) = self.std_error else {
+            return write!(f, "{:?}", self.debug);
+        };
+        write!(f, "{error}")?;
+        let mut source = error.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for RetryEvent<'_> {
@@ -121,6 +177,7 @@ impl fmt::Debug for RetryEvent<'_> {
             .field("elapsed", &self.elapsed)
             .field("operation", &self.operation)
             .field("error", &self.error)
+            .field("std_error", &self.std_error)
             .finish()
     }
 }
@@ -154,8 +211,8 @@ impl fmt::Display for RetryEvent<'_> {
         f.write_str(" [elapsed ")?;
         fmt_duration(self.elapsed, f)?;
         f.write_str("]")?;
-        if let Some(error) = self.error {
-            write!(f, ": {error:?}")?;
+        if let Some(error) = self.error_message() {
+            write!(f, ": {error}")?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use crate::budget::RetryBudget;
 use crate::circuit::CircuitBreaker;
 use crate::class::{Classification, ErrorClass};
 use crate::classify::{Classifier, DefaultClassifier};
-use crate::engine::{AttemptTimeout, Attempts, Breaker, Config, Engine, Hook, Next};
+use crate::engine::{AsStdError, AttemptTimeout, Attempts, Breaker, Config, Engine, Hook, Next};
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem, RetryError};
 use crate::event::RetryEvent;
 use crate::ok::{AcceptOk, OkClassifier, OkRule, first_outcome};
@@ -67,6 +67,7 @@ pub struct PolicyBuilder<E, C, K, R = AcceptOk> {
     max_server_delay: Duration,
     operation: Option<Arc<str>>,
     hook: Option<Hook>,
+    error_chain: Option<AsStdError<E>>,
     seed: Option<u64>,
     clock: Option<VirtualClock>,
     sleeper: Option<CustomSleeper>,
@@ -99,6 +100,7 @@ impl<E, K> PolicyBuilder<E, DefaultClassifier, K> {
             max_server_delay: DEFAULT_MAX_SERVER_DELAY,
             operation: None,
             hook: None,
+            error_chain: None,
             seed: None,
             clock: None,
             sleeper: None,
@@ -148,6 +150,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             max_server_delay: self.max_server_delay,
             operation: self.operation,
             hook: self.hook,
+            error_chain: self.error_chain,
             seed: self.seed,
             clock: self.clock,
             sleeper: self.sleeper,
@@ -265,6 +268,35 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
         F: Fn(&RetryEvent<'_>) + Send + Sync + 'static,
     {
         self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Tells the policy how to see `E` as a [`std::error::Error`], so that every event carries it
+    /// ([`RetryEvent::std_error`]) and log lines show its message and its sources
+    /// ([`RetryEvent::error_message`]: `connect failed: connection refused`) rather than its
+    /// `Debug`, which is often a struct dump, and for `anyhow::Error` with `RUST_BACKTRACE=1` a
+    /// backtrace in every retry line. `|e| e` for a type that implements `Error`;
+    /// `|e| e.as_ref()` for `anyhow::Error`.
+    ///
+    /// The policy cannot find this out by itself: it asks nothing of `E` but `Debug` (hooks
+    /// need that much), and Rust cannot ask a type whether it implements a trait.
+    ///
+    /// ```
+    /// use reflexio_core::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::<std::io::Error>::builder()
+    ///     .error_chain(|e| e)
+    ///     .on_event(|e| {
+    ///         if let Some(error) = e.error_message() {
+    ///             eprintln!("{error}");
+    ///         }
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(policy);
+    /// ```
+    pub fn error_chain(mut self, as_std_error: AsStdError<E>) -> Self {
+        self.error_chain = Some(as_std_error);
         self
     }
 
@@ -426,6 +458,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             max_server_delay: self.max_server_delay,
             operation: self.operation,
             hook: self.hook,
+            error_chain: self.error_chain,
             seed: self.seed,
             budget: self.budget,
             breaker,

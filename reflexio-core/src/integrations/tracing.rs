@@ -27,7 +27,7 @@
 //! | `class` | the [`ErrorClass`](crate::ErrorClass) as `snake_case` | on failures |
 //! | `delay_ms` | `u64`, the wait before the next attempt | on `retry` |
 //! | `stop_reason` | the [`StopReason`] as `snake_case` | on `gave_up` |
-//! | `error` | the error, with `Debug` | on failures |
+//! | `error` | the error: its message and its sources (`connect failed: connection refused`) when the policy has [`error_chain`](crate::PolicyBuilder::error_chain), else its `Debug` | on failures |
 //!
 //! # Levels
 //!
@@ -144,7 +144,7 @@ pub fn record(e: &RetryEvent<'_>) {
                 class = e.class.map(crate::ErrorClass::as_str),
                 delay_ms = e.delay.map(millis),
                 stop_reason = e.stop.map(StopReason::as_str),
-                error = e.error.map(::tracing::field::debug),
+                error = e.error_message().map(::tracing::field::display),
                 "{}",
                 message(e.kind),
             )
@@ -205,6 +205,7 @@ mod tests {
             elapsed: Duration::ZERO,
             operation: None,
             error: None,
+            std_error: None,
         }
     }
 
