@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{GenericArgument, PathArguments, ReturnType, Signature, Type};
 
-use crate::parse::{Args, CLASS_KEYS, Deadline, Errors, Item, ItemFn};
+use crate::parse::{Args, CLASS_KEYS, Deadline, DurationValue, Errors, Item, ItemFn};
 
 /// The entry point of `#[retry]`, on `proc_macro2` tokens so it can be unit-tested.
 #[allow(clippy::needless_pass_by_value)] // the signature of a proc-macro entry point
@@ -487,10 +487,10 @@ fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
         calls.extend(quote_spanned!(glue=>.max_unknown_retries(#value)));
     }
     if let Some(d) = &args.deadline {
-        calls.extend(match d.value {
+        calls.extend(match &d.value {
             Deadline::After(d) => {
-                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-                quote_spanned!(glue=>.deadline(#krate::__private::Duration::new(#secs, #nanos)))
+                let d = duration(d, names);
+                quote_spanned!(glue=>.deadline(#d))
             }
             Deadline::Never => quote_spanned!(glue=>.no_deadline()),
         });
@@ -521,12 +521,23 @@ fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
         calls.extend(quote_spanned!(glue=> .circuit_breaker(#e)));
     }
     if let Some(t) = &args.attempt_timeout {
-        let (secs, nanos) = (t.value.as_secs(), t.value.subsec_nanos());
-        calls.extend(quote_spanned!(glue=>
-            .attempt_timeout(#krate::__private::Duration::new(#secs, #nanos))
-        ));
+        let t = duration(&t.value, names);
+        calls.extend(quote_spanned!(glue=>.attempt_timeout(#t)));
     }
     calls
+}
+
+/// A duration key's value: `Duration::new(..)` for a literal (parsed by the macro), or the
+/// user's expression, unchanged (so a type error points at it).
+fn duration(value: &DurationValue, names: &Names) -> TokenStream {
+    let krate = &names.krate;
+    match value {
+        DurationValue::Literal(d) => {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote_spanned!(names.glue=> #krate::__private::Duration::new(#secs, #nanos))
+        }
+        DurationValue::Expr(e) => e.to_token_stream(),
+    }
 }
 
 /// The sync retry: the body in a closure, called once per attempt by the core's loop.

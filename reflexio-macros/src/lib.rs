@@ -44,10 +44,10 @@ use proc_macro::TokenStream;
 ///   with E0507 ("cannot move out of `s`, a captured variable in an `FnMut` closure") or, in an
 ///   async function, E0382 ("value moved here, in previous iteration of loop"), at your code,
 ///   with a "consider cloning" hint. Borrow the argument, or clone it in the body.
-/// - Every literal is checked at compile time. The one setting that can only be checked at run
-///   time, a strategy whose parameters its own `validate()` rejects (such as
-///   `exponential().factor(0.5)`), makes the first call **panic** with
-///   ``invalid `#[retry]` configuration on `function_name`: ..``.
+/// - Every literal is checked at compile time. What only the policy's `build()` can check, a
+///   strategy whose parameters its own `validate()` rejects (such as
+///   `exponential().factor(0.5)`) or a zero `deadline = Duration::ZERO`, makes the first call
+///   **panic** with ``invalid `#[retry]` configuration on `function_name`: ..``.
 /// - The function's error type must be `Debug` (it is reported in events) and `'static` (the
 ///   policy lives in a `static`).
 ///
@@ -65,14 +65,14 @@ use proc_macro::TokenStream;
 /// | `transient`, `rate_limit`, `server_error`, `concurrency`, `unknown` | a `Strategy` for that class | `.strategy_for(ErrorClass::.., ..)` |
 /// | `max_attempts` | an integer literal, at least 1: every call, the first included | `.max_attempts(n)` |
 /// | `max_unknown_retries` | an integer literal, or `None` | `.max_unknown_retries(Some(n))` |
-/// | `deadline` | a duration literal (`"250ms"`, `"30s"`, `"1.5s"`, `"2m"`, `"1h"`), or `None` | `.deadline(..)` / `.no_deadline()` |
+/// | `deadline` | a `Duration` (`Duration::from_secs(30)`, a `const`), a duration literal (`"250ms"`, `"30s"`, `"1.5s"`, `"2m"`, `"1h"`), or `None` | `.deadline(..)` / `.no_deadline()` |
 /// | `on_event` | a hook `Fn(&RetryEvent)`: a closure or a function | `.on_event(..)` |
 /// | `operation` | a string literal; the function's name by default | `.operation(..)` |
 /// | `seed` | a `u64`, for reproducible jitter | `.seed(..)` |
 /// | `clock` | a `VirtualClock`, for tests: sleeps are instant and recorded | `.clock(..)` |
 /// | `budget` | a `RetryBudget`, shared with other calls and policies | `.budget(..)` |
 /// | `circuit_breaker` | a `CircuitBreaker`; the error type must implement `From<CircuitOpen>` | `.circuit_breaker(..)` |
-/// | `attempt_timeout` | a duration literal; `async fn` only; the error type must implement `From<AttemptTimedOut>` | `.attempt_timeout(..)` |
+/// | `attempt_timeout` | a `Duration` or a duration literal; `async fn` only; the error type must implement `From<AttemptTimedOut>` | `.attempt_timeout(..)` |
 /// | `policy` | a whole `RetryPolicy` (sync) or `AsyncRetryPolicy` (async); excludes the keys above | |
 /// | `crate` | the path to `reflexio`, if renamed | |
 ///
@@ -137,8 +137,12 @@ use proc_macro::TokenStream;
 /// assert!(policy.call(|| Err::<(), _>(TransientError::new("down"))).is_err());
 /// ```
 ///
-/// `max_attempts = 0`, a `max_attempts` that is not an integer literal, and a malformed or zero
-/// `deadline` are compile errors. `deadline = None` and `max_unknown_retries = None` remove the
+/// `deadline` and `attempt_timeout` take what the builder takes, a `Duration`
+/// (`deadline = Duration::from_secs(30)`, `deadline = TIMEOUT` with a `const`), or a duration
+/// literal: a number and a unit, `ms`, `s`, `m` or `h`, with no space. A literal is checked at
+/// compile time: a malformed one, zero, one finer than a nanosecond or beyond `Duration::MAX` is
+/// a compile error at the literal. `max_attempts = 0` and a `max_attempts` that is not an integer
+/// literal are compile errors too. `deadline = None` and `max_unknown_retries = None` remove the
 /// limit (`.no_deadline()`, `.max_unknown_retries(None)`).
 ///
 /// ## `on_event`, `operation`, `seed`

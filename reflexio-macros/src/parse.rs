@@ -87,9 +87,16 @@ pub(crate) struct Set<T> {
     pub(crate) value: T,
 }
 
-/// `deadline = "30s"` or `deadline = None`.
+/// The value of a duration key: a literal, checked at compile time, or an expression of type
+/// `Duration` (as the builder takes it), such as `Duration::from_secs(30)` or a `const`.
+pub(crate) enum DurationValue {
+    Literal(std::time::Duration),
+    Expr(Expr),
+}
+
+/// `deadline = "30s"`, `deadline = Duration::from_secs(30)` or `deadline = None`.
 pub(crate) enum Deadline {
-    After(std::time::Duration),
+    After(DurationValue),
     Never,
 }
 
@@ -109,7 +116,7 @@ pub(crate) struct Args {
     pub(crate) clock: Option<Set<Expr>>,
     pub(crate) budget: Option<Set<Expr>>,
     pub(crate) circuit_breaker: Option<Set<Expr>>,
-    pub(crate) attempt_timeout: Option<Set<std::time::Duration>>,
+    pub(crate) attempt_timeout: Option<Set<DurationValue>>,
     pub(crate) policy: Option<Set<Expr>>,
     pub(crate) krate: Option<Set<Path>>,
     /// Every key given, in source order.
@@ -211,10 +218,8 @@ impl Args {
             "budget" => store(&mut self.budget, key, value, errors),
             "circuit_breaker" => store(&mut self.circuit_breaker, key, value, errors),
             "attempt_timeout" => {
-                let d = match duration_literal("attempt_timeout", &value, errors) {
-                    Some(Deadline::After(d)) => d,
-                    _ => std::time::Duration::ZERO,
-                };
+                let d = duration_value("attempt_timeout", &value, errors)
+                    .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
                 store(&mut self.attempt_timeout, key, d, errors);
             }
             "policy" => store(&mut self.policy, key, value, errors),
@@ -390,19 +395,33 @@ fn deadline(value: &Expr, errors: &mut Errors) -> Option<Deadline> {
     if is_none(value) {
         return Some(Deadline::Never);
     }
-    duration_literal("deadline", value, errors)
+    duration_value("deadline", value, errors).map(Deadline::After)
 }
 
-/// A duration literal given to `key`: `None` (reported) if it is not one, or zero.
-fn duration_literal(key: &str, value: &Expr, errors: &mut Errors) -> Option<Deadline> {
-    let Expr::Lit(syn::ExprLit {
-        lit: Lit::Str(lit), ..
-    }) = value
-    else {
-        let none = if key == "deadline" { ", or `None`" } else { "" };
+/// The value of the duration key `key`: a string literal is parsed (and a bad one reported,
+/// giving `None`), any other literal is an error, and an expression is kept for the builder.
+fn duration_value(key: &str, value: &Expr, errors: &mut Errors) -> Option<DurationValue> {
+    let lit = match value {
+        Expr::Group(g) => return duration_value(key, &g.expr, errors),
+        Expr::Lit(syn::ExprLit { lit, .. }) => lit,
+        expr => return Some(DurationValue::Expr(expr.clone())),
+    };
+    let Lit::Str(lit) = lit else {
+        let none = if key == "deadline" {
+            ", or `None` for no deadline"
+        } else {
+            ""
+        };
+        let unit = if matches!(lit, Lit::Int(_) | Lit::Float(_)) {
+            "\na bare number has no unit"
+        } else {
+            ""
+        };
         errors.spanned(
-            value,
-            format!("`{key}` must be a duration literal, such as `{key} = \"30s\"`{none}"),
+            lit,
+            format!(
+                "`{key}` takes a `Duration`, such as `{key} = Duration::from_secs(30)`, or a duration literal, such as `{key} = \"30s\"`{none}{unit}"
+            ),
         );
         return None;
     };
@@ -416,7 +435,7 @@ fn duration_literal(key: &str, value: &Expr, errors: &mut Errors) -> Option<Dead
             errors.spanned(lit, format!("`{key}` must be greater than zero{hint}"));
             None
         }
-        Ok(d) => Some(Deadline::After(d)),
+        Ok(d) => Some(DurationValue::Literal(d)),
         Err(why) => {
             errors.spanned(
                 lit,
@@ -597,7 +616,7 @@ mod tests {
         assert_eq!(args.max_unknown_retries.unwrap().value, None);
         assert!(matches!(
             args.deadline.unwrap().value,
-            Deadline::After(d) if d == Duration::from_millis(1500)
+            Deadline::After(DurationValue::Literal(d)) if d == Duration::from_millis(1500)
         ));
         assert_eq!(args.operation.unwrap().value.value(), "fetch");
         assert!(args.class_strategies.iter().all(Option::is_some));
@@ -856,6 +875,40 @@ mod tests {
             let accepted = parsed.is_some_and(|n| n > 0);
             proptest::prop_assert_eq!(errors.is_empty(), accepted, "{:?}: {:?}", text, errors);
         }
+    }
+
+    #[test]
+    fn duration_keys_take_an_expression_or_a_literal() {
+        let (args, errors) = messages(quote!(
+            deadline = Duration::from_secs(30),
+            attempt_timeout = TIMEOUT
+        ));
+        assert_eq!(errors, Vec::<String>::new());
+        let Some(Set {
+            value: Deadline::After(DurationValue::Expr(deadline)),
+            ..
+        }) = args.deadline
+        else {
+            panic!("an expression");
+        };
+        assert_eq!(
+            quote!(#deadline).to_string(),
+            "Duration :: from_secs (30)"
+        );
+        assert!(matches!(
+            args.attempt_timeout.unwrap().value,
+            DurationValue::Expr(Expr::Path(_))
+        ));
+        let (_, errors) = messages(quote!(deadline = 30, attempt_timeout = true));
+        assert_eq!(
+            errors,
+            [
+                "`deadline` takes a `Duration`, such as `deadline = Duration::from_secs(30)`, or a duration literal, \
+                 such as `deadline = \"30s\"`, or `None` for no deadline\na bare number has no unit",
+                "`attempt_timeout` takes a `Duration`, such as `attempt_timeout = Duration::from_secs(30)`, or a \
+                 duration literal, such as `attempt_timeout = \"30s\"`",
+            ]
+        );
     }
 
     #[test]
