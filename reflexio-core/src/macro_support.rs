@@ -119,24 +119,27 @@ pub fn async_builder<R, T, E>(_: Witness<R, T, E>) -> AsyncRetryPolicyBuilder<E>
     AsyncRetryPolicy::builder()
 }
 
-/// A clone of the policy given by `#[retry(policy = ..)]` on a sync function returning `R`.
-/// Deref coercion lets the expression be a `RetryPolicy`, a reference to one, a `LazyLock` of
-/// one or an `Arc` of one.
+/// The policy given by `#[retry(policy = ..)]` on a sync function returning `R`, borrowed for
+/// one call (the expression is evaluated at every call). Deref coercion lets the expression be
+/// a `RetryPolicy`, a reference to one (`&self.policy`), a `LazyLock` of one or an `Arc` of one.
+#[inline]
 #[must_use]
-pub fn sync_policy<R, T, E, K: Clone>(
+pub fn sync_policy<R, T, E, K>(
     _: Witness<R, T, E>,
     policy: &RetryPolicy<E, K>,
-) -> RetryPolicy<E, K> {
-    policy.clone()
+) -> &RetryPolicy<E, K> {
+    policy
 }
 
-/// A clone of the policy given by `#[retry(policy = ..)]` on an async function returning `R`.
+/// The policy given by `#[retry(policy = ..)]` on an async function returning `R`, borrowed
+/// for one call.
+#[inline]
 #[must_use]
-pub fn async_policy<R, T, E, K: Clone>(
+pub fn async_policy<R, T, E, K>(
     _: Witness<R, T, E>,
     policy: &AsyncRetryPolicy<E, K>,
-) -> AsyncRetryPolicy<E, K> {
-    policy.clone()
+) -> &AsyncRetryPolicy<E, K> {
+    policy
 }
 
 /// The classifier given by `#[retry(classifier = ..)]`, behind a trait object: the bound is

@@ -382,7 +382,12 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
     }
 }
 
-/// `let __reflexio_policy = __REFLEXIO_POLICY.get_or_init(|| ..);`: a `&'static` policy.
+/// `let __reflexio_policy = ..;`: a reference to the policy of this call.
+///
+/// With `policy = EXPR`, the expression is evaluated at every call and borrowed for it (so
+/// `policy = &self.policy` gives each instance its own policy). Otherwise the policy is built
+/// from the keys on the first call and kept in a `static`: `frozen::check` makes sure no
+/// key reads `self` or an argument, which only the first call's would be.
 fn policy_init(
     args: &Args,
     sig: &Signature,
@@ -395,7 +400,12 @@ fn policy_init(
     let glue = names.glue;
     let witness = &names.witness;
     let name = sig.ident.unraw().to_string();
-    let build = if let Some(set) = &args.policy {
+    let witness_check = quote_spanned! {glue=>
+        // The check that the return type is a `Result` (see `Witness`). The async loop repeats
+        // it after its awaits, at the same tokens: rustc reports it once.
+        let #witness = #krate::__private::witness::<#ret, _, _>();
+    };
+    if let Some(set) = &args.policy {
         let expr = &set.value;
         let from = if is_async {
             quote_spanned!(glue=>async_policy)
@@ -405,30 +415,38 @@ fn policy_init(
         // Located at the expression: a policy of the wrong kind (an `AsyncRetryPolicy` on a
         // sync function) is reported there.
         let at = expr.span();
+        let located = Span::call_site().located_at(at);
+        let value = format_ident!(
+            "__reflexio_policy_value",
+            span = Span::mixed_site().located_at(at)
+        );
         let helper = respan(quote_spanned!(glue=> #krate::__private::#from), at);
-        let witness = respan(witness.to_token_stream(), at);
-        let arg = quote_spanned!(Span::call_site().located_at(at)=> &(#expr));
-        let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #arg));
-        args.set_span(Span::call_site().located_at(at));
-        quote!(#helper #args)
-    } else {
-        let builder = if is_async {
-            quote_spanned!(glue=>async_builder)
-        } else {
-            quote_spanned!(glue=>sync_builder)
+        let witness_arg = respan(witness.to_token_stream(), at);
+        let mut call_args =
+            proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness_arg, #value));
+        call_args.set_span(located);
+        return quote! {
+            #witness_check
+            // Evaluated at every call, and borrowed for it: a temporary (a policy built by the
+            // expression) lives to the end of the function.
+            let #value = &(#expr);
+            let #policy = #helper #call_args;
         };
-        let calls = builder_calls(args, names, &name);
-        quote_spanned! {glue=>
-            #krate::__private::built(
-                #krate::__private::#builder(#witness) #calls .build(),
-                #name,
-            )
-        }
+    }
+    let builder = if is_async {
+        quote_spanned!(glue=>async_builder)
+    } else {
+        quote_spanned!(glue=>sync_builder)
+    };
+    let calls = builder_calls(args, names, &name);
+    let build = quote_spanned! {glue=>
+        #krate::__private::built(
+            #krate::__private::#builder(#witness) #calls .build(),
+            #name,
+        )
     };
     quote_spanned! {glue=>
-        // The check that the return type is a `Result` (see `Witness`). The async loop repeats
-        // it after its awaits, at the same tokens: rustc reports it once.
-        let #witness = #krate::__private::witness::<#ret, _, _>();
+        #witness_check
         // The `static` is in a block of its own, out of the body's sight.
         let #policy = {
             // A copy for the initialiser, which borrows it: a borrowed local would be kept in an

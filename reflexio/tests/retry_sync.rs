@@ -307,8 +307,8 @@ fn policy_takes_a_lazy_lock_an_arc_or_an_expression() {
     assert_eq!(CALLS.load(Ordering::SeqCst), 6);
     assert_eq!(
         BUILDS.load(Ordering::SeqCst),
-        1,
-        "the policy is built once, not per call"
+        2,
+        "`policy = EXPR` is evaluated at every call"
     );
 }
 
