@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{GenericArgument, PathArguments, ReturnType, Signature, Type};
 
+use crate::frozen::{self, Arguments};
 use crate::parse::{Args, CLASS_KEYS, Deadline, DurationValue, Errors, Item, ItemFn};
 
 /// The entry point of `#[retry]`, on `proc_macro2` tokens so it can be unit-tested.
@@ -28,9 +29,14 @@ pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
         ),
         Item::Fn(f) => {
             check_signature(&f.sig, &mut errors);
+            let async_trait = AsyncTrait::detect(&f);
+            let arguments = Arguments::of(&f.sig, async_trait.as_ref().map(|at| &at.preamble));
+            for (key, value) in args.evaluated_once() {
+                frozen::check(key, value, &arguments, &mut errors);
+            }
             if let Some(t) = &args.attempt_timeout
                 && f.sig.asyncness.is_none()
-                && AsyncTrait::detect(&f).is_none()
+                && async_trait.is_none()
             {
                 errors.at(
                     t.key.span(),

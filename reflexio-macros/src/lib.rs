@@ -5,6 +5,7 @@
 
 mod classify;
 mod expand;
+mod frozen;
 mod parse;
 
 use proc_macro::TokenStream;
@@ -34,7 +35,11 @@ use proc_macro::TokenStream;
 ///
 /// # How it runs
 ///
-/// - The policy is built **once per function**, on its first call, and kept in a `static`.
+/// - The policy is built from the keys **once per function**, on its first call, and kept in
+///   a `static`: every key is evaluated once for the whole program. So no key can read `self`
+///   or an argument (it would keep the first call's for good); for a policy per instance, or
+///   one chosen by the arguments, write `policy = &self.policy`, which is evaluated at every
+///   call (see [`policy`](#policy-a-policy-per-instance-or-built-elsewhere)).
 /// - Each attempt runs the **whole body**. `return` and `?` end the attempt (an `Err` is then
 ///   classified and maybe retried), not the retrying. The function returns the value, or the
 ///   last attempt's own error.
@@ -50,6 +55,10 @@ use proc_macro::TokenStream;
 ///   **panic** with ``invalid `#[retry]` configuration on `function_name`: ..``.
 /// - The function's error type must be `Debug` (it is reported in events) and `'static` (the
 ///   policy lives in a `static`).
+/// - A generic function (or a method of a generic type) keeps one policy per policy type,
+///   `RetryPolicy<E, _>`, not one per instantiation: a key that depends on a type parameter
+///   without changing the error type (`strategy = T::STRATEGY`) is evaluated for the first
+///   instantiation only. Use `policy = ..` there too.
 ///
 /// # Keys
 ///
@@ -76,7 +85,14 @@ use proc_macro::TokenStream;
 /// | `policy` | a whole `RetryPolicy` (sync) or `AsyncRetryPolicy` (async); excludes the keys above | |
 /// | `crate` | the path to `reflexio`, if renamed | |
 ///
-/// Expressions are evaluated once, when the policy is built.
+/// Every expression but `policy`'s is evaluated once, when the policy is built on the first call,
+/// for the whole program: one that uses `self` or an argument (`circuit_breaker =
+/// self.breaker.clone()`, `on_event = move |e| log(label, e)`, a format string's `"{label}"`) is
+/// a compile error at that token. The check follows the expression's own bindings (a closure
+/// parameter, a `let` or a `match` arm of the same name shadows the argument), but cannot see
+/// those made inside a macro's arguments: a macro's own binding named like an argument is
+/// reported too, and renaming it fixes the error. `Self::CONST`, statics and constants are
+/// fine.
 ///
 /// ## `classifier`, `strategy` and the per-class strategies
 ///
@@ -230,7 +246,51 @@ use proc_macro::TokenStream;
 /// # drop((policy, Error::Down, TransientError::new("")));
 /// ```
 ///
-/// ## `policy`: a policy built elsewhere
+/// ## `policy`: a policy per instance, or built elsewhere
+///
+/// `policy = ..` is evaluated **at every call**, and the policy borrowed for the call: the way
+/// to give each instance its own limits, circuit breaker or hook.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::io;
+/// use reflexio::{retry, CircuitBreaker, RetryPolicy};
+/// use reflexio::strategies::no_delay;
+///
+/// struct Client {
+///     policy: RetryPolicy<io::Error>,
+///     calls: Cell<u32>,
+/// }
+///
+/// impl Client {
+///     fn new(max_attempts: u32, breaker: CircuitBreaker) -> Client {
+///         let policy = RetryPolicy::builder()
+///             .strategy(no_delay())
+///             .max_attempts(max_attempts)
+///             .circuit_breaker(breaker) // `io::Error: From<CircuitOpen>`
+///             .build()
+///             .unwrap();
+///         Client { policy, calls: Cell::new(0) }
+///     }
+///
+///     #[retry(policy = &self.policy)]
+///     fn ping(&self) -> io::Result<()> {
+///         self.calls.set(self.calls.get() + 1);
+///         Err(io::ErrorKind::TimedOut.into())
+///     }
+/// }
+///
+/// let breaker = || CircuitBreaker::builder().min_calls(100).build().unwrap();
+/// let (a, b) = (Client::new(2, breaker()), Client::new(5, breaker()));
+/// assert!(a.ping().is_err());
+/// assert!(b.ping().is_err());
+/// assert_eq!((a.calls.get(), b.calls.get()), (2, 5)); // each under its own policy
+///
+/// // Without the macro:
+/// assert!(a.policy.call(|| Err::<(), _>(io::Error::from(io::ErrorKind::TimedOut))).is_err());
+/// ```
+///
+/// A policy shared by every call lives in a `static`:
 ///
 /// ```
 /// use std::sync::LazyLock;
@@ -251,10 +311,11 @@ use proc_macro::TokenStream;
 /// assert!(POLICY.call(|| Err::<(), _>(TransientError::new("down"))).is_err());
 /// ```
 ///
-/// The expression may be a `RetryPolicy`, a reference to one, a `LazyLock` or an `Arc` of one
-/// (an `AsyncRetryPolicy` for an `async fn`). It is evaluated once, on the first call, and the
-/// function keeps a clone (which shares the original's state, such as its seed sequence). It
-/// excludes every other key but `crate`: each one given with it is a compile error.
+/// The expression may be a `RetryPolicy`, a reference to one (`&self.policy`), a `LazyLock` or
+/// an `Arc` of one (an `AsyncRetryPolicy` for an `async fn`), and may use `self` and the
+/// arguments. It is borrowed, not cloned; an expression that *builds* a policy builds one at
+/// every call, so keep the policy in a field or a `static` instead. It excludes every other key
+/// but `crate`: each one given with it is a compile error.
 ///
 /// ## `crate`
 ///
@@ -295,8 +356,8 @@ use proc_macro::TokenStream;
 ///
 /// # Compile errors
 ///
-/// Unknown and duplicate keys, invalid literals, `policy` with other keys, a function that does
-/// not return a `Result`, a `const fn`, an `extern` or variadic function, a function without a
+/// Unknown and duplicate keys, invalid literals, `policy` with other keys, a key other than
+/// `policy` that uses `self` or an argument, a function that does not return a `Result`, a `const fn`, an `extern` or variadic function, a function without a
 /// body, and anything that is not a function: each is reported at the offending tokens, all
 /// errors of one attribute at once, and the function is still emitted unchanged so that its
 /// callers get no further errors.

@@ -281,6 +281,42 @@ impl Args {
         }
     }
 
+    /// The keys whose expressions are evaluated once, when the policy is built: every key
+    /// that takes an expression but `policy` (evaluated at every call).
+    pub(crate) fn evaluated_once(&self) -> Vec<(&Ident, &Expr)> {
+        let mut keys: Vec<(&Ident, &Expr)> = [
+            &self.classifier,
+            &self.strategy,
+            &self.on_event,
+            &self.seed,
+            &self.clock,
+            &self.budget,
+            &self.circuit_breaker,
+        ]
+        .into_iter()
+        .chain(&self.class_strategies)
+        .flatten()
+        .map(|set| (&set.key, &set.value))
+        .collect();
+        if let Some(Set {
+            key,
+            value: Deadline::After(DurationValue::Expr(e)),
+        }) = &self.deadline
+        {
+            keys.push((key, e));
+        }
+        if let Some(Set {
+            key,
+            value: DurationValue::Expr(e),
+        }) = &self.attempt_timeout
+        {
+            keys.push((key, e));
+        }
+        // In source order, as their errors are reported.
+        keys.sort_by_key(|(key, _)| self.order.iter().position(|k| k == *key));
+        keys
+    }
+
     /// `policy` brings its own configuration: any other setting next to it would be ignored
     /// silently, so each one is an error, at its key.
     fn check_policy_exclusive(&self, errors: &mut Errors) {
@@ -500,7 +536,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     };
     // Below `10^13 * 3.6 * 10^12`: no overflow.
     let fraction_nanos = numerator * nanos_per_unit;
-    if fraction_nanos % scale != 0 {
+    if !fraction_nanos.is_multiple_of(scale) {
         return Err(too_precise());
     }
     // `parse` fails only on overflow here, and then the value is beyond `Duration::MAX` too.
@@ -712,7 +748,10 @@ mod tests {
             ("0.0000000000025h", Duration::from_nanos(9)),
             ("0.00000000005m", Duration::from_nanos(3)),
             ("18446744073709551615.999999999s", Duration::MAX),
-            ("5124095576030431h", Duration::from_secs(5_124_095_576_030_431 * 3600)),
+            (
+                "5124095576030431h",
+                Duration::from_secs(5_124_095_576_030_431 * 3600),
+            ),
         ];
         for (text, want) in ok {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
@@ -811,7 +850,13 @@ mod tests {
             .collect();
         let text = text.trim_start_matches('0');
         let fits = (text.len(), text) <= (MAX_NANOS.len(), MAX_NANOS);
-        fits.then(|| if text.is_empty() { 0 } else { text.parse().unwrap() })
+        fits.then(|| {
+            if text.is_empty() {
+                0
+            } else {
+                text.parse().unwrap()
+            }
+        })
     }
 
     #[test]
@@ -891,10 +936,7 @@ mod tests {
         else {
             panic!("an expression");
         };
-        assert_eq!(
-            quote!(#deadline).to_string(),
-            "Duration :: from_secs (30)"
-        );
+        assert_eq!(quote!(#deadline).to_string(), "Duration :: from_secs (30)");
         assert!(matches!(
             args.attempt_timeout.unwrap().value,
             DurationValue::Expr(Expr::Path(_))
