@@ -90,7 +90,7 @@ async fn an_attempt_timeout_cancels_slow_attempts() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn attempt_timeout_takes_a_duration_expression_or_a_const() {
+async fn attempt_timeout_takes_a_const() {
     const TIMEOUT: Duration = Duration::from_millis(1500);
     static CALLS: AtomicU32 = AtomicU32::new(0);
 
@@ -105,9 +105,13 @@ async fn attempt_timeout_takes_a_duration_expression_or_a_const() {
 
     let start = tokio::time::Instant::now();
     assert_eq!(by_const().await, Ok(3));
-    assert_eq!(start.elapsed(), Duration::from_millis(3000));
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
 
-    CALLS.store(0, Ordering::SeqCst);
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_takes_a_duration_expression() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
     #[retry(strategy = no_delay(), max_attempts = 3, attempt_timeout = Duration::from_millis(700))]
     async fn by_expression() -> Result<u32, Failure> {
         let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
