@@ -211,7 +211,10 @@ impl Args {
         self.order.push(key.clone());
         match name {
             "classifier" => store(&mut self.classifier, key, value, errors),
-            "strategy" => store(&mut self.strategy, key, value, errors),
+            "strategy" => {
+                constructor_not_called(name, &value, errors);
+                store(&mut self.strategy, key, value, errors);
+            }
             "on_event" => store(&mut self.on_event, key, value, errors),
             "seed" => store(&mut self.seed, key, value, errors),
             "clock" => store(&mut self.clock, key, value, errors),
@@ -272,6 +275,7 @@ impl Args {
                 }
             }
             class => {
+                constructor_not_called(name, &value, errors);
                 let i = CLASS_KEYS
                     .iter()
                     .position(|(k, _)| *k == class)
@@ -335,6 +339,54 @@ impl Args {
             }
         }
     }
+}
+
+/// The constructors of `reflexio::strategies`, with the arguments each takes (for the fix).
+const STRATEGY_CONSTRUCTORS: [(&str, &str); 7] = [
+    ("exponential", ""),
+    ("constant", "Duration::from_secs(1)"),
+    ("no_delay", ""),
+    ("decorrelated_jitter", ""),
+    ("equal_jitter", ""),
+    ("full_jitter", ""),
+    ("token_backoff", ""),
+];
+
+/// Reports `strategy = exponential`, a strategy constructor's path where its value is wanted:
+/// rustc would only say that the function "is expected to take 2 arguments" (a closure
+/// `|ctx, u|` is a strategy too).
+fn constructor_not_called(key: &str, value: &Expr, errors: &mut Errors) {
+    let Expr::Path(p) = value else { return };
+    let Some(last) = p.path.segments.last() else {
+        return;
+    };
+    if p.qself.is_some() || !last.arguments.is_none() {
+        return;
+    }
+    let Some((_, arguments)) = STRATEGY_CONSTRUCTORS
+        .iter()
+        .find(|(name, _)| last.ident == name)
+    else {
+        return;
+    };
+    let path = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::");
+    let colons = if p.path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
+    errors.spanned(
+        value,
+        format!(
+            "`{key}` takes a strategy value: call the constructor, as in `{key} = {colons}{path}({arguments})`"
+        ),
+    );
 }
 
 /// Skips token trees up to the next top-level `,` (left in the input) or the end.
@@ -714,6 +766,24 @@ mod tests {
                 "unknown `#[retry]` argument `max_attempt`; did you mean `max_attempts`?\n"
             ),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn strategy_constructors_must_be_called() {
+        let (_, errors) = messages(quote!(
+            strategy = exponential,
+            rate_limit = ::reflexio::strategies::constant,
+            transient = my_strategy,
+            server_error = exponential(),
+        ));
+        assert_eq!(
+            errors,
+            [
+                "`strategy` takes a strategy value: call the constructor, as in `strategy = exponential()`",
+                "`rate_limit` takes a strategy value: call the constructor, as in \
+                 `rate_limit = ::reflexio::strategies::constant(Duration::from_secs(1))`",
+            ]
         );
     }
 
