@@ -311,6 +311,11 @@ impl Names {
 //                 .classifier(classify_self(__reflexio_witness)).max_attempts(3).operation("f")
 //                 .build(), "f"))
 //         };
+//         // (With `policy = EXPR` instead, at every call:
+//         //     let __reflexio_policy_value = &(EXPR);
+//         //     let __reflexio_policy = async_policy(__reflexio_witness, __reflexio_policy_value);
+//         // and with `circuit_breaker = B`, the builder goes through a helper that checks the
+//         // error type: `circuit_breaker(__reflexio_witness, <builder>, B).build()`.)
 //         // A lean policy (no breaker, budget or hook) makes no state before a failure (`Call`).
 //         let mut __reflexio_attempts = start_async(__reflexio_policy, __reflexio_witness);
 //         let mut __reflexio_next = __reflexio_attempts.begin();
@@ -444,12 +449,14 @@ fn policy_init(
     } else {
         quote_spanned!(glue=>sync_builder)
     };
-    let calls = builder_calls(args, names, &name);
+    let configured = configured_builder(
+        args,
+        names,
+        &name,
+        quote_spanned!(glue=> #krate::__private::#builder(#witness)),
+    );
     let build = quote_spanned! {glue=>
-        #krate::__private::built(
-            #krate::__private::#builder(#witness) #calls .build(),
-            #name,
-        )
+        #krate::__private::built(#configured.build(), #name)
     };
     quote_spanned! {glue=>
         #witness_check
@@ -465,24 +472,32 @@ fn policy_init(
     }
 }
 
-/// The builder method calls for the settings given in the attribute, in the builder's own
+/// `#krate::__private::#helper(witness, #rest)`, located at `at`: an unmet bound of the helper
+/// (a classifier of another error type, an error type without `From<CircuitOpen>`) is then
+/// reported there and nowhere else.
+fn located_helper(names: &Names, helper: &str, at: Span, rest: &TokenStream) -> TokenStream {
+    let krate = &names.krate;
+    let helper = syn::Ident::new(helper, names.glue);
+    let path = respan(quote!(#krate::__private::#helper), at);
+    let witness = respan(names.witness.to_token_stream(), at);
+    let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #rest));
+    args.set_span(Span::call_site().located_at(at));
+    quote!(#path #args)
+}
+
+/// `start` (the builder) with the settings given in the attribute, in the builder's own
 /// order. The user's expressions keep their spans, so a type error in one (a strategy that is
-/// not a `Strategy`) points at it.
-fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
+/// not a `Strategy`) points at it. The settings with a bound on the error type go through a
+/// helper taking the builder, which checks it with a message saying what to implement.
+fn configured_builder(args: &Args, names: &Names, name: &str, start: TokenStream) -> TokenStream {
     let krate = &names.krate;
     let witness = &names.witness;
     let glue = names.glue;
-    let mut calls = TokenStream::new();
+    let mut calls = start;
     if let Some(c) = &args.classifier {
         let e = &c.value;
-        // The helper call is located at the expression, so "expected closure signature" (a
-        // classifier of another error type) points at it and nowhere else.
-        let at = e.span();
-        let helper = respan(quote!(#krate::__private::classifier), at);
-        let witness = respan(witness.to_token_stream(), at);
-        let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #e));
-        args.set_span(Span::call_site().located_at(at));
-        calls.extend(quote_spanned!(glue=>.classifier(#helper #args)));
+        let helper = located_helper(names, "classifier", e.span(), &e.to_token_stream());
+        calls.extend(quote_spanned!(glue=>.classifier(#helper)));
     } else {
         calls.extend(quote_spanned!(glue=>.classifier(#krate::__private::classify_self(#witness))));
     }
@@ -540,15 +555,26 @@ fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
         let e = &b.value;
         calls.extend(quote_spanned!(glue=> .budget(#e)));
     }
+    let mut builder = calls;
     if let Some(b) = &args.circuit_breaker {
         let e = &b.value;
-        calls.extend(quote_spanned!(glue=> .circuit_breaker(#e)));
+        builder = located_helper(
+            names,
+            "circuit_breaker",
+            b.key.span(),
+            &quote!(#builder, #e),
+        );
     }
     if let Some(t) = &args.attempt_timeout {
-        let t = duration(&t.value, names);
-        calls.extend(quote_spanned!(glue=>.attempt_timeout(#t)));
+        let d = duration(&t.value, names);
+        builder = located_helper(
+            names,
+            "attempt_timeout",
+            t.key.span(),
+            &quote!(#builder, #d),
+        );
     }
-    calls
+    builder
 }
 
 /// A duration key's value: `Duration::new(..)` for a literal (parsed by the macro), or the

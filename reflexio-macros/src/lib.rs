@@ -357,7 +357,11 @@ use proc_macro::TokenStream;
 /// # Compile errors
 ///
 /// Unknown and duplicate keys, invalid literals, `policy` with other keys, a key other than
-/// `policy` that uses `self` or an argument, a function that does not return a `Result`, a `const fn`, an `extern` or variadic function, a function without a
+/// `policy` that uses `self` or an argument, a strategy constructor that is not called
+/// (`strategy = exponential` for `exponential()`), a `circuit_breaker` or `attempt_timeout` on a
+/// function whose error type lacks the `From<CircuitOpen>` or `From<AttemptTimedOut>` they
+/// need, an error type without `Classify` and no `classifier`, a function that does not return a
+/// `Result`, a `const fn`, an `extern` or variadic function, a function without a
 /// body, and anything that is not a function: each is reported at the offending tokens, all
 /// errors of one attribute at once, and the function is still emitted unchanged so that its
 /// callers get no further errors.
