@@ -277,6 +277,8 @@ pub fn built<P>(result: Result<P, ConfigError>, function: &str) -> P {
 ///
 /// The bound `F: FnMut() -> R` is what makes rustc report a body that moves an argument out as
 /// E0507 ("cannot move out of `x`, a captured variable in an `FnMut` closure") at the user's code.
+/// The expansion requires it first, of a function of its own spanned at `#[retry]`, so that
+/// rustc's help about it points at the attribute rather than here.
 #[inline]
 pub fn retry_sync<R, T, E, K, F>(policy: &RetryPolicy<E, K>, w: Witness<R, T, E>, mut op: F) -> R
 where

@@ -374,8 +374,8 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         let retry_loop = async_loop(&names, &ret, &body);
         quote! { #init #retry_loop }
     } else {
-        let retry = sync_call(&names, &ret, &body, brace.span.join());
-        quote! { #init #retry }
+        let (attempts, retry) = sync_call(&names, &ret, &body, brace.span.join());
+        quote! { #attempts #init #retry }
     };
     let mut block = TokenStream::new();
     brace.surround(&mut block, |tokens| {
@@ -590,22 +590,45 @@ fn duration(value: &DurationValue, names: &Names) -> TokenStream {
     }
 }
 
-/// The sync retry: the body in a closure, called once per attempt by the core's loop.
+/// The sync retry: the body in a closure, called once per attempt by the core's loop. Returns
+/// an item to put first in the function (so no item follows a statement) and the call.
 ///
 /// The closure has the function's return type, so `return` and `?` end one attempt, not the
 /// function. Its `FnMut` bound makes a body that moves an argument out fail with rustc's own
 /// E0507 ("cannot move out of .. a captured variable in an `FnMut` closure"), at the user's code.
-fn sync_call(names: &Names, ret: &Type, body: &TokenStream, body_span: Span) -> TokenStream {
+/// The bound is on a function of the expansion's own, spanned at the attribute: rustc's help
+/// ("`FnMut` closures require captured values to be able to be consumed multiple times") then
+/// points at `#[retry]`, which runs the body once per attempt, not into reflexio's source.
+fn sync_call(
+    names: &Names,
+    ret: &Type,
+    body: &TokenStream,
+    body_span: Span,
+) -> (TokenStream, TokenStream) {
     let krate = &names.krate;
     let policy = &names.policy;
     let witness = &names.witness;
     let glue = names.glue;
+    let attempts = format_ident!(
+        "__reflexio_attempts",
+        span = Span::mixed_site().located_at(glue)
+    );
+    let fn_mut = respan(
+        quote_spanned!(glue=> #krate::__private::FnMut() -> R),
+        Span::call_site(),
+    );
+    let item = quote_spanned! {glue=>
+        fn #attempts<R, F: #fn_mut>(attempt: F) -> F {
+            attempt
+        }
+    };
     // The closure is located at the body, so rustc names the captured variables in its
     // messages (E0507 "cannot move out of `s`").
     let closure = quote_spanned!(body_span=> || -> #ret { #body });
-    quote_spanned! {glue=>
-        #krate::__private::retry_sync(#policy, #witness, #closure)
-    }
+    let call = quote_spanned! {glue=>
+        #krate::__private::retry_sync(#policy, #witness, #attempts(#closure))
+    };
+    (item, call)
 }
 
 /// `tokens`, located at `span` (each keeping its own hygiene), so an error about them points
