@@ -31,8 +31,11 @@ pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
             check_signature(&f.sig, &mut errors);
             let async_trait = AsyncTrait::detect(&f);
             let arguments = Arguments::of(&f.sig, async_trait.as_ref().map(|at| &at.preamble));
-            for (key, value) in args.evaluated_once() {
-                frozen::check(key, value, &arguments, &mut errors);
+            // With `policy`, every other key is already an error.
+            if args.policy.is_none() {
+                for (key, value) in args.evaluated_once() {
+                    frozen::check(key, value, &arguments, &mut errors);
+                }
             }
             if let Some(t) = &args.attempt_timeout
                 && f.sig.asyncness.is_none()
@@ -816,6 +819,33 @@ mod tests {
             "{asynchronous}"
         );
         assert!(!asynchronous.contains("retry_sync"), "{asynchronous}");
+    }
+
+    #[test]
+    fn a_policy_expression_is_evaluated_per_call_and_the_keys_once() {
+        let item = quote!(
+            async fn f(&self, x: u8) -> Result<(), E> {
+                Ok(())
+            }
+        );
+        let per_call = expand(quote!(policy = &self.policy), item.clone());
+        assert!(!per_call.contains("compile_error"), "{per_call}");
+        assert!(
+            per_call.contains("let __reflexio_policy_value = & (& self . policy) ;"),
+            "{per_call}"
+        );
+        assert!(per_call.contains("async_policy"), "{per_call}");
+        assert!(!per_call.contains("PolicyCell"), "{per_call}");
+        let once = expand(quote!(seed = x as u64, strategy = no_delay()), item.clone());
+        assert_eq!(once.matches("compile_error").count(), 1, "{once}");
+        assert!(
+            once.contains("`seed` cannot use the argument `x`"),
+            "{once}"
+        );
+        // With `policy`, the other keys are reported as such, and only as such.
+        let both = expand(quote!(policy = &self.policy, seed = x as u64), item);
+        assert_eq!(both.matches("compile_error").count(), 1, "{both}");
+        assert!(both.contains("cannot be combined with `policy`"), "{both}");
     }
 
     #[test]
