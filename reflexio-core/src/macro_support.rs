@@ -15,12 +15,16 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::async_policy::AsyncRetryPolicy;
 use crate::call::Call;
+use crate::circuit::CircuitBreaker;
 use crate::class::Classification;
 use crate::classify::Classifier;
 use crate::engine::Next;
 use crate::errors::ConfigError;
+use crate::errors::{AttemptTimedOut, CircuitOpen};
 use crate::ok::OkClassifier;
-use crate::policy::{AsyncRetryPolicyBuilder, RetryPolicy, RetryPolicyBuilder};
+use crate::policy::{
+    AsyncRetryPolicyBuilder, NonBlocking, PolicyBuilder, RetryPolicy, RetryPolicyBuilder,
+};
 
 mod sealed {
     pub trait Sealed {}
@@ -52,6 +56,9 @@ pub trait IsResult: sealed::Sealed + Sized {
     fn from_result(result: Result<Self::Ok, Self::Err>) -> Self;
 }
 
+// `do_not_recommend`: the error about a return type that is not a `Result` does not go on to
+// show this impl's source ("the trait is implemented for `Result<T, E>`"): the message says it.
+#[diagnostic::do_not_recommend]
 impl<T, E> IsResult for Result<T, E> {
     type Ok = T;
     type Err = E;
@@ -119,24 +126,79 @@ pub fn async_builder<R, T, E>(_: Witness<R, T, E>) -> AsyncRetryPolicyBuilder<E>
     AsyncRetryPolicy::builder()
 }
 
-/// A clone of the policy given by `#[retry(policy = ..)]` on a sync function returning `R`.
-/// Deref coercion lets the expression be a `RetryPolicy`, a reference to one, a `LazyLock` of
-/// one or an `Arc` of one.
+/// The policy given by `#[retry(policy = ..)]` on a sync function returning `R`, borrowed for
+/// one call (the expression is evaluated at every call). Deref coercion lets the expression be
+/// a `RetryPolicy`, a reference to one (`&self.policy`), a `LazyLock` of one or an `Arc` of one.
+#[inline]
 #[must_use]
-pub fn sync_policy<R, T, E, K: Clone>(
+pub fn sync_policy<R, T, E, K>(
     _: Witness<R, T, E>,
     policy: &RetryPolicy<E, K>,
-) -> RetryPolicy<E, K> {
-    policy.clone()
+) -> &RetryPolicy<E, K> {
+    policy
 }
 
-/// A clone of the policy given by `#[retry(policy = ..)]` on an async function returning `R`.
+/// The policy given by `#[retry(policy = ..)]` on an async function returning `R`, borrowed
+/// for one call.
+#[inline]
 #[must_use]
-pub fn async_policy<R, T, E, K: Clone>(
+pub fn async_policy<R, T, E, K>(
     _: Witness<R, T, E>,
     policy: &AsyncRetryPolicy<E, K>,
-) -> AsyncRetryPolicy<E, K> {
-    policy.clone()
+) -> &AsyncRetryPolicy<E, K> {
+    policy
+}
+
+/// An error type that a circuit breaker's rejection converts into: `From<CircuitOpen>`, under
+/// a name whose unmet bound says what to do.
+#[diagnostic::on_unimplemented(
+    message = "`circuit_breaker` needs `{Self}` to implement `From<reflexio::CircuitOpen>`",
+    label = "`{Self}` does not implement `From<CircuitOpen>`",
+    note = "while the circuit is open, calls fail fast with a `CircuitOpen` converted into the function's error type: implement `From<reflexio::CircuitOpen> for {Self}` (such as a variant holding it)"
+)]
+pub trait FromCircuitOpen: From<CircuitOpen> {}
+
+// `do_not_recommend`: an error type without `From<CircuitOpen>` is reported as lacking this
+// trait, with the message above, not as lacking `From` with rustc's generic one.
+#[diagnostic::do_not_recommend]
+impl<E: From<CircuitOpen>> FromCircuitOpen for E {}
+
+/// An error type that a timed-out attempt converts into: `From<AttemptTimedOut>`, under a name
+/// whose unmet bound says what to do.
+#[diagnostic::on_unimplemented(
+    message = "`attempt_timeout` needs `{Self}` to implement `From<reflexio::AttemptTimedOut>`",
+    label = "`{Self}` does not implement `From<AttemptTimedOut>`",
+    note = "an attempt that times out fails with an `AttemptTimedOut` converted into the function's error type: implement `From<reflexio::AttemptTimedOut> for {Self}` (such as a variant holding it)"
+)]
+pub trait FromAttemptTimedOut: From<AttemptTimedOut> {}
+
+#[diagnostic::do_not_recommend]
+impl<E: From<AttemptTimedOut>> FromAttemptTimedOut for E {}
+
+/// `builder.circuit_breaker(breaker)` for `#[retry(circuit_breaker = ..)]`: the bound is checked
+/// here, once, with [`FromCircuitOpen`]'s message, at the key's expression.
+pub fn circuit_breaker<Ret, T, E, C, K, R>(
+    _: Witness<Ret, T, E>,
+    builder: PolicyBuilder<E, C, K, R>,
+    breaker: CircuitBreaker,
+) -> PolicyBuilder<E, C, K, R>
+where
+    E: FromCircuitOpen,
+{
+    builder.circuit_breaker(breaker)
+}
+
+/// `builder.attempt_timeout(timeout)` for `#[retry(attempt_timeout = ..)]`, checked as
+/// [`circuit_breaker`] is.
+pub fn attempt_timeout<Ret, T, E, C, R>(
+    _: Witness<Ret, T, E>,
+    builder: PolicyBuilder<E, C, NonBlocking, R>,
+    timeout: Duration,
+) -> PolicyBuilder<E, C, NonBlocking, R>
+where
+    E: FromAttemptTimedOut,
+{
+    builder.attempt_timeout(timeout)
 }
 
 /// The classifier given by `#[retry(classifier = ..)]`, behind a trait object: the bound is
@@ -150,13 +212,27 @@ where
     ErasedClassifier(Arc::new(classifier))
 }
 
+/// An error type that a `#[retry]` function without `classifier = ..` classifies with its own
+/// [`Classify`](crate::Classify): its unmet bound gives the fixes in the attribute's terms
+/// (`classifier = ..`, where `Classify`'s own message shows the builder's `.classifier(..)`),
+/// without rustc's list of every type that implements `Classify`.
+#[diagnostic::on_unimplemented(
+    message = "`#[retry]` cannot classify `{Self}`: it does not implement `Classify`",
+    label = "`{Self}` does not know its error class",
+    note = "add `#[derive(reflexio::Classify)]` to `{Self}`, implement `reflexio::Classify` for it, or give `#[retry]` a classifier: `classifier = |e: &{Self}| ErrorClass::Transient`"
+)]
+pub trait ClassifiedByDefault: crate::Classify {}
+
+#[diagnostic::do_not_recommend]
+impl<E: crate::Classify> ClassifiedByDefault for E {}
+
 /// The default classifier, for a function with no `classifier = ..`: the error's own
 /// [`Classify`](crate::Classify). Checked here, so an error type that does not implement it is
-/// one error (`Classify`'s own, suggesting `classifier = ..`) at the function's return type.
+/// one error ([`ClassifiedByDefault`]'s) at the function's return type.
 #[must_use]
 pub fn classify_self<R, T, E>(_: Witness<R, T, E>) -> ErasedClassifier<E>
 where
-    E: crate::Classify + 'static,
+    E: ClassifiedByDefault + 'static,
 {
     ErasedClassifier(Arc::new(crate::DefaultClassifier))
 }
@@ -201,6 +277,8 @@ pub fn built<P>(result: Result<P, ConfigError>, function: &str) -> P {
 ///
 /// The bound `F: FnMut() -> R` is what makes rustc report a body that moves an argument out as
 /// E0507 ("cannot move out of `x`, a captured variable in an `FnMut` closure") at the user's code.
+/// The expansion requires it first, of a function of its own spanned at `#[retry]`, so that
+/// rustc's help about it points at the attribute rather than here.
 #[inline]
 pub fn retry_sync<R, T, E, K, F>(policy: &RetryPolicy<E, K>, w: Witness<R, T, E>, mut op: F) -> R
 where

@@ -7,7 +7,8 @@ use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
 use syn::{GenericArgument, PathArguments, ReturnType, Signature, Type};
 
-use crate::parse::{Args, CLASS_KEYS, Deadline, Errors, Item, ItemFn};
+use crate::frozen::{self, Arguments};
+use crate::parse::{Args, CLASS_KEYS, Deadline, DurationValue, Errors, Item, ItemFn};
 
 /// The entry point of `#[retry]`, on `proc_macro2` tokens so it can be unit-tested.
 #[allow(clippy::needless_pass_by_value)] // the signature of a proc-macro entry point
@@ -28,9 +29,17 @@ pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
         ),
         Item::Fn(f) => {
             check_signature(&f.sig, &mut errors);
+            let async_trait = AsyncTrait::detect(&f);
+            let arguments = Arguments::of(&f.sig, async_trait.as_ref().map(|at| &at.preamble));
+            // With `policy`, every other key is already an error.
+            if args.policy.is_none() {
+                for (key, value) in args.evaluated_once() {
+                    frozen::check(key, value, &arguments, &mut errors);
+                }
+            }
             if let Some(t) = &args.attempt_timeout
                 && f.sig.asyncness.is_none()
-                && AsyncTrait::detect(&f).is_none()
+                && async_trait.is_none()
             {
                 errors.at(
                     t.key.span(),
@@ -305,6 +314,11 @@ impl Names {
 //                 .classifier(classify_self(__reflexio_witness)).max_attempts(3).operation("f")
 //                 .build(), "f"))
 //         };
+//         // (With `policy = EXPR` instead, at every call:
+//         //     let __reflexio_policy_value = &(EXPR);
+//         //     let __reflexio_policy = async_policy(__reflexio_witness, __reflexio_policy_value);
+//         // and with `circuit_breaker = B`, the builder goes through a helper that checks the
+//         // error type: `circuit_breaker(__reflexio_witness, <builder>, B).build()`.)
 //         // A lean policy (no breaker, budget or hook) makes no state before a failure (`Call`).
 //         let mut __reflexio_attempts = start_async(__reflexio_policy, __reflexio_witness);
 //         let mut __reflexio_next = __reflexio_attempts.begin();
@@ -363,8 +377,8 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         let retry_loop = async_loop(&names, &ret, &body);
         quote! { #init #retry_loop }
     } else {
-        let retry = sync_call(&names, &ret, &body, brace.span.join());
-        quote! { #init #retry }
+        let (attempts, retry) = sync_call(&names, &ret, &body, brace.span.join());
+        quote! { #attempts #init #retry }
     };
     let mut block = TokenStream::new();
     brace.surround(&mut block, |tokens| {
@@ -382,7 +396,12 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
     }
 }
 
-/// `let __reflexio_policy = __REFLEXIO_POLICY.get_or_init(|| ..);`: a `&'static` policy.
+/// `let __reflexio_policy = ..;`: a reference to the policy of this call.
+///
+/// With `policy = EXPR`, the expression is evaluated at every call and borrowed for it (so
+/// `policy = &self.policy` gives each instance its own policy). Otherwise the policy is built
+/// from the keys on the first call and kept in a `static`: `frozen::check` makes sure no
+/// key reads `self` or an argument, which only the first call's would be.
 fn policy_init(
     args: &Args,
     sig: &Signature,
@@ -395,7 +414,12 @@ fn policy_init(
     let glue = names.glue;
     let witness = &names.witness;
     let name = sig.ident.unraw().to_string();
-    let build = if let Some(set) = &args.policy {
+    let witness_check = quote_spanned! {glue=>
+        // The check that the return type is a `Result` (see `Witness`). The async loop repeats
+        // it after its awaits, at the same tokens: rustc reports it once.
+        let #witness = #krate::__private::witness::<#ret, _, _>();
+    };
+    if let Some(set) = &args.policy {
         let expr = &set.value;
         let from = if is_async {
             quote_spanned!(glue=>async_policy)
@@ -405,30 +429,40 @@ fn policy_init(
         // Located at the expression: a policy of the wrong kind (an `AsyncRetryPolicy` on a
         // sync function) is reported there.
         let at = expr.span();
+        let located = Span::call_site().located_at(at);
+        let value = format_ident!(
+            "__reflexio_policy_value",
+            span = Span::mixed_site().located_at(at)
+        );
         let helper = respan(quote_spanned!(glue=> #krate::__private::#from), at);
-        let witness = respan(witness.to_token_stream(), at);
-        let arg = quote_spanned!(Span::call_site().located_at(at)=> &(#expr));
-        let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #arg));
-        args.set_span(Span::call_site().located_at(at));
-        quote!(#helper #args)
-    } else {
-        let builder = if is_async {
-            quote_spanned!(glue=>async_builder)
-        } else {
-            quote_spanned!(glue=>sync_builder)
+        let witness_arg = respan(witness.to_token_stream(), at);
+        let mut call_args =
+            proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness_arg, #value));
+        call_args.set_span(located);
+        return quote! {
+            #witness_check
+            // Evaluated at every call, and borrowed for it: a temporary (a policy built by the
+            // expression) lives to the end of the function.
+            let #value = &(#expr);
+            let #policy = #helper #call_args;
         };
-        let calls = builder_calls(args, names, &name);
-        quote_spanned! {glue=>
-            #krate::__private::built(
-                #krate::__private::#builder(#witness) #calls .build(),
-                #name,
-            )
-        }
+    }
+    let builder = if is_async {
+        quote_spanned!(glue=>async_builder)
+    } else {
+        quote_spanned!(glue=>sync_builder)
+    };
+    let configured = configured_builder(
+        args,
+        names,
+        &name,
+        quote_spanned!(glue=> #krate::__private::#builder(#witness)),
+    );
+    let build = quote_spanned! {glue=>
+        #krate::__private::built(#configured.build(), #name)
     };
     quote_spanned! {glue=>
-        // The check that the return type is a `Result` (see `Witness`). The async loop repeats
-        // it after its awaits, at the same tokens: rustc reports it once.
-        let #witness = #krate::__private::witness::<#ret, _, _>();
+        #witness_check
         // The `static` is in a block of its own, out of the body's sight.
         let #policy = {
             // A copy for the initialiser, which borrows it: a borrowed local would be kept in an
@@ -441,24 +475,32 @@ fn policy_init(
     }
 }
 
-/// The builder method calls for the settings given in the attribute, in the builder's own
+/// `#krate::__private::#helper(witness, #rest)`, located at `at`: an unmet bound of the helper
+/// (a classifier of another error type, an error type without `From<CircuitOpen>`) is then
+/// reported there and nowhere else.
+fn located_helper(names: &Names, helper: &str, at: Span, rest: &TokenStream) -> TokenStream {
+    let krate = &names.krate;
+    let helper = syn::Ident::new(helper, names.glue);
+    let path = respan(quote!(#krate::__private::#helper), at);
+    let witness = respan(names.witness.to_token_stream(), at);
+    let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #rest));
+    args.set_span(Span::call_site().located_at(at));
+    quote!(#path #args)
+}
+
+/// `start` (the builder) with the settings given in the attribute, in the builder's own
 /// order. The user's expressions keep their spans, so a type error in one (a strategy that is
-/// not a `Strategy`) points at it.
-fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
+/// not a `Strategy`) points at it. The settings with a bound on the error type go through a
+/// helper taking the builder, which checks it with a message saying what to implement.
+fn configured_builder(args: &Args, names: &Names, name: &str, start: TokenStream) -> TokenStream {
     let krate = &names.krate;
     let witness = &names.witness;
     let glue = names.glue;
-    let mut calls = TokenStream::new();
+    let mut calls = start;
     if let Some(c) = &args.classifier {
         let e = &c.value;
-        // The helper call is located at the expression, so "expected closure signature" (a
-        // classifier of another error type) points at it and nowhere else.
-        let at = e.span();
-        let helper = respan(quote!(#krate::__private::classifier), at);
-        let witness = respan(witness.to_token_stream(), at);
-        let mut args = proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness, #e));
-        args.set_span(Span::call_site().located_at(at));
-        calls.extend(quote_spanned!(glue=>.classifier(#helper #args)));
+        let helper = located_helper(names, "classifier", e.span(), &e.to_token_stream());
+        calls.extend(quote_spanned!(glue=>.classifier(#helper)));
     } else {
         calls.extend(quote_spanned!(glue=>.classifier(#krate::__private::classify_self(#witness))));
     }
@@ -487,10 +529,10 @@ fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
         calls.extend(quote_spanned!(glue=>.max_unknown_retries(#value)));
     }
     if let Some(d) = &args.deadline {
-        calls.extend(match d.value {
+        calls.extend(match &d.value {
             Deadline::After(d) => {
-                let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-                quote_spanned!(glue=>.deadline(#krate::__private::Duration::new(#secs, #nanos)))
+                let d = duration(d, names);
+                quote_spanned!(glue=>.deadline(#d))
             }
             Deadline::Never => quote_spanned!(glue=>.no_deadline()),
         });
@@ -516,35 +558,80 @@ fn builder_calls(args: &Args, names: &Names, name: &str) -> TokenStream {
         let e = &b.value;
         calls.extend(quote_spanned!(glue=> .budget(#e)));
     }
+    let mut builder = calls;
     if let Some(b) = &args.circuit_breaker {
         let e = &b.value;
-        calls.extend(quote_spanned!(glue=> .circuit_breaker(#e)));
+        builder = located_helper(
+            names,
+            "circuit_breaker",
+            b.key.span(),
+            &quote!(#builder, #e),
+        );
     }
     if let Some(t) = &args.attempt_timeout {
-        let (secs, nanos) = (t.value.as_secs(), t.value.subsec_nanos());
-        calls.extend(quote_spanned!(glue=>
-            .attempt_timeout(#krate::__private::Duration::new(#secs, #nanos))
-        ));
+        let d = duration(&t.value, names);
+        builder = located_helper(
+            names,
+            "attempt_timeout",
+            t.key.span(),
+            &quote!(#builder, #d),
+        );
     }
-    calls
+    builder
 }
 
-/// The sync retry: the body in a closure, called once per attempt by the core's loop.
+/// A duration key's value: `Duration::new(..)` for a literal (parsed by the macro), or the
+/// user's expression, unchanged (so a type error points at it).
+fn duration(value: &DurationValue, names: &Names) -> TokenStream {
+    let krate = &names.krate;
+    match value {
+        DurationValue::Literal(d) => {
+            let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+            quote_spanned!(names.glue=> #krate::__private::Duration::new(#secs, #nanos))
+        }
+        DurationValue::Expr(e) => e.to_token_stream(),
+    }
+}
+
+/// The sync retry: the body in a closure, called once per attempt by the core's loop. Returns
+/// an item to put first in the function (so no item follows a statement) and the call.
 ///
 /// The closure has the function's return type, so `return` and `?` end one attempt, not the
 /// function. Its `FnMut` bound makes a body that moves an argument out fail with rustc's own
 /// E0507 ("cannot move out of .. a captured variable in an `FnMut` closure"), at the user's code.
-fn sync_call(names: &Names, ret: &Type, body: &TokenStream, body_span: Span) -> TokenStream {
+/// The bound is on a function of the expansion's own, spanned at the attribute: rustc's help
+/// ("`FnMut` closures require captured values to be able to be consumed multiple times") then
+/// points at `#[retry]`, which runs the body once per attempt, not into reflexio's source.
+fn sync_call(
+    names: &Names,
+    ret: &Type,
+    body: &TokenStream,
+    body_span: Span,
+) -> (TokenStream, TokenStream) {
     let krate = &names.krate;
     let policy = &names.policy;
     let witness = &names.witness;
     let glue = names.glue;
+    let attempts = format_ident!(
+        "__reflexio_attempts",
+        span = Span::mixed_site().located_at(glue)
+    );
+    let fn_mut = respan(
+        quote_spanned!(glue=> #krate::__private::FnMut() -> R),
+        Span::call_site(),
+    );
+    let item = quote_spanned! {glue=>
+        fn #attempts<R, F: #fn_mut>(attempt: F) -> F {
+            attempt
+        }
+    };
     // The closure is located at the body, so rustc names the captured variables in its
     // messages (E0507 "cannot move out of `s`").
     let closure = quote_spanned!(body_span=> || -> #ret { #body });
-    quote_spanned! {glue=>
-        #krate::__private::retry_sync(#policy, #witness, #closure)
-    }
+    let call = quote_spanned! {glue=>
+        #krate::__private::retry_sync(#policy, #witness, #attempts(#closure))
+    };
+    (item, call)
 }
 
 /// `tokens`, located at `span` (each keeping its own hygiene), so an error about them points
@@ -732,6 +819,33 @@ mod tests {
             "{asynchronous}"
         );
         assert!(!asynchronous.contains("retry_sync"), "{asynchronous}");
+    }
+
+    #[test]
+    fn a_policy_expression_is_evaluated_per_call_and_the_keys_once() {
+        let item = quote!(
+            async fn f(&self, x: u8) -> Result<(), E> {
+                Ok(())
+            }
+        );
+        let per_call = expand(quote!(policy = &self.policy), item.clone());
+        assert!(!per_call.contains("compile_error"), "{per_call}");
+        assert!(
+            per_call.contains("let __reflexio_policy_value = & (& self . policy) ;"),
+            "{per_call}"
+        );
+        assert!(per_call.contains("async_policy"), "{per_call}");
+        assert!(!per_call.contains("PolicyCell"), "{per_call}");
+        let once = expand(quote!(seed = x as u64, strategy = no_delay()), item.clone());
+        assert_eq!(once.matches("compile_error").count(), 1, "{once}");
+        assert!(
+            once.contains("`seed` cannot use the argument `x`"),
+            "{once}"
+        );
+        // With `policy`, the other keys are reported as such, and only as such.
+        let both = expand(quote!(policy = &self.policy, seed = x as u64), item);
+        assert_eq!(both.matches("compile_error").count(), 1, "{both}");
+        assert!(both.contains("cannot be combined with `policy`"), "{both}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod classify;
 mod expand;
+mod frozen;
 mod parse;
 
 use proc_macro::TokenStream;
@@ -34,7 +35,11 @@ use proc_macro::TokenStream;
 ///
 /// # How it runs
 ///
-/// - The policy is built **once per function**, on its first call, and kept in a `static`.
+/// - The policy is built from the keys **once per function**, on its first call, and kept in
+///   a `static`: every key is evaluated once for the whole program. So no key can read `self`
+///   or an argument (it would keep the first call's for good); for a policy per instance, or
+///   one chosen by the arguments, write `policy = &self.policy`, which is evaluated at every
+///   call (see [`policy`](#policy-a-policy-per-instance-or-built-elsewhere)).
 /// - Each attempt runs the **whole body**. `return` and `?` end the attempt (an `Err` is then
 ///   classified and maybe retried), not the retrying. The function returns the value, or the
 ///   last attempt's own error.
@@ -44,12 +49,16 @@ use proc_macro::TokenStream;
 ///   with E0507 ("cannot move out of `s`, a captured variable in an `FnMut` closure") or, in an
 ///   async function, E0382 ("value moved here, in previous iteration of loop"), at your code,
 ///   with a "consider cloning" hint. Borrow the argument, or clone it in the body.
-/// - Every literal is checked at compile time. The one setting that can only be checked at run
-///   time, a strategy whose parameters its own `validate()` rejects (such as
-///   `exponential().factor(0.5)`), makes the first call **panic** with
-///   ``invalid `#[retry]` configuration on `function_name`: ..``.
+/// - Every literal is checked at compile time. What only the policy's `build()` can check, a
+///   strategy whose parameters its own `validate()` rejects (such as
+///   `exponential().factor(0.5)`) or a zero `deadline = Duration::ZERO`, makes the first call
+///   **panic** with ``invalid `#[retry]` configuration on `function_name`: ..``.
 /// - The function's error type must be `Debug` (it is reported in events) and `'static` (the
 ///   policy lives in a `static`).
+/// - A generic function (or a method of a generic type) keeps one policy per policy type,
+///   `RetryPolicy<E, _>`, not one per instantiation: a key that depends on a type parameter
+///   without changing the error type (`strategy = T::STRATEGY`) is evaluated for the first
+///   instantiation only. Use `policy = ..` there too.
 ///
 /// # Keys
 ///
@@ -65,18 +74,25 @@ use proc_macro::TokenStream;
 /// | `transient`, `rate_limit`, `server_error`, `concurrency`, `unknown` | a `Strategy` for that class | `.strategy_for(ErrorClass::.., ..)` |
 /// | `max_attempts` | an integer literal, at least 1: every call, the first included | `.max_attempts(n)` |
 /// | `max_unknown_retries` | an integer literal, or `None` | `.max_unknown_retries(Some(n))` |
-/// | `deadline` | a duration literal (`"250ms"`, `"30s"`, `"1.5s"`, `"2m"`, `"1h"`), or `None` | `.deadline(..)` / `.no_deadline()` |
+/// | `deadline` | a `Duration` (`Duration::from_secs(30)`, a `const`), a duration literal (`"250ms"`, `"30s"`, `"1.5s"`, `"2m"`, `"1h"`), or `None` | `.deadline(..)` / `.no_deadline()` |
 /// | `on_event` | a hook `Fn(&RetryEvent)`: a closure or a function | `.on_event(..)` |
 /// | `operation` | a string literal; the function's name by default | `.operation(..)` |
 /// | `seed` | a `u64`, for reproducible jitter | `.seed(..)` |
 /// | `clock` | a `VirtualClock`, for tests: sleeps are instant and recorded | `.clock(..)` |
 /// | `budget` | a `RetryBudget`, shared with other calls and policies | `.budget(..)` |
 /// | `circuit_breaker` | a `CircuitBreaker`; the error type must implement `From<CircuitOpen>` | `.circuit_breaker(..)` |
-/// | `attempt_timeout` | a duration literal; `async fn` only; the error type must implement `From<AttemptTimedOut>` | `.attempt_timeout(..)` |
+/// | `attempt_timeout` | a `Duration` or a duration literal; `async fn` only; the error type must implement `From<AttemptTimedOut>` | `.attempt_timeout(..)` |
 /// | `policy` | a whole `RetryPolicy` (sync) or `AsyncRetryPolicy` (async); excludes the keys above | |
 /// | `crate` | the path to `reflexio`, if renamed | |
 ///
-/// Expressions are evaluated once, when the policy is built.
+/// Every expression but `policy`'s is evaluated once, when the policy is built on the first call,
+/// for the whole program: one that uses `self` or an argument (`circuit_breaker =
+/// self.breaker.clone()`, `on_event = move |e| log(label, e)`, a format string's `"{label}"`) is
+/// a compile error at that token. The check follows the expression's own bindings (a closure
+/// parameter, a `let` or a `match` arm of the same name shadows the argument), but cannot see
+/// those made inside a macro's arguments: a macro's own binding named like an argument is
+/// reported too, and renaming it fixes the error. `Self::CONST`, statics and constants are
+/// fine.
 ///
 /// ## `classifier`, `strategy` and the per-class strategies
 ///
@@ -137,8 +153,12 @@ use proc_macro::TokenStream;
 /// assert!(policy.call(|| Err::<(), _>(TransientError::new("down"))).is_err());
 /// ```
 ///
-/// `max_attempts = 0`, a `max_attempts` that is not an integer literal, and a malformed or zero
-/// `deadline` are compile errors. `deadline = None` and `max_unknown_retries = None` remove the
+/// `deadline` and `attempt_timeout` take what the builder takes, a `Duration`
+/// (`deadline = Duration::from_secs(30)`, `deadline = TIMEOUT` with a `const`), or a duration
+/// literal: a number and a unit, `ms`, `s`, `m` or `h`, with no space. A literal is checked at
+/// compile time: a malformed one, zero, one finer than a nanosecond or beyond `Duration::MAX` is
+/// a compile error at the literal. `max_attempts = 0` and a `max_attempts` that is not an integer
+/// literal are compile errors too. `deadline = None` and `max_unknown_retries = None` remove the
 /// limit (`.no_deadline()`, `.max_unknown_retries(None)`).
 ///
 /// ## `on_event`, `operation`, `seed`
@@ -226,7 +246,51 @@ use proc_macro::TokenStream;
 /// # drop((policy, Error::Down, TransientError::new("")));
 /// ```
 ///
-/// ## `policy`: a policy built elsewhere
+/// ## `policy`: a policy per instance, or built elsewhere
+///
+/// `policy = ..` is evaluated **at every call**, and the policy borrowed for the call: the way
+/// to give each instance its own limits, circuit breaker or hook.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::io;
+/// use reflexio::{retry, CircuitBreaker, RetryPolicy};
+/// use reflexio::strategies::no_delay;
+///
+/// struct Client {
+///     policy: RetryPolicy<io::Error>,
+///     calls: Cell<u32>,
+/// }
+///
+/// impl Client {
+///     fn new(max_attempts: u32, breaker: CircuitBreaker) -> Client {
+///         let policy = RetryPolicy::builder()
+///             .strategy(no_delay())
+///             .max_attempts(max_attempts)
+///             .circuit_breaker(breaker) // `io::Error: From<CircuitOpen>`
+///             .build()
+///             .unwrap();
+///         Client { policy, calls: Cell::new(0) }
+///     }
+///
+///     #[retry(policy = &self.policy)]
+///     fn ping(&self) -> io::Result<()> {
+///         self.calls.set(self.calls.get() + 1);
+///         Err(io::ErrorKind::TimedOut.into())
+///     }
+/// }
+///
+/// let breaker = || CircuitBreaker::builder().min_calls(100).build().unwrap();
+/// let (a, b) = (Client::new(2, breaker()), Client::new(5, breaker()));
+/// assert!(a.ping().is_err());
+/// assert!(b.ping().is_err());
+/// assert_eq!((a.calls.get(), b.calls.get()), (2, 5)); // each under its own policy
+///
+/// // Without the macro:
+/// assert!(a.policy.call(|| Err::<(), _>(io::Error::from(io::ErrorKind::TimedOut))).is_err());
+/// ```
+///
+/// A policy shared by every call lives in a `static`:
 ///
 /// ```
 /// use std::sync::LazyLock;
@@ -247,10 +311,11 @@ use proc_macro::TokenStream;
 /// assert!(POLICY.call(|| Err::<(), _>(TransientError::new("down"))).is_err());
 /// ```
 ///
-/// The expression may be a `RetryPolicy`, a reference to one, a `LazyLock` or an `Arc` of one
-/// (an `AsyncRetryPolicy` for an `async fn`). It is evaluated once, on the first call, and the
-/// function keeps a clone (which shares the original's state, such as its seed sequence). It
-/// excludes every other key but `crate`: each one given with it is a compile error.
+/// The expression may be a `RetryPolicy`, a reference to one (`&self.policy`), a `LazyLock` or
+/// an `Arc` of one (an `AsyncRetryPolicy` for an `async fn`), and may use `self` and the
+/// arguments. It is borrowed, not cloned; an expression that *builds* a policy builds one at
+/// every call, so keep the policy in a field or a `static` instead. It excludes every other key
+/// but `crate`: each one given with it is a compile error.
 ///
 /// ## `crate`
 ///
@@ -291,8 +356,12 @@ use proc_macro::TokenStream;
 ///
 /// # Compile errors
 ///
-/// Unknown and duplicate keys, invalid literals, `policy` with other keys, a function that does
-/// not return a `Result`, a `const fn`, an `extern` or variadic function, a function without a
+/// Unknown and duplicate keys, invalid literals, `policy` with other keys, a key other than
+/// `policy` that uses `self` or an argument, a strategy constructor that is not called
+/// (`strategy = exponential` for `exponential()`), a `circuit_breaker` or `attempt_timeout` on a
+/// function whose error type lacks the `From<CircuitOpen>` or `From<AttemptTimedOut>` they
+/// need, an error type without `Classify` and no `classifier`, a function that does not return a
+/// `Result`, a `const fn`, an `extern` or variadic function, a function without a
 /// body, and anything that is not a function: each is reported at the offending tokens, all
 /// errors of one attribute at once, and the function is still emitted unchanged so that its
 /// callers get no further errors.

@@ -87,9 +87,16 @@ pub(crate) struct Set<T> {
     pub(crate) value: T,
 }
 
-/// `deadline = "30s"` or `deadline = None`.
+/// The value of a duration key: a literal, checked at compile time, or an expression of type
+/// `Duration` (as the builder takes it), such as `Duration::from_secs(30)` or a `const`.
+pub(crate) enum DurationValue {
+    Literal(std::time::Duration),
+    Expr(Expr),
+}
+
+/// `deadline = "30s"`, `deadline = Duration::from_secs(30)` or `deadline = None`.
 pub(crate) enum Deadline {
-    After(std::time::Duration),
+    After(DurationValue),
     Never,
 }
 
@@ -109,7 +116,7 @@ pub(crate) struct Args {
     pub(crate) clock: Option<Set<Expr>>,
     pub(crate) budget: Option<Set<Expr>>,
     pub(crate) circuit_breaker: Option<Set<Expr>>,
-    pub(crate) attempt_timeout: Option<Set<std::time::Duration>>,
+    pub(crate) attempt_timeout: Option<Set<DurationValue>>,
     pub(crate) policy: Option<Set<Expr>>,
     pub(crate) krate: Option<Set<Path>>,
     /// Every key given, in source order.
@@ -204,17 +211,18 @@ impl Args {
         self.order.push(key.clone());
         match name {
             "classifier" => store(&mut self.classifier, key, value, errors),
-            "strategy" => store(&mut self.strategy, key, value, errors),
+            "strategy" => {
+                constructor_not_called(name, &value, errors);
+                store(&mut self.strategy, key, value, errors);
+            }
             "on_event" => store(&mut self.on_event, key, value, errors),
             "seed" => store(&mut self.seed, key, value, errors),
             "clock" => store(&mut self.clock, key, value, errors),
             "budget" => store(&mut self.budget, key, value, errors),
             "circuit_breaker" => store(&mut self.circuit_breaker, key, value, errors),
             "attempt_timeout" => {
-                let d = match duration_literal("attempt_timeout", &value, errors) {
-                    Some(Deadline::After(d)) => d,
-                    _ => std::time::Duration::ZERO,
-                };
+                let d = duration_value("attempt_timeout", &value, errors)
+                    .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
                 store(&mut self.attempt_timeout, key, d, errors);
             }
             "policy" => store(&mut self.policy, key, value, errors),
@@ -267,6 +275,7 @@ impl Args {
                 }
             }
             class => {
+                constructor_not_called(name, &value, errors);
                 let i = CLASS_KEYS
                     .iter()
                     .position(|(k, _)| *k == class)
@@ -274,6 +283,42 @@ impl Args {
                 store(&mut self.class_strategies[i], key, value, errors);
             }
         }
+    }
+
+    /// The keys whose expressions are evaluated once, when the policy is built: every key
+    /// that takes an expression but `policy` (evaluated at every call).
+    pub(crate) fn evaluated_once(&self) -> Vec<(&Ident, &Expr)> {
+        let mut keys: Vec<(&Ident, &Expr)> = [
+            &self.classifier,
+            &self.strategy,
+            &self.on_event,
+            &self.seed,
+            &self.clock,
+            &self.budget,
+            &self.circuit_breaker,
+        ]
+        .into_iter()
+        .chain(&self.class_strategies)
+        .flatten()
+        .map(|set| (&set.key, &set.value))
+        .collect();
+        if let Some(Set {
+            key,
+            value: Deadline::After(DurationValue::Expr(e)),
+        }) = &self.deadline
+        {
+            keys.push((key, e));
+        }
+        if let Some(Set {
+            key,
+            value: DurationValue::Expr(e),
+        }) = &self.attempt_timeout
+        {
+            keys.push((key, e));
+        }
+        // In source order, as their errors are reported.
+        keys.sort_by_key(|(key, _)| self.order.iter().position(|k| k == *key));
+        keys
     }
 
     /// `policy` brings its own configuration: any other setting next to it would be ignored
@@ -294,6 +339,54 @@ impl Args {
             }
         }
     }
+}
+
+/// The constructors of `reflexio::strategies`, with the arguments each takes (for the fix).
+const STRATEGY_CONSTRUCTORS: [(&str, &str); 7] = [
+    ("exponential", ""),
+    ("constant", "Duration::from_secs(1)"),
+    ("no_delay", ""),
+    ("decorrelated_jitter", ""),
+    ("equal_jitter", ""),
+    ("full_jitter", ""),
+    ("token_backoff", ""),
+];
+
+/// Reports `strategy = exponential`, a strategy constructor's path where its value is wanted:
+/// rustc would only say that the function "is expected to take 2 arguments" (a closure
+/// `|ctx, u|` is a strategy too).
+fn constructor_not_called(key: &str, value: &Expr, errors: &mut Errors) {
+    let Expr::Path(p) = value else { return };
+    let Some(last) = p.path.segments.last() else {
+        return;
+    };
+    if p.qself.is_some() || !last.arguments.is_none() {
+        return;
+    }
+    let Some((_, arguments)) = STRATEGY_CONSTRUCTORS
+        .iter()
+        .find(|(name, _)| last.ident == name)
+    else {
+        return;
+    };
+    let path = p
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::");
+    let colons = if p.path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
+    errors.spanned(
+        value,
+        format!(
+            "`{key}` takes a strategy value: call the constructor, as in `{key} = {colons}{path}({arguments})`"
+        ),
+    );
 }
 
 /// Skips token trees up to the next top-level `,` (left in the input) or the end.
@@ -390,19 +483,33 @@ fn deadline(value: &Expr, errors: &mut Errors) -> Option<Deadline> {
     if is_none(value) {
         return Some(Deadline::Never);
     }
-    duration_literal("deadline", value, errors)
+    duration_value("deadline", value, errors).map(Deadline::After)
 }
 
-/// A duration literal given to `key`: `None` (reported) if it is not one, or zero.
-fn duration_literal(key: &str, value: &Expr, errors: &mut Errors) -> Option<Deadline> {
-    let Expr::Lit(syn::ExprLit {
-        lit: Lit::Str(lit), ..
-    }) = value
-    else {
-        let none = if key == "deadline" { ", or `None`" } else { "" };
+/// The value of the duration key `key`: a string literal is parsed (and a bad one reported,
+/// giving `None`), any other literal is an error, and an expression is kept for the builder.
+fn duration_value(key: &str, value: &Expr, errors: &mut Errors) -> Option<DurationValue> {
+    let lit = match value {
+        Expr::Group(g) => return duration_value(key, &g.expr, errors),
+        Expr::Lit(syn::ExprLit { lit, .. }) => lit,
+        expr => return Some(DurationValue::Expr(expr.clone())),
+    };
+    let Lit::Str(lit) = lit else {
+        let none = if key == "deadline" {
+            ", or `None` for no deadline"
+        } else {
+            ""
+        };
+        let unit = if matches!(lit, Lit::Int(_) | Lit::Float(_)) {
+            "\na bare number has no unit"
+        } else {
+            ""
+        };
         errors.spanned(
-            value,
-            format!("`{key}` must be a duration literal, such as `{key} = \"30s\"`{none}"),
+            lit,
+            format!(
+                "`{key}` takes a `Duration`, such as `{key} = Duration::from_secs(30)`, or a duration literal, such as `{key} = \"30s\"`{none}{unit}"
+            ),
         );
         return None;
     };
@@ -416,7 +523,7 @@ fn duration_literal(key: &str, value: &Expr, errors: &mut Errors) -> Option<Dead
             errors.spanned(lit, format!("`{key}` must be greater than zero{hint}"));
             None
         }
-        Ok(d) => Some(Deadline::After(d)),
+        Ok(d) => Some(DurationValue::Literal(d)),
         Err(why) => {
             errors.spanned(
                 lit,
@@ -429,21 +536,30 @@ fn duration_literal(key: &str, value: &Expr, errors: &mut Errors) -> Option<Dead
 
 /// Parses a duration literal: a number (`30`, `1.5`) and a unit (`ms`, `s`, `m`, `h`), with no
 /// space, such as `"250ms"`, `"30s"`, `"1.5s"`, `"2m"` or `"1h"`. Exact: `"0.1s"` is 100 ms, not
-/// the nearest `f64`.
+/// the nearest `f64`, and a literal that is not a whole number of nanoseconds, or is longer than
+/// `Duration::MAX`, is an error. Every step is checked arithmetic: no input panics or wraps.
 pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     const UNITS: &str = "use `ms`, `s`, `m` or `h`, as in \"250ms\", \"30s\", \"2m\"";
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    // The most fractional digits (trailing zeros aside) that can make a whole number of
+    // nanoseconds: `F * unit / 10^f` with `F` not a multiple of 10 needs `10^f` to divide
+    // `unit` but for one of its factors 2 or 5, and an hour (`2^13 * 3^2 * 5^11` ns) has 13.
+    const MAX_FRACTION_DIGITS: usize = 13;
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     if number.is_empty() {
+        if text.starts_with('-') {
+            return Err("a duration cannot be negative".into());
+        }
         return Err(format!("expected a number followed by a unit; {UNITS}"));
     }
     let nanos_per_unit: u128 = match unit {
         "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60 * 1_000_000_000,
-        "h" => 3_600 * 1_000_000_000,
+        "s" => NANOS_PER_SEC,
+        "m" => 60 * NANOS_PER_SEC,
+        "h" => 3_600 * NANOS_PER_SEC,
         "" => return Err(format!("missing unit; {UNITS}")),
         other if other.starts_with(char::is_whitespace) => {
             return Err(
@@ -456,26 +572,34 @@ pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> 
     if whole.is_empty() || fraction.contains('.') || number.ends_with('.') {
         return Err(format!("`{number}` is not a number; {UNITS}"));
     }
-    let too_long = || format!("`{text}` is too long");
-    let mut nanos = whole
+    let too_long = || "longer than `Duration::MAX` (about 584 billion years)".to_owned();
+    let too_precise = || "more precise than a nanosecond".to_owned();
+    // From here on `whole` and `fraction` are ASCII digits only.
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.len() > MAX_FRACTION_DIGITS {
+        return Err(too_precise());
+    }
+    let digits = u32::try_from(fraction.len()).expect("at most 13 digits");
+    let scale = 10_u128.pow(digits);
+    let numerator = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse::<u128>().expect("at most 13 ASCII digits")
+    };
+    // Below `10^13 * 3.6 * 10^12`: no overflow.
+    let fraction_nanos = numerator * nanos_per_unit;
+    if !fraction_nanos.is_multiple_of(scale) {
+        return Err(too_precise());
+    }
+    // `parse` fails only on overflow here, and then the value is beyond `Duration::MAX` too.
+    let nanos = whole
         .parse::<u128>()
         .ok()
         .and_then(|w| w.checked_mul(nanos_per_unit))
+        .and_then(|n| n.checked_add(fraction_nanos / scale))
         .ok_or_else(too_long)?;
-    let mut scale = nanos_per_unit;
-    for digit in fraction.bytes() {
-        scale /= 10;
-        let d = u128::from(digit - b'0');
-        if scale == 0 {
-            if d != 0 {
-                return Err(format!("`{text}` is more precise than a nanosecond"));
-            }
-            continue;
-        }
-        nanos += d * scale;
-    }
-    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| too_long())?;
-    let subsec = u32::try_from(nanos % 1_000_000_000).expect("below 10^9");
+    let secs = u64::try_from(nanos / NANOS_PER_SEC).map_err(|_| too_long())?;
+    let subsec = u32::try_from(nanos % NANOS_PER_SEC).expect("below 10^9");
     Ok(std::time::Duration::new(secs, subsec))
 }
 
@@ -580,7 +704,7 @@ mod tests {
         assert_eq!(args.max_unknown_retries.unwrap().value, None);
         assert!(matches!(
             args.deadline.unwrap().value,
-            Deadline::After(d) if d == Duration::from_millis(1500)
+            Deadline::After(DurationValue::Literal(d)) if d == Duration::from_millis(1500)
         ));
         assert_eq!(args.operation.unwrap().value.value(), "fetch");
         assert!(args.class_strategies.iter().all(Option::is_some));
@@ -646,6 +770,24 @@ mod tests {
     }
 
     #[test]
+    fn strategy_constructors_must_be_called() {
+        let (_, errors) = messages(quote!(
+            strategy = exponential,
+            rate_limit = ::reflexio::strategies::constant,
+            transient = my_strategy,
+            server_error = exponential(),
+        ));
+        assert_eq!(
+            errors,
+            [
+                "`strategy` takes a strategy value: call the constructor, as in `strategy = exponential()`",
+                "`rate_limit` takes a strategy value: call the constructor, as in \
+                 `rate_limit = ::reflexio::strategies::constant(Duration::from_secs(1))`",
+            ]
+        );
+    }
+
+    #[test]
     fn policy_excludes_the_other_keys_but_crate() {
         let (_, errors) = messages(quote!(max_attempts = 3, policy = P, crate = r, seed = 1));
         assert_eq!(
@@ -669,6 +811,17 @@ mod tests {
             ("0.000000001s", Duration::from_nanos(1)),
             ("1.25ms", Duration::from_micros(1250)),
             ("0s", Duration::ZERO),
+            ("007s", Duration::from_secs(7)),
+            ("1.000000000000000000000000000000s", Duration::from_secs(1)),
+            // Exact, where a per-digit scale would round: 5e-12 h is 18 ns, 2.5e-12 h is 9 ns.
+            ("0.000000000005h", Duration::from_nanos(18)),
+            ("0.0000000000025h", Duration::from_nanos(9)),
+            ("0.00000000005m", Duration::from_nanos(3)),
+            ("18446744073709551615.999999999s", Duration::MAX),
+            (
+                "5124095576030431h",
+                Duration::from_secs(5_124_095_576_030_431 * 3600),
+            ),
         ];
         for (text, want) in ok {
             assert_eq!(parse_duration(text), Ok(want), "{text}");
@@ -682,15 +835,191 @@ mod tests {
             "1.s",
             ".5s",
             "-1s",
+            "+1s",
             "3d",
             "0.0000000001s",
+            "0.000000000001h",
+            "0.0000000000001m",
             "99999999999999999999999h",
+            "18446744073709551616s",
+            "5124095576030432h",
+            "340282366920938463463374607431.9s",
+            "340282366920938463463374607431768211455s",
+            "\u{663}s",
+            "1\u{663}s",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(
             parse_duration("3d").unwrap_err(),
             "unknown unit `d`; use `ms`, `s`, `m` or `h`, as in \"250ms\", \"30s\", \"2m\""
+        );
+        assert_eq!(
+            parse_duration("340282366920938463463374607431.9s").unwrap_err(),
+            "longer than `Duration::MAX` (about 584 billion years)"
+        );
+        assert_eq!(
+            parse_duration("-1s").unwrap_err(),
+            "a duration cannot be negative"
+        );
+        assert_eq!(
+            parse_duration("0.000000000001h").unwrap_err(),
+            "more precise than a nanosecond"
+        );
+    }
+
+    /// The grammar and value of a duration literal, worked out independently of
+    /// [`parse_duration`]: decimal digits, multiplied and compared as strings, so no size
+    /// overflows. `Some(nanoseconds)` for exactly the literals that must be accepted.
+    fn reference_duration(text: &str) -> Option<u128> {
+        const MAX_NANOS: &str = "18446744073709551615999999999";
+        // The unit as `multiplier * 10^zeros` nanoseconds.
+        let (number, multiplier, zeros) = if let Some(n) = text.strip_suffix("ms") {
+            (n, 1, 6)
+        } else if let Some(n) = text.strip_suffix('s') {
+            (n, 1, 9)
+        } else if let Some(n) = text.strip_suffix('m') {
+            (n, 6, 10)
+        } else if let Some(n) = text.strip_suffix('h') {
+            (n, 36, 11)
+        } else {
+            return None;
+        };
+        let (whole, fraction) = match number.split_once('.') {
+            Some((w, f)) => (w, f),
+            None => (number, ""),
+        };
+        let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(whole) || (number.contains('.') && !all_digits(fraction)) {
+            return None;
+        }
+        // nanoseconds = digits(whole ++ fraction) * multiplier * 10^zeros / 10^len(fraction)
+        let mut digits: Vec<u32> = whole
+            .bytes()
+            .chain(fraction.bytes())
+            .map(|b| u32::from(b - b'0'))
+            .collect();
+        let mut carry = 0;
+        for d in digits.iter_mut().rev() {
+            let v = *d * multiplier + carry;
+            *d = v % 10;
+            carry = v / 10;
+        }
+        while carry > 0 {
+            digits.insert(0, carry % 10);
+            carry /= 10;
+        }
+        digits.extend(std::iter::repeat_n(0, zeros));
+        let kept = digits.len() - fraction.len();
+        if digits[kept..].iter().any(|&d| d != 0) {
+            return None; // not a whole number of nanoseconds
+        }
+        let text: String = digits[..kept]
+            .iter()
+            .map(|d| char::from_digit(*d, 10).unwrap())
+            .collect();
+        let text = text.trim_start_matches('0');
+        let fits = (text.len(), text) <= (MAX_NANOS.len(), MAX_NANOS);
+        fits.then(|| {
+            if text.is_empty() {
+                0
+            } else {
+                text.parse().unwrap()
+            }
+        })
+    }
+
+    #[test]
+    fn the_reference_agrees_with_the_examples() {
+        assert_eq!(reference_duration("1.5s"), Some(1_500_000_000));
+        assert_eq!(reference_duration("0.000000000005h"), Some(18));
+        assert_eq!(reference_duration("0.000000000001h"), None);
+        assert_eq!(
+            reference_duration("18446744073709551615.999999999s"),
+            Some(Duration::MAX.as_nanos())
+        );
+        assert_eq!(reference_duration("18446744073709551616s"), None);
+        assert_eq!(reference_duration("1.s"), None);
+        assert_eq!(reference_duration("3"), None);
+    }
+
+    /// Hostile literals: pieces of the grammar in any order and number (signs, several dots,
+    /// truncated and unknown units, spaces, non-ASCII digits and letters), numbers far beyond
+    /// `Duration::MAX` and with long fractions, and arbitrary text.
+    fn hostile_literal() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            4 => "[0-9]{1,3}",
+            1 => "[0-9]{18,45}",
+            2 => Just(".".to_owned()),
+            1 => prop::sample::select(vec!["-", "+", " ", "e", "E", "_", "0x", "inf", "NaN"])
+                .prop_map(str::to_owned),
+            2 => prop::sample::select(vec!["ms", "s", "m", "h", "d", "us", "\u{b5}s", "ns", "M", "mss", "sm"])
+                .prop_map(str::to_owned),
+            1 => prop::sample::select(vec!["\u{663}", "\u{ff11}", "\u{1d7d9}", "\u{96f6}", "\u{e9}", "\u{0}"])
+                .prop_map(str::to_owned),
+        ];
+        let shaped = (
+            "[0-9]{0,45}",
+            proptest::option::of("[0-9]{0,30}"),
+            prop::sample::select(vec!["ms", "s", "m", "h", "", "S", "m s", "h "]),
+        )
+            .prop_map(|(whole, fraction, unit)| match fraction {
+                Some(f) => format!("{whole}.{f}{unit}"),
+                None => format!("{whole}{unit}"),
+            });
+        prop_oneof![
+            2 => prop::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat()),
+            2 => shaped,
+            1 => any::<String>(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2048))]
+
+        /// No input panics, and the parser accepts exactly the grammar's literals, with their
+        /// exact value.
+        #[test]
+        fn duration_literals_never_panic_and_accept_exactly_the_grammar(text in hostile_literal()) {
+            let parsed = parse_duration(&text).ok().map(|d| d.as_nanos());
+            proptest::prop_assert_eq!(parsed, reference_duration(&text), "{:?}", text);
+            // The whole attribute too: a bad literal is an error, never a panic.
+            let lit = LitStr::new(&text, Span::call_site());
+            let (_, errors) = messages(quote!(deadline = #lit, attempt_timeout = #lit));
+            let accepted = parsed.is_some_and(|n| n > 0);
+            proptest::prop_assert_eq!(errors.is_empty(), accepted, "{:?}: {:?}", text, errors);
+        }
+    }
+
+    #[test]
+    fn duration_keys_take_an_expression_or_a_literal() {
+        let (args, errors) = messages(quote!(
+            deadline = Duration::from_secs(30),
+            attempt_timeout = TIMEOUT
+        ));
+        assert_eq!(errors, Vec::<String>::new());
+        let Some(Set {
+            value: Deadline::After(DurationValue::Expr(deadline)),
+            ..
+        }) = args.deadline
+        else {
+            panic!("an expression");
+        };
+        assert_eq!(quote!(#deadline).to_string(), "Duration :: from_secs (30)");
+        assert!(matches!(
+            args.attempt_timeout.unwrap().value,
+            DurationValue::Expr(Expr::Path(_))
+        ));
+        let (_, errors) = messages(quote!(deadline = 30, attempt_timeout = true));
+        assert_eq!(
+            errors,
+            [
+                "`deadline` takes a `Duration`, such as `deadline = Duration::from_secs(30)`, or a duration literal, \
+                 such as `deadline = \"30s\"`, or `None` for no deadline\na bare number has no unit",
+                "`attempt_timeout` takes a `Duration`, such as `attempt_timeout = Duration::from_secs(30)`, or a \
+                 duration literal, such as `attempt_timeout = \"30s\"`",
+            ]
         );
     }
 

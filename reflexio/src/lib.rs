@@ -65,6 +65,7 @@ pub use reflexio_macros::{Classify, retry};
 #[doc(hidden)]
 pub mod __private {
     pub use core::mem::drop;
+    pub use core::ops::FnMut;
     pub use core::option::Option::{self, None, Some};
     pub use core::pin::pin;
     pub use core::result::Result::{self, Err, Ok};

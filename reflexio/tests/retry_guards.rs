@@ -88,3 +88,40 @@ async fn an_attempt_timeout_cancels_slow_attempts() {
     assert_eq!(slow_then_fast().await, Ok(3));
     assert_eq!(start.elapsed(), Duration::from_secs(2));
 }
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_takes_a_const() {
+    const TIMEOUT: Duration = Duration::from_millis(1500);
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[retry(strategy = no_delay(), max_attempts = 3, attempt_timeout = TIMEOUT)]
+    async fn by_const() -> Result<u32, Failure> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < 3 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        Ok(n)
+    }
+
+    let start = tokio::time::Instant::now();
+    assert_eq!(by_const().await, Ok(3));
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn attempt_timeout_takes_a_duration_expression() {
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+
+    #[retry(strategy = no_delay(), max_attempts = 3, attempt_timeout = Duration::from_millis(700))]
+    async fn by_expression() -> Result<u32, Failure> {
+        let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+        if n < 3 {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        Ok(n)
+    }
+
+    let start = tokio::time::Instant::now();
+    assert_eq!(by_expression().await, Ok(3));
+    assert_eq!(start.elapsed(), Duration::from_millis(1400));
+}

@@ -159,6 +159,57 @@ fn deadline_literal_stops_before_sleeping_into_it() {
 }
 
 #[test]
+fn deadline_takes_a_duration_expression_or_a_const() {
+    const DEADLINE: Duration = Duration::from_millis(250);
+    static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    static EVENTS: Recorder = Recorder::new();
+    #[retry(
+        strategy = constant(ms(100)),
+        max_attempts = 100,
+        deadline = Duration::from_millis(150),
+        clock = CLOCK.clone(),
+        on_event = EVENTS.hook(),
+    )]
+    fn by_expression() -> Result<u32, Scripted> {
+        script(&CALLS, &[ErrorClass::Transient; 100])
+    }
+    assert!(by_expression().is_err());
+    assert_eq!(CALLS.swap(0, Ordering::SeqCst), 2);
+    assert_eq!(
+        EVENTS.take().last().unwrap().4,
+        Some(StopReason::DeadlineExceeded)
+    );
+
+    #[retry(
+        strategy = constant(ms(100)),
+        max_attempts = 100,
+        deadline = DEADLINE,
+        clock = CLOCK.clone(),
+        on_event = EVENTS.hook(),
+    )]
+    fn by_const() -> Result<u32, Scripted> {
+        script(&CALLS, &[ErrorClass::Transient; 100])
+    }
+    assert!(by_const().is_err());
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        EVENTS.take().last().unwrap().4,
+        Some(StopReason::DeadlineExceeded)
+    );
+}
+
+#[test]
+#[should_panic(expected = "invalid `#[retry]` configuration on `zero_deadline`")]
+fn a_zero_deadline_expression_panics_at_the_first_call() {
+    #[retry(deadline = Duration::ZERO)]
+    fn zero_deadline() -> Result<(), Scripted> {
+        Ok(())
+    }
+    let _ = zero_deadline();
+}
+
+#[test]
 fn max_unknown_retries_and_no_deadline() {
     static CALLS: AtomicU32 = AtomicU32::new(0);
     #[retry(strategy = no_delay(), max_unknown_retries = 1, deadline = None)]
@@ -256,8 +307,8 @@ fn policy_takes_a_lazy_lock_an_arc_or_an_expression() {
     assert_eq!(CALLS.load(Ordering::SeqCst), 6);
     assert_eq!(
         BUILDS.load(Ordering::SeqCst),
-        1,
-        "the policy is built once, not per call"
+        2,
+        "`policy = EXPR` is evaluated at every call"
     );
 }
 
