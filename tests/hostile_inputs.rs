@@ -3,12 +3,14 @@
 
 mod support;
 
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use reflexio::http::parse_retry_after;
 use reflexio::strategies::constant;
 use reflexio::testing::VirtualClock;
-use reflexio::{AsyncRetryPolicy, EventKind, RateLimitError, RetryPolicy, StopReason};
+use reflexio::{AsyncRetryPolicy, EventKind, RateLimitError, RetryPolicy, StopReason, retry};
 use support::{Recorder, secs};
 
 fn slow_down(retry_after: Duration) -> RateLimitError {
@@ -112,4 +114,32 @@ fn a_zero_bound_is_a_config_error() {
         .build()
         .unwrap_err();
     assert_eq!(err.problems()[0].setting(), "max_server_delay");
+}
+
+static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+#[retry(
+    max_server_delay = "2m",
+    deadline = None,
+    strategy = constant(secs(1)),
+    clock = CLOCK.clone()
+)]
+fn rate_limited(asked: Duration) -> Result<u32, RateLimitError> {
+    let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+    if n % 2 == 1 {
+        Err(slow_down(asked))
+    } else {
+        Ok(n)
+    }
+}
+
+#[test]
+fn retry_functions_take_the_bound_as_a_key() {
+    assert_eq!(rate_limited(secs(120)), Ok(2));
+    assert_eq!(CLOCK.sleeps(), [secs(120)]);
+    let err = rate_limited(secs(121)).unwrap_err();
+    assert_eq!(err.retry_after(), Some(secs(121)));
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3, "stopped at once");
+    assert_eq!(CLOCK.sleeps(), [secs(120)]);
 }

@@ -558,6 +558,10 @@ fn configured_builder(args: &Args, names: &Names, name: &str, start: TokenStream
         let e = &b.value;
         calls.extend(quote_spanned!(glue=> .budget(#e)));
     }
+    if let Some(m) = &args.max_server_delay {
+        let d = duration(&m.value, names);
+        calls.extend(quote_spanned!(glue=> .max_server_delay(#d)));
+    }
     let mut builder = calls;
     if let Some(b) = &args.circuit_breaker {
         let e = &b.value;

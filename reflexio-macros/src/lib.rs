@@ -81,6 +81,7 @@ use proc_macro::TokenStream;
 /// | `clock` | a `VirtualClock`, for tests: sleeps are instant and recorded | `.clock(..)` |
 /// | `budget` | a `RetryBudget`, shared with other calls and policies | `.budget(..)` |
 /// | `circuit_breaker` | a `CircuitBreaker`; the error type must implement `From<CircuitOpen>` | `.circuit_breaker(..)` |
+/// | `max_server_delay` | a `Duration` or a duration literal: the longest delay a server may ask for (`Retry-After`); default 60 s | `.max_server_delay(..)` |
 /// | `attempt_timeout` | a `Duration` or a duration literal; `async fn` only; the error type must implement `From<AttemptTimedOut>` | `.attempt_timeout(..)` |
 /// | `policy` | a whole `RetryPolicy` (sync) or `AsyncRetryPolicy` (async); excludes the keys above | |
 /// | `crate` | the path to `reflexio`, if renamed | |

@@ -52,7 +52,7 @@ pub(crate) const CLASS_KEYS: [(&str, &str); 5] = [
 ///
 /// Adding a key that takes an expression (as `budget = EXPR` does) takes one entry here, one
 /// field, one arm in [`Args::set`], and one call in `expand::builder_calls`.
-pub(crate) const KEYS: [&str; 19] = [
+pub(crate) const KEYS: [&str; 20] = [
     "classifier",
     "strategy",
     "transient",
@@ -63,6 +63,7 @@ pub(crate) const KEYS: [&str; 19] = [
     "max_attempts",
     "max_unknown_retries",
     "deadline",
+    "max_server_delay",
     "on_event",
     "operation",
     "seed",
@@ -117,6 +118,7 @@ pub(crate) struct Args {
     pub(crate) budget: Option<Set<Expr>>,
     pub(crate) circuit_breaker: Option<Set<Expr>>,
     pub(crate) attempt_timeout: Option<Set<DurationValue>>,
+    pub(crate) max_server_delay: Option<Set<DurationValue>>,
     pub(crate) policy: Option<Set<Expr>>,
     pub(crate) krate: Option<Set<Path>>,
     /// Every key given, in source order.
@@ -225,6 +227,11 @@ impl Args {
                     .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
                 store(&mut self.attempt_timeout, key, d, errors);
             }
+            "max_server_delay" => {
+                let d = duration_value("max_server_delay", &value, errors)
+                    .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
+                store(&mut self.max_server_delay, key, d, errors);
+            }
             "policy" => store(&mut self.policy, key, value, errors),
             "max_attempts" => {
                 if let Some(n) = max_attempts(&value, errors) {
@@ -309,12 +316,14 @@ impl Args {
         {
             keys.push((key, e));
         }
-        if let Some(Set {
-            key,
-            value: DurationValue::Expr(e),
-        }) = &self.attempt_timeout
-        {
-            keys.push((key, e));
+        for duration in [&self.attempt_timeout, &self.max_server_delay] {
+            if let Some(Set {
+                key,
+                value: DurationValue::Expr(e),
+            }) = duration
+            {
+                keys.push((key, e));
+            }
         }
         // In source order, as their errors are reported.
         keys.sort_by_key(|(key, _)| self.order.iter().position(|k| k == *key));
@@ -729,7 +738,7 @@ mod tests {
                 "`max_attempts` must be at least 1: it counts every call, the first included",
                 "unknown `#[retry]` argument `retries`\nexpected one of: `classifier`, `strategy`, \
                  `transient`, `rate_limit`, `server_error`, `concurrency`, `unknown`, `max_attempts`, \
-                 `max_unknown_retries`, `deadline`, `on_event`, `operation`, `seed`, `clock`, \
+                 `max_unknown_retries`, `deadline`, `max_server_delay`, `on_event`, `operation`, `seed`, `clock`, \
                  `budget`, `circuit_breaker`, `attempt_timeout`, `policy`, `crate`",
                 "duplicate `strategy` argument\nremove one: `strategy` is already set",
                 "invalid duration \"30 sec\": unexpected space; write the number and its unit together, \
