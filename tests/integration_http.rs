@@ -320,7 +320,11 @@ async fn status_and_retry_after_from_real_response_headers() {
         assert_eq!(retry_after(response.headers()), Some(Duration::ZERO));
         assert_eq!(
             classify_response(&response),
-            Some(Classification::new(ErrorClass::RateLimit).with_retry_after(Duration::ZERO))
+            Some(
+                Classification::new(ErrorClass::RateLimit)
+                    .with_retry_after(Duration::ZERO)
+                    .with_status(429)
+            )
         );
     })
     .await

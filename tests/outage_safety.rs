@@ -535,15 +535,73 @@ fn ok_values_can_be_retried_and_the_last_one_is_returned() {
     );
     assert_eq!(rec.events()[0].class, Some(ErrorClass::ServerError));
 
-    // Out of attempts: the last Ok value comes back as it is.
+    // Out of attempts: `call` returns the last Ok value as it is; `execute` says it stopped
+    // on it.
     let calls = AtomicU32::new(0);
-    let out = policy.execute(|| {
+    let out = policy.call(|| {
         calls.fetch_add(1, Ordering::Relaxed);
         Ok(503)
     });
     assert_eq!(out, Ok(503));
     assert_eq!(calls.load(Ordering::Relaxed), 3);
+    let err = policy
+        .execute(|| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Ok(503)
+        })
+        .unwrap_err();
+    assert_eq!(err.rejected(), Some(&503));
+    assert_eq!(err.stop_reason(), StopReason::MaxAttempts);
+    calls.store(3, Ordering::Relaxed);
+    assert_eq!(calls.load(Ordering::Relaxed), 3);
     assert_eq!(rec.last().stop, Some(StopReason::MaxAttempts));
+}
+
+/// Issue 14.6: a rejected value is visible in events (its status, and that it was a value),
+/// and `execute` says the policy stopped on it, with why.
+#[test]
+fn rejected_values_show_in_events_and_in_execute() {
+    let clock = VirtualClock::new();
+    let recorder = Recorder::default();
+    let policy = RetryPolicy::<SvcError>::builder()
+        .strategy(constant(secs(1)))
+        .max_attempts(3)
+        .clock(clock.clone())
+        .on_event(recorder.hook())
+        .retry_if_ok(|status: &u16| {
+            (*status >= 500).then(|| {
+                Classification::new(reflexio::http::classify_status(*status)).with_status(*status)
+            })
+        })
+        .build()
+        .unwrap();
+    let mut replies = [503_u16, 502, 504].into_iter();
+    let err = policy.execute(|| Ok(replies.next().unwrap())).unwrap_err();
+    assert_eq!(err.stop_reason(), StopReason::MaxAttempts);
+    assert_eq!(err.rejected(), Some(&504));
+    assert!(err.error().is_none());
+    assert_eq!(
+        err.to_string(),
+        "gave up after 3 attempts (max_attempts) in 2s on a rejected value (server_error)"
+    );
+    let seen: Vec<_> = recorder
+        .events()
+        .iter()
+        .map(|e| (e.kind, e.status, e.rejected, e.error.is_none()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (EventKind::Retry, Some(503), true, true),
+            (EventKind::Retry, Some(502), true, true),
+            (EventKind::GaveUp, Some(504), true, true),
+        ]
+    );
+    // `call` still returns the last value as `Ok`.
+    let mut replies = [503_u16, 200].into_iter();
+    assert_eq!(policy.call(|| Ok(replies.next().unwrap())), Ok(200));
+    let err = policy.execute(|| Err(SvcError::NotFound)).unwrap_err();
+    assert_eq!(err.into_last(), Err(SvcError::NotFound));
 }
 
 #[tokio::test]
@@ -622,9 +680,10 @@ fn execute_reports_reason_attempts_class_elapsed_and_the_original_error() {
     assert_eq!(err.attempts(), 3);
     assert_eq!(err.last_class(), Some(ErrorClass::Transient));
     assert_eq!(err.elapsed(), secs(4));
+    // Display says why; the error is the source, so a chain printer shows it once.
     assert_eq!(
         err.to_string(),
-        "gave up after 3 attempts (max_attempts) in 4s: try 3"
+        "gave up after 3 attempts (max_attempts) in 4s"
     );
     assert_eq!(err.source().unwrap().to_string(), "try 3");
     assert_eq!(err.into_inner().kind(), std::io::ErrorKind::TimedOut);

@@ -10,7 +10,7 @@ use std::task::Poll;
 use crate::call::{Call, Driven};
 use crate::engine::{Config, Engine, Next};
 use crate::errors::RetryError;
-use crate::ok::{AcceptOk, OkClassifier, first_outcome};
+use crate::ok::{AcceptOk, OkClassifier, OkRule, first_outcome};
 use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
 
 /// A retry policy for async operations: the same decisions as
@@ -149,24 +149,6 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         }
     }
 
-    /// Like [`call`](Self::call), but the error tells why the policy stopped, after how many
-    /// attempts and how long, with the last error inside ([`RetryError::into_inner`]).
-    ///
-    /// # Errors
-    ///
-    /// A [`RetryError`] wrapping the last attempt's error.
-    pub async fn execute<T, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: fmt::Debug,
-        R: OkClassifier<T>,
-    {
-        let mut attempts = self.config.start(&self.ok_rule, true);
-        let result = self.drive(attempts.begin(), &mut attempts, op).await;
-        attempts.finish(result)
-    }
-
     /// Drives one call from `next` (its `begin()`) to its end.
     async fn drive<T, F, Fut>(
         &self,
@@ -225,6 +207,45 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     #[doc(hidden)]
     pub async fn __sleep(&self, delay: Duration) {
         self.config.time.sleep(delay).await;
+    }
+}
+
+impl<E> AsyncRetryPolicy<E> {
+    /// Like [`call`](AsyncRetryPolicy::call), but the error tells why the policy stopped, after
+    /// how many attempts and how long, with the last error inside ([`RetryError::into_inner`]).
+    ///
+    /// # Errors
+    ///
+    /// A [`RetryError`] wrapping the last attempt's error.
+    pub async fn execute<T, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: fmt::Debug,
+    {
+        let mut attempts = self.config.start(&self.ok_rule, true);
+        let result = self.drive(attempts.begin(), &mut attempts, op).await;
+        attempts.finish(result)
+    }
+}
+
+impl<E, T> AsyncRetryPolicy<E, OkRule<T>> {
+    /// Like [`call`](AsyncRetryPolicy::call), but says why the policy stopped, on an error or
+    /// on a value its `retry_if_ok` rule rejected; see
+    /// [`RetryPolicy::execute`](crate::RetryPolicy::execute).
+    ///
+    /// # Errors
+    ///
+    /// A [`RetryError`] wrapping the last attempt's error or the last rejected value.
+    pub async fn execute<F, Fut>(&self, op: F) -> Result<T, RetryError<E, T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: fmt::Debug,
+    {
+        let mut attempts = self.config.start(&self.ok_rule, true);
+        let result = self.drive(attempts.begin(), &mut attempts, op).await;
+        attempts.finish_rejecting(result)
     }
 }
 

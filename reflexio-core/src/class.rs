@@ -134,6 +134,10 @@ pub struct Classification {
     pub class: ErrorClass,
     /// A delay suggested by the server; the next attempt waits at least this long.
     pub retry_after: Option<Duration>,
+    /// The protocol status the class was read from (an HTTP status, a gRPC status code), for
+    /// events and log lines: with a `retry_if_ok` rule it is what tells which response was
+    /// rejected.
+    pub status: Option<u16>,
 }
 
 impl Classification {
@@ -143,7 +147,21 @@ impl Classification {
         Classification {
             class,
             retry_after: None,
+            status: None,
         }
+    }
+
+    /// Sets the protocol status the class was read from.
+    ///
+    /// ```
+    /// use reflexio_core::{http::classify_status, Classification};
+    /// let c = Classification::new(classify_status(503)).with_status(503);
+    /// assert_eq!(c.status, Some(503));
+    /// ```
+    #[must_use]
+    pub const fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Sets the server-suggested delay.

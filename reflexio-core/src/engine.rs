@@ -649,6 +649,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
             elapsed,
             operation: self.config.operation.as_deref(),
             error: None,
+            rejected: false,
+            status: None,
             std_error: None,
         }
     }
@@ -853,6 +855,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         if config.hook.is_some() {
             let mut event = self.event(EventKind::Retry, attempt, elapsed);
             event.class = Some(c.class);
+            event.status = c.status;
+            event.rejected = error.is_none();
             event.error = error.map(|e| e as &dyn fmt::Debug);
             event.std_error = error.zip(config.error_chain).map(|(e, as_std)| as_std(e));
             match decision {
@@ -875,12 +879,26 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
 
     /// Turns the final result into `execute`'s: the error with why and when the policy stopped.
     pub(crate) fn finish(&mut self, result: Result<T, E>) -> Result<T, RetryError<E>> {
-        result.map_err(|error| RetryError {
-            error,
+        result.map_err(|error| self.stopped(Err(error)))
+    }
+
+    /// [`finish`](Self::finish) for a policy that retries some `Ok` values: a value the
+    /// policy stopped on (it was rejected, and not retried) is an error too.
+    pub(crate) fn finish_rejecting(&mut self, result: Result<T, E>) -> Result<T, RetryError<E, T>> {
+        match result {
+            Ok(value) if self.stop.is_none() => Ok(value),
+            Ok(value) => Err(self.stopped(Ok(value))),
+            Err(error) => Err(self.stopped(Err(error))),
+        }
+    }
+
+    fn stopped<V>(&self, last: Result<V, E>) -> RetryError<E, V> {
+        RetryError {
+            last,
             stop: self.stop.unwrap_or(StopReason::NonRetryable),
             attempts: self.engine.attempts(),
             last_class: self.last_class,
             elapsed: Duration::from_nanos(self.elapsed_nanos),
-        })
+        }
     }
 }

@@ -378,7 +378,15 @@ impl From<AttemptTimedOut> for std::io::Error {
     }
 }
 
-/// The error of `execute`: the last attempt's own error, with why and when the policy stopped.
+/// The error of `execute`: the last attempt's own error (or, for a policy that retries some
+/// `Ok` values, the last value it rejected), with why and when the policy stopped.
+///
+/// `V` is the type of a rejected value: [`Infallible`](core::convert::Infallible) (the
+/// default) for a policy without [`retry_if_ok`](crate::PolicyBuilder::retry_if_ok), whose
+/// `execute` can only stop on an error.
+///
+/// Its `Display` says why the policy stopped; the last error is its
+/// [`source`](std::error::Error::source), so a chain printer (`anyhow`'s `{:#}`) shows it once.
 ///
 /// # Examples
 ///
@@ -391,19 +399,21 @@ impl From<AttemptTimedOut> for std::io::Error {
 /// assert_eq!(err.stop_reason(), StopReason::MaxAttempts);
 /// assert_eq!(err.attempts(), 3);
 /// assert_eq!(err.last_class(), Some(ErrorClass::Transient));
+/// assert!(err.to_string().starts_with("gave up after 3 attempts (max_attempts) in "));
 /// assert_eq!(err.source().unwrap().to_string(), "transient error: down");
 /// assert_eq!(err.into_inner().message(), "down");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryError<E> {
-    pub(crate) error: E,
+pub struct RetryError<E, V = core::convert::Infallible> {
+    /// The last attempt's error, or the value the policy rejected last.
+    pub(crate) last: Result<V, E>,
     pub(crate) stop: StopReason,
     pub(crate) attempts: u32,
     pub(crate) last_class: Option<ErrorClass>,
     pub(crate) elapsed: Duration,
 }
 
-impl<E> RetryError<E> {
+impl<E, V> RetryError<E, V> {
     /// Why the policy stopped.
     #[must_use]
     pub fn stop_reason(&self) -> StopReason {
@@ -428,20 +438,51 @@ impl<E> RetryError<E> {
         self.elapsed
     }
 
+    /// The last attempt's error, when the policy stopped on an error.
+    #[must_use]
+    pub fn error(&self) -> Option<&E> {
+        self.last.as_ref().err()
+    }
+
+    /// The value the policy rejected last (its `retry_if_ok` rule classified it as a
+    /// failure), when the policy stopped on such a value.
+    #[must_use]
+    pub fn rejected(&self) -> Option<&V> {
+        self.last.as_ref().ok()
+    }
+
+    /// The last outcome: `Ok` with the value the policy rejected last, or `Err` with the last
+    /// attempt's error.
+    ///
+    /// # Errors
+    ///
+    /// The last attempt's error, when the policy stopped on one.
+    pub fn into_last(self) -> Result<V, E> {
+        self.last
+    }
+}
+
+impl<E> RetryError<E> {
     /// The last attempt's error.
     #[must_use]
     pub fn inner(&self) -> &E {
-        &self.error
+        match &self.last {
+            Err(error) => error,
+            Ok(never) => match *never {},
+        }
     }
 
     /// The last attempt's error, by value.
     #[must_use]
     pub fn into_inner(self) -> E {
-        self.error
+        match self.last {
+            Err(error) => error,
+            Ok(never) => match never {},
+        }
     }
 }
 
-impl<E: fmt::Display> fmt::Display for RetryError<E> {
+impl<E, V> fmt::Display for RetryError<E, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -451,12 +492,25 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
             self.stop
         )?;
         crate::strategies::fmt_duration(self.elapsed, f)?;
-        write!(f, ": {}", self.error)
+        if self.last.is_ok() {
+            f.write_str(" on a rejected value")?;
+            if let Some(class) = self.last_class {
+                write!(f, " ({class})")?;
+            }
+        }
+        Ok(())
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for RetryError<E> {
+impl<E, V> std::error::Error for RetryError<E, V>
+where
+    E: std::error::Error + 'static,
+    V: fmt::Debug,
+{
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        self.last
+            .as_ref()
+            .err()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }

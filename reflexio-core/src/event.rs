@@ -107,8 +107,15 @@ pub struct RetryEvent<'a> {
     pub elapsed: Duration,
     /// The operation name given to the policy (the function name under `#[retry]`).
     pub operation: Option<&'a str>,
-    /// The error of the failed attempt; `None` on success.
+    /// The error of the failed attempt; `None` on success, and for a rejected value.
     pub error: Option<&'a dyn fmt::Debug>,
+    /// The attempt returned `Ok`, but the policy's `retry_if_ok` rule classified the value as
+    /// a failure (an HTTP 503 response, say): [`status`](Self::status) tells which, when the
+    /// rule's classification carries one.
+    pub rejected: bool,
+    /// The protocol status of the failure (an HTTP status, a gRPC code), from its
+    /// [`Classification`](crate::Classification).
+    pub status: Option<u16>,
     /// The same error as a [`std::error::Error`], when the policy was told how to see it as one
     /// (the builder's `.error_chain(..)`): its message and its sources, for log lines. `None`
     /// otherwise, and on success.
@@ -177,6 +184,8 @@ impl fmt::Debug for RetryEvent<'_> {
             .field("elapsed", &self.elapsed)
             .field("operation", &self.operation)
             .field("error", &self.error)
+            .field("rejected", &self.rejected)
+            .field("status", &self.status)
             .field("std_error", &self.std_error)
             .finish()
     }
@@ -197,7 +206,14 @@ impl fmt::Display for RetryEvent<'_> {
             EventKind::Retry | EventKind::GaveUp => {
                 f.write_str(" failed")?;
                 if let Some(class) = self.class {
-                    write!(f, " ({class})")?;
+                    write!(f, " ({class}")?;
+                    if let Some(status) = self.status {
+                        write!(f, ", status {status}")?;
+                    }
+                    if self.rejected {
+                        f.write_str(", rejected value")?;
+                    }
+                    f.write_str(")")?;
                 }
                 if let Some(delay) = self.delay {
                     f.write_str(", retrying in ")?;

@@ -373,7 +373,7 @@ where
 #[inline]
 #[must_use]
 pub fn status_classification(status: &u16) -> Classification {
-    crate::http::classify_status(*status).into()
+    Classification::new(crate::http::classify_status(*status)).with_status(*status)
 }
 
 /// Classifies a `#[class(from_source)]` field through its own `Classify`.

@@ -777,23 +777,6 @@ impl<E, R> RetryPolicy<E, R> {
         drive(&mut attempts, &self.config.time, op)
     }
 
-    /// Like [`call`](Self::call), but the error tells why the policy stopped, after how many
-    /// attempts and how long, with the last error inside ([`RetryError::into_inner`]).
-    ///
-    /// # Errors
-    ///
-    /// A [`RetryError`] wrapping the last attempt's error.
-    pub fn execute<T, F>(&self, op: F) -> Result<T, RetryError<E>>
-    where
-        F: FnMut() -> Result<T, E>,
-        E: fmt::Debug,
-        R: OkClassifier<T>,
-    {
-        let mut attempts = self.config.start(&self.ok_rule, true);
-        let result = drive(&mut attempts, &self.config.time, op);
-        attempts.finish(result)
-    }
-
     /// A readable, multi-line snapshot of the policy: limits, per-class strategies with their
     /// parameters, deadline, budget and breaker.
     ///
@@ -808,6 +791,57 @@ impl<E, R> RetryPolicy<E, R> {
     #[must_use]
     pub fn describe(&self) -> String {
         self.to_string()
+    }
+}
+
+impl<E> RetryPolicy<E> {
+    /// Like [`call`](RetryPolicy::call), but the error tells why the policy stopped, after how
+    /// many attempts and how long, with the last error inside ([`RetryError::into_inner`]).
+    ///
+    /// # Errors
+    ///
+    /// A [`RetryError`] wrapping the last attempt's error.
+    pub fn execute<T, F>(&self, op: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut() -> Result<T, E>,
+        E: fmt::Debug,
+    {
+        let mut attempts = self.config.start(&self.ok_rule, true);
+        let result = drive(&mut attempts, &self.config.time, op);
+        attempts.finish(result)
+    }
+}
+
+impl<E, T> RetryPolicy<E, OkRule<T>> {
+    /// Like [`call`](RetryPolicy::call), but says why the policy stopped: when it stops on a
+    /// value its `retry_if_ok` rule rejected (a 503 response, after the last attempt or at the
+    /// deadline), that is an error too, with the value inside ([`RetryError::rejected`]).
+    ///
+    /// ```
+    /// use reflexio_core::{http::classify_status, strategies::no_delay, RetryPolicy, StopReason};
+    ///
+    /// let policy = RetryPolicy::<std::io::Error>::builder()
+    ///     .strategy(no_delay())
+    ///     .max_attempts(2)
+    ///     .retry_if_ok(|status: &u16| (*status >= 500).then(|| classify_status(*status)))
+    ///     .build()
+    ///     .unwrap();
+    /// let err = policy.execute(|| Ok(503)).unwrap_err();
+    /// assert_eq!((err.stop_reason(), err.rejected()), (StopReason::MaxAttempts, Some(&503)));
+    /// assert!(err.to_string().ends_with(" on a rejected value (server_error)"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`RetryError`] wrapping the last attempt's error or the last rejected value.
+    pub fn execute<F>(&self, op: F) -> Result<T, RetryError<E, T>>
+    where
+        F: FnMut() -> Result<T, E>,
+        E: fmt::Debug,
+    {
+        let mut attempts = self.config.start(&self.ok_rule, true);
+        let result = drive(&mut attempts, &self.config.time, op);
+        attempts.finish_rejecting(result)
     }
 }
 

@@ -64,14 +64,17 @@ fn variants_classify_as_declared() {
                 code: 503,
                 retry_after: None,
             },
-            Classification::new(ErrorClass::ServerError),
+            // A `status = field` class keeps the status, for events.
+            Classification::new(ErrorClass::ServerError).with_status(503),
         ),
         (
             ApiError::Http {
                 code: 429,
                 retry_after: Some(secs(9)),
             },
-            Classification::new(ErrorClass::RateLimit).with_retry_after(secs(9)),
+            Classification::new(ErrorClass::RateLimit)
+                .with_retry_after(secs(9))
+                .with_status(429),
         ),
         (
             ApiError::Conflict(1, None),
@@ -132,7 +135,9 @@ struct Wrapper<E: std::fmt::Debug> {
 fn structs_and_generics() {
     assert_eq!(
         HttpStatus(409, Some(Duration::from_secs(1))).classification(),
-        Classification::new(ErrorClass::Concurrency).with_retry_after(Duration::from_secs(1))
+        Classification::new(ErrorClass::Concurrency)
+            .with_retry_after(Duration::from_secs(1))
+            .with_status(409)
     );
     assert_eq!(Forbidden.classification().class, ErrorClass::Permission);
     let w = Wrapper {

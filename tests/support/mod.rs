@@ -17,6 +17,8 @@ pub struct Seen {
     pub elapsed: Duration,
     pub operation: Option<String>,
     pub error: Option<String>,
+    pub rejected: bool,
+    pub status: Option<u16>,
 }
 
 /// Records every event a policy reports.
@@ -36,6 +38,8 @@ impl Recorder {
                 elapsed: e.elapsed,
                 operation: e.operation.map(str::to_owned),
                 error: e.error.map(|d| format!("{d:?}")),
+                rejected: e.rejected,
+                status: e.status,
             });
         }
     }

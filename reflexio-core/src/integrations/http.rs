@@ -43,7 +43,7 @@ use crate::http::{classify_status, parse_retry_after};
 /// ```
 impl Classify for StatusCode {
     fn classification(&self) -> Classification {
-        classify_status(self.as_u16()).into()
+        Classification::new(classify_status(self.as_u16())).with_status(self.as_u16())
     }
 }
 
@@ -122,7 +122,7 @@ pub fn classify_parts(status: StatusCode, headers: &HeaderMap) -> Option<Classif
     if !(status.is_client_error() || status.is_server_error()) {
         return None;
     }
-    let c = Classification::new(classify_status(status.as_u16()));
+    let c = Classification::new(classify_status(status.as_u16())).with_status(status.as_u16());
     Some(match retry_after(headers) {
         Some(delay) => c.with_retry_after(delay),
         None => c,
@@ -172,11 +172,11 @@ mod tests {
         }
         assert_eq!(
             classify_parts(StatusCode::BAD_GATEWAY, &headers),
-            Some(Classification::new(ErrorClass::ServerError))
+            Some(Classification::new(ErrorClass::ServerError).with_status(502))
         );
         assert_eq!(
             classify_parts(StatusCode::IM_A_TEAPOT, &headers),
-            Some(Classification::new(ErrorClass::Unknown))
+            Some(Classification::new(ErrorClass::Unknown).with_status(418))
         );
     }
 }

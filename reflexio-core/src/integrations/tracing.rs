@@ -27,6 +27,8 @@
 //! | `class` | the [`ErrorClass`](crate::ErrorClass) as `snake_case` | on failures |
 //! | `delay_ms` | `u64`, the wait before the next attempt | on `retry` |
 //! | `stop_reason` | the [`StopReason`] as `snake_case` | on `gave_up` |
+//! | `status` | `u16`, the protocol status the class was read from (HTTP status, gRPC code) | on failures that carry one |
+//! | `rejected` | `true`: the attempt returned a value the `retry_if_ok` rule rejected (no `error` then) | on rejected values |
 //! | `error` | the error: its message and its sources (`connect failed: connection refused`) when the policy has [`error_chain`](crate::PolicyBuilder::error_chain), else its `Debug` | on failures |
 //!
 //! # Levels
@@ -144,6 +146,8 @@ pub fn record(e: &RetryEvent<'_>) {
                 class = e.class.map(crate::ErrorClass::as_str),
                 delay_ms = e.delay.map(millis),
                 stop_reason = e.stop.map(StopReason::as_str),
+                status = e.status,
+                rejected = e.rejected.then_some(true),
                 error = e.error_message().map(::tracing::field::display),
                 "{}",
                 message(e.kind),
@@ -205,6 +209,8 @@ mod tests {
             elapsed: Duration::ZERO,
             operation: None,
             error: None,
+            rejected: false,
+            status: None,
             std_error: None,
         }
     }
