@@ -144,6 +144,34 @@ mod tests {
         }
     }
 
+    /// Every `u16`, not a sample: 65 536 cases are cheaper than a property test's shrinking.
+    #[test]
+    fn every_u16_maps_as_documented() {
+        let client_errors = [
+            (400, ErrorClass::Permanent),
+            (401, ErrorClass::Auth),
+            (403, ErrorClass::Permission),
+            (404, ErrorClass::Permanent),
+            (408, ErrorClass::Transient),
+            (409, ErrorClass::Concurrency),
+            (422, ErrorClass::Permanent),
+            (429, ErrorClass::RateLimit),
+        ];
+        for status in 0..=u16::MAX {
+            let want = if (500..=599).contains(&status) {
+                ErrorClass::ServerError
+            } else {
+                // Informational, success and redirect statuses, numbers that are not statuses
+                // (below 100, from 600) and the other 4xx say nothing about retrying.
+                client_errors
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map_or(ErrorClass::Unknown, |(_, class)| *class)
+            };
+            assert_eq!(classify_status(status), want, "{status}");
+        }
+    }
+
     #[test]
     fn all_three_date_formats_give_the_same_instant() {
         let now = at(784_111_777 - 30); // 30 s before Sun, 06 Nov 1994 08:49:37 GMT
