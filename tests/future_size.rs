@@ -19,8 +19,10 @@ fn transient(_: &Flaky) -> ErrorClass {
 
 /// The overhead of a wrapper may not exceed this many bytes. It holds the per-call retry state
 /// (counters and the previous delay of each of the 8 classes), the timer of a sleep or of an
-/// attempt timeout, and the last outcome: all fixed sizes. Raise it only knowingly.
-const MAX_OVERHEAD: usize = 576;
+/// attempt timeout, and the last outcome: all fixed sizes. Raise it only knowingly: 576 -> 584
+/// when the default sleeper learned to sleep on `futures-timer` outside a tokio runtime (its
+/// sleep future holds either timer).
+const MAX_OVERHEAD: usize = 584;
 
 /// Yields once, so a future that awaits it keeps its locals across a suspension point.
 async fn suspend() {

@@ -38,8 +38,8 @@ use crate::class::ErrorClass;
 ///
 /// `42501` is the one exception to "class 42 is `Permanent`": a missing privilege is the
 /// [`Permission`](ErrorClass::Permission) class, which is never retried either, but tells the
-/// reader what to fix. Codes are matched case-insensitively; a string that is not five ASCII
-/// letters or digits is `Unknown`.
+/// reader what to fix. Codes are matched case-insensitively, with surrounding ASCII whitespace
+/// ignored; anything else that is not five ASCII letters or digits is `Unknown`.
 ///
 /// # Examples
 ///
@@ -54,7 +54,7 @@ use crate::class::ErrorClass;
 /// ```
 #[must_use]
 pub fn classify_sqlstate(code: &str) -> ErrorClass {
-    let code = code.trim();
+    let code = code.trim_ascii();
     if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return ErrorClass::Unknown;
     }
@@ -168,6 +168,138 @@ mod tests {
         }
         for code in [0, 2, 10, 11, 13, 14, 266, -1, i32::MAX] {
             assert_eq!(classify_sqlite_code(code), ErrorClass::Unknown, "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_primary_codes_map_as_documented() {
+        for primary in 0..=255 {
+            let want = match primary {
+                5 | 6 => ErrorClass::Concurrency,
+                15 => ErrorClass::Transient,
+                3 | 8 => ErrorClass::Permission,
+                23 => ErrorClass::Auth,
+                1 | 18 | 19 | 20 | 25 => ErrorClass::Permanent,
+                _ => ErrorClass::Unknown,
+            };
+            assert_eq!(classify_sqlite_code(primary), want, "{primary}");
+        }
+    }
+
+    /// Property tests: SQLSTATEs from random characters, then mangled.
+    mod properties {
+        use super::*;
+        use proptest::prelude::{any, prop_assert_eq, prop_oneof, proptest};
+        use proptest::sample::select;
+        use proptest::strategy::Strategy;
+
+        /// The table of `classify_sqlstate`'s documentation, for an uppercase five-character
+        /// code.
+        fn documented(code: &str) -> ErrorClass {
+            match code {
+                "40001" | "40P01" => ErrorClass::Concurrency,
+                "HYT00" | "HYT01" | "53300" | "57P03" => ErrorClass::Transient,
+                "42501" => ErrorClass::Permission,
+                _ => match &code[..2] {
+                    "08" => ErrorClass::Transient,
+                    "28" => ErrorClass::Auth,
+                    "22" | "23" | "42" => ErrorClass::Permanent,
+                    _ => ErrorClass::Unknown,
+                },
+            }
+        }
+
+        /// Five-character codes, often near the documented ones.
+        fn code() -> impl Strategy<Value = String> {
+            prop_oneof![
+                proptest::string::string_regex("[0-9A-Za-z]{5}").unwrap(),
+                proptest::string::string_regex("(08|22|23|28|42|40|53|57|HY|hy)[0-9A-Za-z]{3}")
+                    .unwrap(),
+                select(vec![
+                    "40001", "40P01", "40p01", "HYT00", "hyt01", "53300", "57P03", "42501"
+                ])
+                .prop_map(str::to_owned),
+            ]
+        }
+
+        /// Characters that are not ASCII letters or digits: signs, separators, whitespace,
+        /// letters and digits of other scripts, and anything at all.
+        fn foreign_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                select(vec![
+                    '+', '-', '.', ' ', '\t', '\n', '\0', '\u{a0}', '\u{3000}', '\u{660}',
+                    '\u{ff10}', '\u{ff21}', 'é', 'İ', 'ß', '\u{212a}',
+                ]),
+                any::<char>(),
+            ]
+            .prop_filter("not an ASCII letter or digit", |c| {
+                !c.is_ascii_alphanumeric()
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn a_code_is_classified_by_the_table_in_any_case_and_padding(
+                code in code(),
+                before in proptest::string::string_regex("[ \t\n\r]{0,3}").unwrap(),
+                after in proptest::string::string_regex("[ \t\n\r]{0,3}").unwrap(),
+            ) {
+                let want = documented(&code.to_ascii_uppercase());
+                prop_assert_eq!(classify_sqlstate(&code), want);
+                prop_assert_eq!(classify_sqlstate(&code.to_ascii_lowercase()), want);
+                prop_assert_eq!(classify_sqlstate(&format!("{before}{code}{after}")), want);
+            }
+
+            #[test]
+            fn a_foreign_character_inserted_or_substituted_makes_a_code_unknown(
+                code in code(), at in 0usize..6, c in foreign_char(), substitute in any::<bool>(),
+            ) {
+                let mut chars: Vec<char> = code.chars().collect();
+                if substitute {
+                    chars[at % 5] = c;
+                } else if c.is_ascii_whitespace() && (at == 0 || at == 5) {
+                    // Around the code, ASCII whitespace is ignored.
+                    return Ok(());
+                } else {
+                    chars.insert(at, c);
+                }
+                let mangled: String = chars.into_iter().collect();
+                prop_assert_eq!(classify_sqlstate(&mangled), ErrorClass::Unknown, "{:?}", mangled);
+            }
+
+            #[test]
+            fn a_code_padded_with_non_ascii_whitespace_is_unknown(
+                code in code(),
+                pad in select(vec!['\u{85}', '\u{a0}', '\u{2000}', '\u{2028}', '\u{3000}', '\u{feff}']),
+            ) {
+                prop_assert_eq!(classify_sqlstate(&format!("{pad}{code}")), ErrorClass::Unknown);
+                prop_assert_eq!(classify_sqlstate(&format!("{code}{pad}")), ErrorClass::Unknown);
+            }
+
+            #[test]
+            fn any_string_that_is_not_five_ascii_alphanumerics_is_unknown(
+                s in prop_oneof![
+                    any::<String>(),
+                    proptest::string::string_regex("(?s).{0,2000}").unwrap(),
+                    proptest::string::string_regex("[0-9A-Za-z]{0,4}|[0-9A-Za-z]{6,12}").unwrap(),
+                ],
+            ) {
+                let trimmed = s.trim_ascii();
+                let want = if trimmed.len() == 5 && trimmed.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    documented(&trimmed.to_ascii_uppercase())
+                } else {
+                    ErrorClass::Unknown
+                };
+                prop_assert_eq!(classify_sqlstate(&s), want, "{:?}", s);
+            }
+
+            #[test]
+            fn only_the_low_byte_of_an_sqlite_code_decides(
+                primary in 0i32..=255, extended in any::<i32>(),
+            ) {
+                let code = (extended << 8) | primary;
+                prop_assert_eq!(classify_sqlite_code(code), classify_sqlite_code(primary));
+            }
         }
     }
 }

@@ -117,13 +117,18 @@ pub const fn classify_code(code: Code) -> ErrorClass {
 pub enum Pushback {
     /// Retry no sooner than this.
     RetryAfter(Duration),
-    /// Do not retry: the value was negative or not a number.
+    /// Do not retry: the value was negative, or not a valid pushback at all.
     Stop,
 }
 
 /// Reads the `grpc-retry-pushback-ms` metadata of a status: `None` if absent, else a
-/// [`Pushback`]. Per gRFC A6, a non-negative integer is the minimum delay in milliseconds, and
-/// a negative or unparseable value means "do not retry".
+/// [`Pushback`].
+///
+/// gRFC A6 makes the value "an ASCII encoded signed 32-bit integer with no unnecessary leading
+/// zeros" of milliseconds, and a negative or unparseable value the server asking the client not
+/// to retry at all. So `0` to `2147483647` (ASCII digits only, no leading zero) is the minimum
+/// delay, and everything else is [`Pushback::Stop`]: a negative number, a sign (`+5`, `-0`), a
+/// leading zero (`007`), whitespace, a fraction, a value past `i32::MAX`, or no number at all.
 ///
 /// ```
 /// use std::time::Duration;
@@ -140,16 +145,24 @@ pub enum Pushback {
 #[must_use]
 pub fn pushback(status: &Status) -> Option<Pushback> {
     let value = status.metadata().get(PUSHBACK_KEY)?;
-    let parsed = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
-    Some(match parsed {
-        // Only digits: an overflow saturates (the policy's deadline bounds it).
-        Some(ms) => Pushback::RetryAfter(Duration::from_millis(ms.parse().unwrap_or(u64::MAX))),
+    Some(parse_pushback(value.as_bytes()))
+}
+
+/// A `grpc-retry-pushback-ms` value, read as [`pushback`] documents.
+fn parse_pushback(value: &[u8]) -> Pushback {
+    let canonical = match value {
+        [b'0'] => true,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    // Digits only: parsing fails past `i32::MAX` alone, a value A6 does not allow.
+    let ms = canonical
+        .then(|| std::str::from_utf8(value).ok()?.parse::<i32>().ok())
+        .flatten();
+    match ms {
+        Some(ms) => Pushback::RetryAfter(Duration::from_millis(u64::from(ms.unsigned_abs()))),
         None => Pushback::Stop,
-    })
+    }
 }
 
 /// A status is classified by its code ([`classify_code`]), then, if that class is retried, by
@@ -232,7 +245,12 @@ mod tests {
 
     #[test]
     fn a_valid_pushback_is_a_minimum_delay() {
-        for (value, ms) in [("0", 0), ("1", 1), ("2500", 2500), (" 7 ", 7)] {
+        for (value, ms) in [
+            ("0", 0),
+            ("1", 1),
+            ("2500", 2500),
+            ("2147483647", 2_147_483_647),
+        ] {
             let c = with_pushback(Code::Unavailable, value).classification();
             assert_eq!(
                 c,
@@ -241,16 +259,34 @@ mod tests {
                 "{value:?}"
             );
         }
-        let huge = with_pushback(Code::ResourceExhausted, "99999999999999999999999");
-        assert_eq!(
-            huge.classification().retry_after,
-            Some(Duration::from_millis(u64::MAX))
-        );
     }
 
     #[test]
     fn a_negative_or_malformed_pushback_stops() {
-        for value in ["-1", "-0", "1.5", "1e3", "abc", "", "+5", "0x10"] {
+        for value in [
+            "-1",
+            "-0",
+            "-2147483648",
+            "1.5",
+            "1.",
+            "1e3",
+            "abc",
+            "",
+            "+5",
+            "0x10",
+            // Whitespace, which A6's integer has none of.
+            " 7 ",
+            "7 ",
+            "\t7",
+            "1 0",
+            // Leading zeros, which A6 rules out.
+            "00",
+            "007",
+            // Past a signed 32-bit integer.
+            "2147483648",
+            "4294967296",
+            "99999999999999999999999",
+        ] {
             for code in [Code::Unavailable, Code::ResourceExhausted, Code::Aborted] {
                 let c = with_pushback(code, value).classification();
                 assert_eq!(
@@ -284,5 +320,101 @@ mod tests {
             status.classification().retry_after,
             Some(Duration::from_millis(300))
         );
+    }
+
+    /// Property tests: every value A6 allows, and hostile others.
+    mod properties {
+        use super::*;
+        use proptest::prelude::{any, prop_assert, prop_assert_eq, prop_oneof, proptest};
+        use proptest::sample::select;
+        use proptest::strategy::Strategy;
+
+        /// Whether `value` was read as what A6 allows: refused, or the canonical writing of a
+        /// delay up to `i32::MAX` milliseconds.
+        fn stopped_or_canonical(value: &[u8]) -> bool {
+            match parse_pushback(value) {
+                Pushback::Stop => true,
+                Pushback::RetryAfter(d) => {
+                    d.as_millis() <= 2_147_483_647 && d.as_millis().to_string().as_bytes() == value
+                }
+            }
+        }
+
+        fn hostile_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                select(vec![
+                    '+',
+                    '-',
+                    ' ',
+                    '\t',
+                    '\n',
+                    '\r',
+                    '.',
+                    ',',
+                    '_',
+                    'e',
+                    'x',
+                    '0',
+                    '9',
+                    '\u{a0}',
+                    '\u{3000}',
+                    '\u{660}',
+                    '\u{966}',
+                    '\u{ff10}',
+                    '\u{1d7ce}',
+                ]),
+                any::<char>(),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn every_non_negative_i32_is_its_delay(ms in 0..=i32::MAX) {
+                let want = Pushback::RetryAfter(Duration::from_millis(u64::from(ms.unsigned_abs())));
+                prop_assert_eq!(parse_pushback(ms.to_string().as_bytes()), want);
+                // And through a status's metadata, as a server sends it.
+                let c = with_pushback(Code::Unavailable, &ms.to_string()).classification();
+                prop_assert_eq!(c.retry_after, Some(Duration::from_millis(u64::from(ms.unsigned_abs()))));
+            }
+
+            #[test]
+            fn negatives_and_values_past_i32_stop(
+                n in prop_oneof![
+                    i64::MIN..0,
+                    (i64::from(i32::MAX) + 1)..=i64::MAX,
+                ],
+                big in proptest::string::string_regex("[1-9][0-9]{10,60}").unwrap(),
+            ) {
+                prop_assert_eq!(parse_pushback(n.to_string().as_bytes()), Pushback::Stop);
+                prop_assert_eq!(parse_pushback(big.as_bytes()), Pushback::Stop);
+                let c = with_pushback(Code::Unavailable, &n.to_string()).classification();
+                prop_assert_eq!(c, Classification::new(ErrorClass::Permanent));
+            }
+
+            #[test]
+            fn a_sign_space_zero_or_foreign_character_inserted_stops_or_writes_another_number(
+                ms in 0..=i32::MAX, at in any::<usize>(), c in hostile_char(),
+            ) {
+                let mut chars: Vec<char> = ms.to_string().chars().collect();
+                chars.insert(at % (chars.len() + 1), c);
+                let value: String = chars.into_iter().collect();
+                prop_assert!(stopped_or_canonical(value.as_bytes()), "{:?}", value);
+                if !c.is_ascii_digit() {
+                    prop_assert_eq!(parse_pushback(value.as_bytes()), Pushback::Stop, "{:?}", value);
+                }
+            }
+
+            #[test]
+            fn any_bytes_stop_or_are_a_canonical_delay(
+                value in prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..64),
+                    proptest::collection::vec(any::<u8>(), 0..4096),
+                    proptest::string::string_regex("[0-9 +.-]{0,12}").unwrap().prop_map(String::into_bytes),
+                    any::<String>().prop_map(String::into_bytes),
+                ],
+            ) {
+                prop_assert!(stopped_or_canonical(&value), "{:?}", value);
+            }
+        }
     }
 }
