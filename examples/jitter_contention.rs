@@ -513,7 +513,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     cross_check(&contenders[..5], &rows);
 
     if std::env::args().any(|a| a == "--plot") {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        // The repository's `docs/`, next to `examples/` (this package's folder).
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).with_file_name("docs");
         for (file, title, pick) in [
             (
                 "jitter-contention-calls.svg",
