@@ -3,7 +3,7 @@
 //! reflexio's own strategies computing every backoff.
 //!
 //! ```sh
-//! cargo run --release --example jitter_contention
+//! cargo run --release --example jitter_contention --features simulation,plots
 //! ```
 //!
 //! N clients start at t = 0 and each makes one optimistic-concurrency update of a single row:

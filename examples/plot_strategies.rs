@@ -3,7 +3,7 @@
 //! runs of a real policy on a virtual clock.
 //!
 //! ```sh
-//! cargo run --example plot_strategies
+//! cargo run --example plot_strategies --features plots
 //! ```
 //!
 //! The output is deterministic (fixed seeds), so the committed SVGs only change when a strategy
