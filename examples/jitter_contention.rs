@@ -3,7 +3,7 @@
 //! reflexio's own strategies computing every backoff.
 //!
 //! ```sh
-//! cargo run --release --example jitter_contention
+//! cargo run --release --example jitter_contention --features simulation,plots
 //! ```
 //!
 //! N clients start at t = 0 and each makes one optimistic-concurrency update of a single row:
@@ -513,7 +513,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     cross_check(&contenders[..5], &rows);
 
     if std::env::args().any(|a| a == "--plot") {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        // The repository's `docs/`, next to `examples/` (this package's folder).
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).with_file_name("docs");
         for (file, title, pick) in [
             (
                 "jitter-contention-calls.svg",

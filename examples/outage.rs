@@ -2,7 +2,7 @@
 //! five policies, and the table shows what each does to the service and to the clients.
 //!
 //! ```sh
-//! cargo run --release --example outage
+//! cargo run --release --example outage --features simulation
 //! ```
 //!
 //! Every request is a task on a `futures` `LocalPool`, every latency and every backoff a

@@ -3,7 +3,7 @@
 //! runs of a real policy on a virtual clock.
 //!
 //! ```sh
-//! cargo run --example plot_strategies
+//! cargo run --example plot_strategies --features plots
 //! ```
 //!
 //! The output is deterministic (fixed seeds), so the committed SVGs only change when a strategy
@@ -192,7 +192,8 @@ fn draw(plot: &Plot, dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> 
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    // The repository's `docs/`, next to `examples/` (this package's folder).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).with_file_name("docs");
     std::fs::create_dir_all(&dir)?;
     for plot in plots() {
         let path = draw(&plot, &dir)?;

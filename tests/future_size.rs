@@ -1,7 +1,8 @@
 //! The size of the futures reflexio returns, against the future they wrap: the user's future is
 //! held inline, once, never boxed, so the overhead is a constant whatever its size.
 //!
-//! `cargo test --test future_size -- --nocapture` prints the figures (quoted in BENCHMARKS.md).
+//! `cargo test -p reflexio-tests --test future_size -- --nocapture` prints the figures (quoted in
+//! BENCHMARKS.md).
 
 use std::cell::Cell;
 use std::hint::black_box;
