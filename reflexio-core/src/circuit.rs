@@ -347,12 +347,18 @@ impl CircuitBreaker {
                 }
                 let now = self.now();
                 let epoch = inner.epochs.epoch_at(now);
-                if !failed {
+                // Every outcome is checked, a success too: one that brings the count to
+                // `min_calls` while the failures' share already reaches the rate opens the
+                // circuit, as documented.
+                if failed {
+                    inner.failures.add(epoch, 1);
+                } else {
                     inner.successes.add(epoch, 1);
+                }
+                let f = inner.failures.sum(epoch, 0);
+                if f == 0 {
                     return None;
                 }
-                inner.failures.add(epoch, 1);
-                let f = inner.failures.sum(epoch, 0);
                 let total = f.saturating_add(inner.successes.sum(epoch, 0));
                 #[allow(clippy::cast_precision_loss)] // a ratio: 2^-52 relative error at most
                 let tripped =
