@@ -713,3 +713,37 @@ fn settings_beyond_the_counters_are_config_errors() {
     let err = RetryBudget::token_bucket(1e13).build().unwrap_err();
     assert_eq!(err.problems()[0].setting(), "capacity");
 }
+
+/// A call the open breaker rejects never reaches the dependency: it earns the ratio budget no
+/// share of retries for the others.
+#[test]
+fn a_call_the_breaker_rejects_earns_no_budget_share() {
+    let clock = VirtualClock::new();
+    let cb = CircuitBreaker::builder()
+        .min_calls(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    cb.record_outcome(Some(ErrorClass::ServerError));
+    let budget = RetryBudget::ratio(100.0)
+        .min_retries_per_sec(0)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let policy = RetryPolicy::builder()
+        .circuit_breaker(cb.clone())
+        .budget(budget.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        assert!(matches!(
+            policy.call(|| Ok::<_, Svc>(1)),
+            Err(Svc::Rejected(_))
+        ));
+    }
+    assert_eq!(budget.available(), 0.0);
+    clock.advance(secs(10));
+    assert_eq!(policy.call(|| Ok::<_, Svc>(1)), Ok(1), "the probe");
+    assert_eq!(budget.available(), 1.0, "a call made earns its share");
+}

@@ -1730,9 +1730,6 @@ impl Spending<'_> {
             attempts
         };
         let choice = rng.below(10);
-        if choice < 9 {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-        }
         match choice {
             0..=3 => {
                 let script: Vec<Outcome> = (0..4)
@@ -1771,16 +1768,25 @@ impl Spending<'_> {
             }
             7 => {
                 // Dropped during its first attempt.
-                let mut fut: BoxFut<'_> = Box::pin(self.sleepy.call(pending::<Reply>));
+                let mut fut: BoxFut<'_> = Box::pin(self.sleepy.call(|| {
+                    attempt();
+                    pending::<Reply>()
+                }));
                 let _ = poll_once(&mut fut);
             }
             8 => {
                 self.budget.record_call();
+                self.calls.fetch_add(1, Ordering::SeqCst);
                 if self.budget.try_retry(ErrorClass::Transient) {
                     self.grants.fetch_add(1, Ordering::SeqCst);
                 }
             }
             _ => self.breaker_clock.advance(Duration::from_millis(1)),
+        }
+        // A policy's call is counted in the budget when its first attempt is made: one the
+        // breaker rejected never reached the dependency, and earns nothing.
+        if choice < 8 && attempts > 0 {
+            self.calls.fetch_add(1, Ordering::SeqCst);
         }
     }
 

@@ -678,13 +678,16 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         }
     }
 
-    /// Starts the call: counts it in the budget, then asks the breaker for the first attempt.
+    /// Starts the call: asks the breaker for the first attempt, and counts the call in the
+    /// budget if it is made (a call the breaker rejects never reaches the dependency, so it
+    /// earns no share of retries for the others).
     #[inline]
     pub fn begin(&mut self) -> Next<T, E> {
-        if let Some(budget) = &self.config.budget {
+        let next = self.admit();
+        if let (Next::Attempt, Some(budget)) = (&next, &self.config.budget) {
             budget.record_call();
         }
-        self.admit()
+        next
     }
 
     /// After a sleep: asks the breaker for the next attempt.
