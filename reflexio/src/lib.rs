@@ -48,6 +48,8 @@
 //!
 //! Without `tokio` or `futures-timer`, an [`AsyncRetryPolicy`] needs `.sleeper(..)` (or a
 //! virtual `.clock(..)`); the sync [`RetryPolicy`] needs neither.
+//!
+#![doc = include_str!("guarantees.md")]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
