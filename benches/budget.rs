@@ -92,6 +92,19 @@ impl Budget for TowerTps {
     fn record_success(&self, _: Option<ErrorClass>) {}
 }
 
+/// A circuit breaker behind the same interface: each call is admitted and succeeds.
+struct Breaker(reflexio::CircuitBreaker);
+
+impl Budget for Breaker {
+    fn record_call(&self) {
+        self.0.record_outcome(None);
+    }
+    fn try_retry(&self, _: ErrorClass) -> bool {
+        false
+    }
+    fn record_success(&self, _: Option<ErrorClass>) {}
+}
+
 /// One call that fails once, is retried (if the budget allows) and succeeds.
 fn one_call(budget: &dyn Budget) {
     budget.record_call();
@@ -159,6 +172,18 @@ fn budgets(c: &mut Criterion) {
             BenchmarkId::new("tower TpsBudget (20 %, 10 s window)", threads),
             &threads,
             |b, &t| b.iter_custom(|n| contend(&tower, t, n)),
+        );
+        // The breaker on a closed circuit: one call admitted and its success recorded, the
+        // work a guarded call adds to every call.
+        let breaker = Breaker(
+            reflexio::CircuitBreaker::builder()
+                .build()
+                .expect("valid breaker"),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("reflexio CircuitBreaker (closed, a success)", threads),
+            &threads,
+            |b, &t| b.iter_custom(|n| contend(&breaker, t, n)),
         );
         let mutex = MutexBucket::new();
         g.bench_with_input(

@@ -1029,7 +1029,8 @@ fn budget_cfg() -> impl Strategy<Value = BudgetCfg> {
     let cost = prop_oneof![
         6 => Just(BILLION),
         1 => Just(0),
-        1 => Just(1),
+        // The smallest cost: a thousandth of a token (costs are kept to 3 decimals).
+        1 => Just(BILLION / 1000),
         1 => Just(BILLION / 2),
         1 => Just(5 * BILLION / 2),
         1 => Just(1_000_000 * BILLION),

@@ -12,14 +12,19 @@ use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::testing::VirtualClock;
 use crate::window::{Epochs, WindowedCounter};
 
-// Amounts are integers, so budgets are exact. The ratio model counts in billionths of a token
+// Amounts are integers, so budgets are exact. The ratio model earns in billionths of a token
 // (a per-call share of `percent` % is `percent * 10^7` of them: exact for every percent with up
-// to 7 decimals; tower's `TpsBudget` truncates percentages below 1, tower#857). The token
-// bucket counts in thousandths, the precision gRFC A6 gives `token_ratio`.
+// to 7 decimals; tower's `TpsBudget` truncates percentages below 1, tower#857) and spends in
+// thousandths (costs are kept to 3 decimals, so a window's slot of spent tokens, 56 bits,
+// holds 7.2 × 10¹³ tokens). The token bucket counts in thousandths, the precision gRFC A6
+// gives `token_ratio`.
 
 /// Billionths of a token: the ratio model's unit. A floor of `n` retries per second over a
 /// window of `w` nanoseconds is exactly `n * w` of them.
 const RATIO_UNIT: f64 = 1e9;
+
+/// Billionths of a token in a thousandth.
+const MILLI_TO_RATIO_UNIT: u128 = 1_000_000;
 
 /// The largest cost of one retry, in tokens, in either model.
 const MAX_COST: f64 = 1e6;
@@ -95,7 +100,7 @@ struct Ratio {
     per_call: u64,
     /// Billionths of a token always available per window.
     reserve: u64,
-    /// Billionths of a token per retry, by class.
+    /// Thousandths of a token per retry, by class.
     costs: [u64; 8],
     /// Held while a withdrawal decides: withdrawals are rare (one per retry), and deciding one
     /// at a time makes them exact.
@@ -383,7 +388,7 @@ impl Ratio {
     fn available(&self, epoch: u64) -> u128 {
         let earned = u128::from(self.calls.sum(epoch, 0)) * u128::from(self.per_call)
             + u128::from(self.reserve);
-        earned.saturating_sub(u128::from(self.spent.sum(epoch, 0)))
+        earned.saturating_sub(u128::from(self.spent.sum(epoch, 0)) * MILLI_TO_RATIO_UNIT)
     }
 
     fn try_withdraw(&self, class: ErrorClass) -> Option<Withdrawal> {
@@ -395,7 +400,7 @@ impl Ratio {
         // One withdrawal decides at a time: two cannot both spend the last tokens. Deposits
         // (calls) and refunds only add to what is available, so they need not wait.
         let _deciding = lock(&self.withdrawing);
-        if self.available(epoch) < u128::from(cost) {
+        if self.available(epoch) < u128::from(cost) * MILLI_TO_RATIO_UNIT {
             return None;
         }
         self.spent.add(epoch, cost);
@@ -460,7 +465,8 @@ impl RatioBudgetBuilder {
         self
     }
 
-    /// The tokens a retry after a failure of `class` costs (default 1; 0 bypasses the budget).
+    /// The tokens a retry after a failure of `class` costs (default 1; 0 bypasses the budget),
+    /// kept to 3 decimals (rounded; a positive cost below 0.0005 is a `ConfigError`).
     pub fn cost(mut self, class: ErrorClass, tokens: f64) -> Self {
         self.costs[class.index()] = tokens;
         self
@@ -524,7 +530,7 @@ impl RatioBudgetBuilder {
             inner: Arc::new(Inner::Ratio(Ratio {
                 per_call: units(self.percent / 100.0, RATIO_UNIT),
                 reserve,
-                costs: self.costs.map(|c| units(c, RATIO_UNIT)),
+                costs: self.costs.map(milli),
                 withdrawing: Mutex::new(()),
                 epochs: Epochs::new(self.window),
                 calls: WindowedCounter::new(),
@@ -545,6 +551,13 @@ fn check_costs(costs: &[f64; 8], problems: &mut Vec<ConfigProblem>) {
             problems.push(ConfigProblem::Invalid {
                 setting: "cost",
                 reason: format!("for `{class}` must be a number in [0, 1e6] (got {c})"),
+            });
+        } else if c > 0.0 && milli(c) == 0 {
+            problems.push(ConfigProblem::Invalid {
+                setting: "cost",
+                reason: format!(
+                    "for `{class}` is below the resolution of 0.001 token (got {c}); use 0 to let the class bypass the budget"
+                ),
             });
         }
     }

@@ -10,7 +10,7 @@ use crate::clock::SharedClock;
 use crate::errors::{CircuitOpen, ConfigError, ConfigProblem};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::testing::VirtualClock;
-use crate::window::{Epochs, WindowedCounter};
+use crate::window::{Epochs, SLOTS, WindowedCounter};
 
 /// The state of a [`CircuitBreaker`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,6 +131,9 @@ struct Inner {
     epochs: Epochs,
     successes: WindowedCounter,
     failures: WindowedCounter,
+    /// One past the latest epoch a tripping failure was counted in (0: none since the last
+    /// reset): a success with no failure left in the window needs no trip check.
+    failures_until: AtomicU64,
     failure_rate: f64,
     min_calls: u64,
     open_for: u64,
@@ -352,8 +355,16 @@ impl CircuitBreaker {
                 // circuit, as documented.
                 if failed {
                     inner.failures.add(epoch, 1);
+                    inner
+                        .failures_until
+                        .fetch_max(epoch.saturating_add(SLOTS as u64), Ordering::AcqRel);
                 } else {
                     inner.successes.add(epoch, 1);
+                    // No failure in the window (the common case of a healthy dependency):
+                    // nothing to check.
+                    if inner.failures_until.load(Ordering::Acquire) <= epoch {
+                        return None;
+                    }
                 }
                 let f = inner.failures.sum(epoch, 0);
                 if f == 0 {
@@ -390,6 +401,7 @@ impl CircuitBreaker {
         // every outcome from now on counts (no normal call is admitted until the word below).
         inner.failures.clear();
         inner.successes.clear();
+        inner.failures_until.store(0, Ordering::Release);
         inner
             .word
             .store(word(CLOSED, generation + 1), Ordering::Release);
@@ -562,6 +574,7 @@ impl CircuitBreakerBuilder {
                 epochs: Epochs::new(self.window),
                 successes: WindowedCounter::new(),
                 failures: WindowedCounter::new(),
+                failures_until: AtomicU64::new(0),
                 failure_rate: self.failure_rate,
                 min_calls: self.min_calls,
                 open_for: u64::try_from(self.open_for.as_nanos()).unwrap_or(u64::MAX),

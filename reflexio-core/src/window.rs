@@ -3,7 +3,7 @@
 
 use core::time::Duration;
 
-use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, lock};
+use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 
 /// The number of slots of every window (a constant, so finding a slot is a multiply, not a
 /// division).
@@ -37,73 +37,60 @@ impl Epochs {
     }
 }
 
-/// One slot: the epoch it counts (with [`BUSY`] while a writer updates it) and its count.
-/// Writers hold `writing`; readers read without it unless they meet a writer.
+/// The count word of a slot: the low 8 bits of its epoch above a 56-bit count, so that an
+/// update of the count can check, in the same compare-and-swap, that the slot still counts its
+/// epoch.
+const GEN_SHIFT: u32 = 56;
+const COUNT_MASK: u64 = (1 << GEN_SHIFT) - 1;
+
+fn pack(epoch: u64, count: u64) -> u64 {
+    ((epoch & 0xFF) << GEN_SHIFT) | count.min(COUNT_MASK)
+}
+
+fn same_gen(word: u64, epoch: u64) -> bool {
+    word >> GEN_SHIFT == epoch & 0xFF
+}
+
+/// One slot: the epoch it counts in full (with [`BUSY`] while it moves to a newer epoch), and
+/// its count word ([`pack`]). `rolling` is held while the slot moves to a newer epoch.
 #[derive(Debug)]
 struct Slot {
-    writing: Mutex<()>,
+    rolling: Mutex<()>,
     tag: AtomicU64,
-    count: AtomicU64,
+    word: AtomicU64,
 }
 
 /// Counts over a sliding window of [`SLOTS`] time slots.
 ///
-/// Each slot holds its epoch in full (64 bits) beside a 64-bit count, so a slot left untouched
-/// for any length of time is never read as current again, and a count cannot fill up.
-/// Writers update a slot with its lock held (one uncontended lock is an atomic swap, as cheap
-/// as the compare-and-swap a lock-free update would take, and a contended one parks instead of
-/// spinning). Readers take no lock: they read the tag, the count and the tag again (a sequence
-/// lock: a writer marks the tag [`BUSY`] before it stores a count), and only when that meets a
-/// writer do they read under the lock. `loom` models of these paths run in CI.
+/// Each slot holds its epoch in full (64 bits) beside a 56-bit count, so a slot left untouched
+/// for any length of time is never read as current again, and a count cannot fill up in any
+/// setting the builders accept. Adding to the current epoch's count is one compare-and-swap of
+/// the count word, which also checks the epoch's low bits, so an add cannot land in a slot that
+/// moved on; moving a slot to a new epoch (once per slot per window) takes the slot's lock and
+/// marks the tag [`BUSY`]. Readers take no lock: they read the tag, the count word and the tag
+/// again, and use the count only if the tag did not change (a sequence lock); only when that
+/// meets a slot moving do they read with the lock. `loom` models of these paths run in CI.
 ///
 /// Its methods take the *epoch* (the number of the time slot) of the current time, from the
 /// owner's [`Epochs`]: an owner's counters share its slots in time, and an operation that reads
 /// the clock once computes the epoch once.
 ///
-/// A writer whose epoch is older than the one its slot already holds (it read the clock a whole
-/// window before writing) has its count dropped: that epoch has left every reader's window.
+/// A writer whose epoch is older than the one its slot holds (it read the clock a whole window
+/// before writing) has its count dropped: that epoch has left every reader's window. (One that
+/// read the clock 128 windows or more before writing could add to the slot's new epoch: the
+/// count word keeps 8 bits of the epoch.)
 #[derive(Debug)]
 pub(crate) struct WindowedCounter {
     slots: [Slot; SLOTS],
-}
-
-/// A slot held by one writer; released (with its possibly new epoch) on drop.
-struct Held<'a> {
-    slot: &'a Slot,
-    /// The epoch the slot counts.
-    epoch: u64,
-    _writing: MutexGuard<'a, ()>,
-}
-
-impl Held<'_> {
-    /// The slot's count in `epoch`: its count when it counts `epoch`, 0 when it counts an older
-    /// one; `None` when it counts a newer one.
-    fn count_in(&self, epoch: u64) -> Option<u64> {
-        match self.epoch.cmp(&epoch) {
-            core::cmp::Ordering::Equal => Some(self.slot.count.load(Ordering::Relaxed)),
-            core::cmp::Ordering::Less => Some(0),
-            core::cmp::Ordering::Greater => None,
-        }
-    }
-
-    /// Makes the slot count `count` in `epoch` (at or after the slot's own).
-    fn set(&mut self, epoch: u64, count: u64) {
-        // The busy mark first: a reader that sees the new count (Release/Acquire) also sees
-        // the mark, or the new tag, so it cannot take the count for the old epoch's.
-        self.slot.tag.store(self.epoch | BUSY, Ordering::Relaxed);
-        self.slot.count.store(count, Ordering::Release);
-        self.slot.tag.store(epoch, Ordering::Release);
-        self.epoch = epoch;
-    }
 }
 
 impl WindowedCounter {
     pub(crate) fn new() -> Self {
         WindowedCounter {
             slots: core::array::from_fn(|_| Slot {
-                writing: Mutex::new(()),
+                rolling: Mutex::new(()),
                 tag: AtomicU64::new(0),
-                count: AtomicU64::new(0),
+                word: AtomicU64::new(0),
             }),
         }
     }
@@ -114,75 +101,110 @@ impl WindowedCounter {
         &self.slots[(epoch % SLOTS as u64) as usize]
     }
 
-    /// Takes the slot of `epoch` for an update.
-    fn hold(&self, epoch: u64) -> Held<'_> {
-        Self::hold_slot(self.slot(epoch))
+    /// Applies `f` to the count of `epoch` in `slot`, which counts `epoch`: one
+    /// compare-and-swap. False if the slot moved on meanwhile.
+    fn update(slot: &Slot, epoch: u64, f: impl Fn(u64) -> u64) -> bool {
+        let mut word = slot.word.load(Ordering::Acquire);
+        while same_gen(word, epoch) {
+            let new = pack(epoch, f(word & COUNT_MASK));
+            match slot
+                .word
+                .compare_exchange(word, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(seen) => word = seen,
+            }
+        }
+        false
     }
 
-    fn hold_slot(slot: &Slot) -> Held<'_> {
-        let writing = lock(&slot.writing);
-        Held {
-            slot,
-            epoch: slot.tag.load(Ordering::Relaxed),
-            _writing: writing,
-        }
+    /// Moves `slot` to `epoch` (newer than its own) with the count `count`. With the lock.
+    fn roll(slot: &Slot, old: u64, epoch: u64, count: u64) {
+        // The busy mark first: a reader that sees the new word (Release/Acquire) also sees
+        // the mark or the new tag, so it cannot take the new count for the old epoch's.
+        slot.tag.store(old | BUSY, Ordering::Relaxed);
+        // A swap, not a store: a read-modify-write, so that a late writer's compare-and-swap
+        // of the old epoch's word is ordered against it and fails (the loom model of a
+        // roll-over racing a late writer found a plain store was not enough).
+        slot.word.swap(pack(epoch, count), Ordering::AcqRel);
+        slot.tag.store(epoch, Ordering::Release);
     }
 
     /// A consistent `(epoch, count)` of one slot.
+    #[cold]
+    #[inline(never)]
     fn read(slot: &Slot) -> (u64, u64) {
         let before = slot.tag.load(Ordering::Acquire);
         if before & BUSY == 0 {
-            let count = slot.count.load(Ordering::Acquire);
+            let word = slot.word.load(Ordering::Acquire);
             if slot.tag.load(Ordering::Acquire) == before {
-                return (before, count);
+                return (before, word & COUNT_MASK);
             }
         }
-        // A writer is updating the slot: wait for it, and read with the lock.
-        let held = Self::hold_slot(slot);
-        (held.epoch, slot.count.load(Ordering::Relaxed))
+        // The slot is moving to a new epoch: wait for it, and read with the lock.
+        let _rolling = lock(&slot.rolling);
+        let tag = slot.tag.load(Ordering::Acquire);
+        (tag, slot.word.load(Ordering::Acquire) & COUNT_MASK)
     }
 
     /// Adds `n` to the count of `epoch`.
     pub(crate) fn add(&self, epoch: u64, n: u64) {
-        let mut held = self.hold(epoch);
-        if let Some(count) = held.count_in(epoch) {
-            held.set(epoch, count.saturating_add(n));
+        let slot = self.slot(epoch);
+        if slot.tag.load(Ordering::Acquire) == epoch
+            && Self::update(slot, epoch, |c| c.saturating_add(n))
+        {
+            return;
         }
+        let _rolling = lock(&slot.rolling);
+        let tag = slot.tag.load(Ordering::Acquire);
+        if tag < epoch {
+            Self::roll(slot, tag, epoch, n);
+        } else if tag == epoch {
+            Self::update(slot, epoch, |c| c.saturating_add(n));
+        }
+        // A newer epoch holds the slot: this one has left every window.
     }
 
     /// Takes `n` back from the count of `epoch`, if its slot still counts it.
     pub(crate) fn sub(&self, epoch: u64, n: u64) {
-        let mut held = self.hold(epoch);
-        if held.epoch == epoch {
-            let count = held.slot.count.load(Ordering::Relaxed);
-            held.set(epoch, count.saturating_sub(n));
+        let slot = self.slot(epoch);
+        if slot.tag.load(Ordering::Acquire) == epoch {
+            Self::update(slot, epoch, |c| c.saturating_sub(n));
         }
     }
 
     /// Empties every slot (a reset), keeping their epochs.
     pub(crate) fn clear(&self) {
         for slot in &self.slots {
-            let mut held = Self::hold_slot(slot);
-            let epoch = held.epoch;
-            held.set(epoch, 0);
+            let _rolling = lock(&slot.rolling);
+            let tag = slot.tag.load(Ordering::Acquire);
+            Self::update(slot, tag, |_| 0);
         }
     }
 
     /// The sum over the window ending in `epoch`, counting only epochs at or after
     /// `since_epoch`.
     pub(crate) fn sum(&self, epoch: u64, since_epoch: u64) -> u64 {
-        let oldest = epoch.saturating_sub(SLOTS as u64 - 1).max(since_epoch);
-        self.slots
-            .iter()
-            .map(|slot| {
-                let (tag, count) = Self::read(slot);
-                if (oldest..=epoch).contains(&tag) {
-                    count
-                } else {
-                    0
-                }
-            })
-            .fold(0, u64::saturating_add)
+        let Some(max_age) = epoch.checked_sub(since_epoch) else {
+            return 0; // `since` is after now: nothing counts yet
+        };
+        let max_age = max_age.min(SLOTS as u64 - 1);
+        let mut sum = 0;
+        for slot in &self.slots {
+            let before = slot.tag.load(Ordering::Acquire);
+            let word = slot.word.load(Ordering::Acquire);
+            let (tag, count) = if before & BUSY == 0 && slot.tag.load(Ordering::Acquire) == before {
+                (before, word & COUNT_MASK)
+            } else {
+                Self::read(slot)
+            };
+            // A slot counts when its epoch is `epoch` or one of the `max_age` before it (one
+            // from after `epoch` wraps to a huge age).
+            let age = epoch.wrapping_sub(tag);
+            // At most `SLOTS` counts of 56 bits: no overflow.
+            sum += if age <= max_age { count } else { 0 };
+        }
+        sum
     }
 }
 
@@ -243,7 +265,14 @@ mod tests {
         }
         assert_eq!(w.sum(3, 0), 1 << 42);
         w.add(3, u64::MAX);
-        assert_eq!(w.sum(3, 0), u64::MAX, "saturates, never wraps");
+        assert_eq!(
+            w.sum(3, 0),
+            COUNT_MASK,
+            "saturates at 2^56 - 1, never wraps"
+        );
+        // The low bits of the epoch in the count word do not leak into the count.
+        w.add(255, 1);
+        assert_eq!(w.sum(255, 0), 1);
     }
 
     #[test]
