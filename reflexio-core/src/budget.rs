@@ -23,6 +23,10 @@ use crate::window::{Epochs, WindowedCounter};
 /// window of `w` nanoseconds is exactly `n * w` of them.
 const RATIO_UNIT: f64 = 1e9;
 
+/// The ratio model's counts in its window.
+const CALLS: usize = 0;
+const SPENT: usize = 1;
+
 /// Billionths of a token in a thousandth.
 const MILLI_TO_RATIO_UNIT: u128 = 1_000_000;
 
@@ -107,8 +111,9 @@ struct Ratio {
     withdrawing: Mutex<()>,
     /// The slots in time of both windows.
     epochs: Epochs,
-    calls: WindowedCounter,
-    spent: WindowedCounter,
+    /// The calls ([`CALLS`]) and the thousandths of a token spent ([`SPENT`]), over one
+    /// window.
+    counts: WindowedCounter<2>,
     clock: SharedClock,
     describe: String,
 }
@@ -248,7 +253,7 @@ impl RetryBudget {
     /// share; the token bucket ignores it. Policies call this for you.
     pub fn record_call(&self) {
         if let Inner::Ratio(r) = &*self.inner {
-            r.calls.add(r.epoch(), 1);
+            r.counts.add(r.epoch(), CALLS, 1);
         }
     }
 
@@ -311,7 +316,7 @@ impl RetryBudget {
             return;
         }
         match &*self.inner {
-            Inner::Ratio(r) => r.spent.sub(withdrawal.epoch, withdrawal.amount),
+            Inner::Ratio(r) => r.counts.sub(withdrawal.epoch, SPENT, withdrawal.amount),
             Inner::Bucket(b) => b.deposit(withdrawal.amount),
         }
     }
@@ -386,9 +391,9 @@ impl Ratio {
     /// The billionths of a token available in `epoch` (exact: at most 10 × 2⁶⁴ calls times
     /// a share below 2⁶⁴, plus the floor, fits 128 bits).
     fn available(&self, epoch: u64) -> u128 {
-        let earned = u128::from(self.calls.sum(epoch, 0)) * u128::from(self.per_call)
-            + u128::from(self.reserve);
-        earned.saturating_sub(u128::from(self.spent.sum(epoch, 0)) * MILLI_TO_RATIO_UNIT)
+        let [calls, spent] = self.counts.sums(epoch, 0);
+        let earned = u128::from(calls) * u128::from(self.per_call) + u128::from(self.reserve);
+        earned.saturating_sub(u128::from(spent) * MILLI_TO_RATIO_UNIT)
     }
 
     fn try_withdraw(&self, class: ErrorClass) -> Option<Withdrawal> {
@@ -403,7 +408,7 @@ impl Ratio {
         if self.available(epoch) < u128::from(cost) * MILLI_TO_RATIO_UNIT {
             return None;
         }
-        self.spent.add(epoch, cost);
+        self.counts.add(epoch, SPENT, cost);
         Some(Withdrawal {
             epoch,
             amount: cost,
@@ -533,8 +538,7 @@ impl RatioBudgetBuilder {
                 costs: self.costs.map(milli),
                 withdrawing: Mutex::new(()),
                 epochs: Epochs::new(self.window),
-                calls: WindowedCounter::new(),
-                spent: WindowedCounter::new(),
+                counts: WindowedCounter::new(),
                 clock: self
                     .clock
                     .map_or_else(SharedClock::real, SharedClock::Virtual),

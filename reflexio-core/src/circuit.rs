@@ -57,6 +57,10 @@ fn word(state: u64, generation: u64) -> u64 {
     (generation << 2) | state
 }
 
+/// The breaker's counts in its window.
+const FAILURES: usize = 0;
+const SUCCESSES: usize = 1;
+
 /// The most probes a half-open period can admit.
 const MAX_PROBES: u32 = 1 << 20;
 
@@ -129,8 +133,8 @@ struct Inner {
     half_open: Mutex<HalfOpen>,
     /// The slots in time of both windows.
     epochs: Epochs,
-    successes: WindowedCounter,
-    failures: WindowedCounter,
+    /// The failures ([`FAILURES`]) and successes ([`SUCCESSES`]) over the window.
+    outcomes: WindowedCounter<2>,
     /// One past the latest epoch a tripping failure was counted in (0: none since the last
     /// reset): a success with no failure left in the window needs no trip check.
     failures_until: AtomicU64,
@@ -354,23 +358,23 @@ impl CircuitBreaker {
                 // `min_calls` while the failures' share already reaches the rate opens the
                 // circuit, as documented.
                 if failed {
-                    inner.failures.add(epoch, 1);
+                    inner.outcomes.add(epoch, FAILURES, 1);
                     inner
                         .failures_until
                         .fetch_max(epoch.saturating_add(SLOTS as u64), Ordering::AcqRel);
                 } else {
-                    inner.successes.add(epoch, 1);
+                    inner.outcomes.add(epoch, SUCCESSES, 1);
                     // No failure in the window (the common case of a healthy dependency):
                     // nothing to check.
                     if inner.failures_until.load(Ordering::Acquire) <= epoch {
                         return None;
                     }
                 }
-                let f = inner.failures.sum(epoch, 0);
+                let [f, successes] = inner.outcomes.sums(epoch, 0);
                 if f == 0 {
                     return None;
                 }
-                let total = f.saturating_add(inner.successes.sum(epoch, 0));
+                let total = f.saturating_add(successes);
                 #[allow(clippy::cast_precision_loss)] // a ratio: 2^-52 relative error at most
                 let tripped =
                     total >= inner.min_calls && f as f64 >= inner.failure_rate * total as f64;
@@ -399,8 +403,7 @@ impl CircuitBreaker {
         }
         // Close with empty windows: the outcomes that opened the circuit are forgotten, and
         // every outcome from now on counts (no normal call is admitted until the word below).
-        inner.failures.clear();
-        inner.successes.clear();
+        inner.outcomes.clear();
         inner.failures_until.store(0, Ordering::Release);
         inner
             .word
@@ -572,8 +575,7 @@ impl CircuitBreakerBuilder {
                 open_until: AtomicU64::new(0),
                 half_open: Mutex::new(HalfOpen::default()),
                 epochs: Epochs::new(self.window),
-                successes: WindowedCounter::new(),
-                failures: WindowedCounter::new(),
+                outcomes: WindowedCounter::new(),
                 failures_until: AtomicU64::new(0),
                 failure_rate: self.failure_rate,
                 min_calls: self.min_calls,
