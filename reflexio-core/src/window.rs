@@ -104,6 +104,7 @@ impl<const N: usize> WindowedCounter<N> {
 
     /// Applies `f` to count `i` of `epoch` in `slot`, which counts `epoch`: one
     /// compare-and-swap. False if the slot moved on meanwhile.
+    #[inline]
     fn update(slot: &Slot<N>, i: usize, epoch: u64, f: impl Fn(u64) -> u64) -> bool {
         let word = &slot.words[i];
         let mut seen = word.load(Ordering::Acquire);
@@ -146,6 +147,7 @@ impl<const N: usize> WindowedCounter<N> {
     }
 
     /// Adds `n` to count `i` of `epoch`.
+    #[inline]
     pub(crate) fn add(&self, epoch: u64, i: usize, n: u64) {
         let slot = self.slot(epoch);
         if slot.tag.load(Ordering::Acquire) == epoch
@@ -153,6 +155,14 @@ impl<const N: usize> WindowedCounter<N> {
         {
             return;
         }
+        Self::add_slow(slot, epoch, i, n);
+    }
+
+    /// [`add`](Self::add) to a slot that moves to a new epoch (once per slot per window), or
+    /// that another writer is moving.
+    #[cold]
+    #[inline(never)]
+    fn add_slow(slot: &Slot<N>, epoch: u64, i: usize, n: u64) {
         let _rolling = lock(&slot.rolling);
         let tag = slot.tag.load(Ordering::Acquire);
         if tag < epoch {
