@@ -25,7 +25,7 @@ use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{strategies::full_jitter, AsyncRetryPolicy, ServerError};
+/// use reflexio::{strategies::full_jitter, AsyncRetryPolicy, ServerError};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let policy = AsyncRetryPolicy::builder()

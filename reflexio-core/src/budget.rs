@@ -73,7 +73,7 @@ const MAX_BUCKET: f64 = 1e12;
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{testing::VirtualClock, RetryBudget};
+/// use reflexio::{testing::VirtualClock, RetryBudget};
 ///
 /// let clock = VirtualClock::new();
 /// let budget = RetryBudget::ratio(10.0)
@@ -182,7 +182,7 @@ impl RetryBudget {
     /// cost; with too few tokens, no retry.
     ///
     /// ```
-    /// use reflexio_core::{ErrorClass, RetryBudget};
+    /// use reflexio::{ErrorClass, RetryBudget};
     /// let budget = RetryBudget::aws_standard();
     /// assert!(budget.try_retry(ErrorClass::Transient));
     /// assert_eq!(budget.available(), 486.0);
@@ -213,7 +213,7 @@ impl RetryBudget {
     /// positive finite number.
     ///
     /// ```
-    /// use reflexio_core::{ErrorClass, RetryBudget};
+    /// use reflexio::{ErrorClass, RetryBudget};
     /// let budget = RetryBudget::grpc(10.0, 0.1).unwrap();
     /// for left in [9.0, 8.0, 7.0, 6.0] {
     ///     budget.record_failure(ErrorClass::Transient);

@@ -105,7 +105,7 @@ struct HalfOpen {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{testing::VirtualClock, CircuitBreaker, CircuitState, ErrorClass};
+/// use reflexio::{testing::VirtualClock, CircuitBreaker, CircuitState, ErrorClass};
 ///
 /// let clock = VirtualClock::new();
 /// let cb = CircuitBreaker::builder().min_calls(4).failure_rate(0.5).clock(clock.clone()).build().unwrap();

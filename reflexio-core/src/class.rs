@@ -21,7 +21,7 @@ use core::time::Duration;
 /// # Examples
 ///
 /// ```
-/// use reflexio_core::ErrorClass;
+/// use reflexio::ErrorClass;
 ///
 /// assert!(ErrorClass::Transient.is_retryable());
 /// assert!(!ErrorClass::Permanent.is_retryable());
@@ -65,7 +65,7 @@ impl ErrorClass {
     /// `Auth`, `Permission` and `Permanent` are never retried; every other class is.
     ///
     /// ```
-    /// use reflexio_core::ErrorClass;
+    /// use reflexio::ErrorClass;
     /// let retryable: Vec<_> = ErrorClass::ALL.into_iter().filter(|c| c.is_retryable()).collect();
     /// assert_eq!(retryable.len(), 5);
     /// ```
@@ -80,7 +80,7 @@ impl ErrorClass {
     /// The class's `snake_case` name, stable and low-cardinality: fit for logs and metric labels.
     ///
     /// ```
-    /// use reflexio_core::ErrorClass;
+    /// use reflexio::ErrorClass;
     /// assert_eq!(ErrorClass::ServerError.as_str(), "server_error");
     /// ```
     #[must_use]
@@ -119,7 +119,7 @@ impl fmt::Display for ErrorClass {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{Classification, ErrorClass};
+/// use reflexio::{Classification, ErrorClass};
 ///
 /// let c = Classification::new(ErrorClass::RateLimit).with_retry_after(Duration::from_secs(2));
 /// assert_eq!(c.class, ErrorClass::RateLimit);
@@ -154,7 +154,7 @@ impl Classification {
     /// Sets the protocol status the class was read from.
     ///
     /// ```
-    /// use reflexio_core::{http::classify_status, Classification};
+    /// use reflexio::{http::classify_status, Classification};
     /// let c = Classification::new(classify_status(503)).with_status(503);
     /// assert_eq!(c.status, Some(503));
     /// ```

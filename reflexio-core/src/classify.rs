@@ -19,12 +19,12 @@ use crate::errors::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{Classification, Classifier, ErrorClass};
+/// use reflexio::{Classification, Classifier, ErrorClass};
 ///
 /// #[derive(Debug)]
 /// struct HttpError { status: u16 }
 ///
-/// let by_class = |e: &HttpError| reflexio_core::http::classify_status(e.status);
+/// let by_class = |e: &HttpError| reflexio::http::classify_status(e.status);
 /// assert_eq!(by_class.classify(&HttpError { status: 503 }).class, ErrorClass::ServerError);
 ///
 /// let with_delay = |_: &HttpError| {
@@ -77,7 +77,7 @@ where
 /// # Examples
 ///
 /// ```
-/// use reflexio_core::{Classification, Classify, ErrorClass};
+/// use reflexio::{Classification, Classify, ErrorClass};
 ///
 /// #[derive(Debug)]
 /// enum DbError { Deadlock, SyntaxError }
@@ -131,7 +131,7 @@ impl<E: Classify + ?Sized> Classifier<E> for DefaultClassifier {
 /// # Examples
 ///
 /// ```
-/// use reflexio_core::{default_classifier, Classifier, ErrorClass};
+/// use reflexio::{default_classifier, Classifier, ErrorClass};
 ///
 /// let e = std::io::Error::from(std::io::ErrorKind::TimedOut);
 /// assert_eq!(default_classifier.classify(&e).class, ErrorClass::Transient);
@@ -149,7 +149,7 @@ pub const default_classifier: DefaultClassifier = DefaultClassifier;
 ///
 /// ```
 /// use std::io::ErrorKind;
-/// use reflexio_core::{classify_io_kind, ErrorClass};
+/// use reflexio::{classify_io_kind, ErrorClass};
 /// assert_eq!(classify_io_kind(ErrorKind::ConnectionReset), ErrorClass::Transient);
 /// assert_eq!(classify_io_kind(ErrorKind::NotFound), ErrorClass::Permanent);
 /// ```
@@ -207,7 +207,7 @@ fn recognise(error: &(dyn StdError + 'static)) -> Option<Classification> {
 /// `std::io::Error`. Unknown if none is recognised.
 ///
 /// ```
-/// use reflexio_core::{classify_error_chain, ErrorClass, TransientError};
+/// use reflexio::{classify_error_chain, ErrorClass, TransientError};
 ///
 /// #[derive(Debug)]
 /// struct Wrapper(TransientError);

@@ -57,7 +57,7 @@ impl StopReason {
     /// The reason's `snake_case` name, for logs and metric labels.
     ///
     /// ```
-    /// assert_eq!(reflexio_core::StopReason::MaxAttempts.as_str(), "max_attempts");
+    /// assert_eq!(reflexio::StopReason::MaxAttempts.as_str(), "max_attempts");
     /// ```
     #[must_use]
     pub const fn as_str(self) -> &'static str {

@@ -52,7 +52,7 @@ marker_error!(
     /// An error that must never be retried ([`ErrorClass::Permanent`]).
     ///
     /// ```
-    /// use reflexio_core::{Classify, ErrorClass, PermanentError};
+    /// use reflexio::{Classify, ErrorClass, PermanentError};
     /// let e = PermanentError::new("unknown customer");
     /// assert_eq!(e.classification().class, ErrorClass::Permanent);
     /// assert_eq!(e.to_string(), "permanent error: unknown customer");
@@ -63,7 +63,7 @@ marker_error!(
     /// A conflicting concurrent change, like an HTTP 409 ([`ErrorClass::Concurrency`]).
     ///
     /// ```
-    /// use reflexio_core::{Classify, ConcurrencyError, ErrorClass};
+    /// use reflexio::{Classify, ConcurrencyError, ErrorClass};
     /// assert_eq!(ConcurrencyError::new("version changed").classification().class, ErrorClass::Concurrency);
     /// ```
     ConcurrencyError => Concurrency, "concurrency conflict"
@@ -72,7 +72,7 @@ marker_error!(
     /// A server-side failure, like an HTTP 5xx ([`ErrorClass::ServerError`]).
     ///
     /// ```
-    /// use reflexio_core::{Classify, ErrorClass, ServerError};
+    /// use reflexio::{Classify, ErrorClass, ServerError};
     /// assert_eq!(ServerError::new("502 from upstream").classification().class, ErrorClass::ServerError);
     /// ```
     ServerError => ServerError, "server error"
@@ -81,7 +81,7 @@ marker_error!(
     /// A failure expected to go away by itself, like a timeout ([`ErrorClass::Transient`]).
     ///
     /// ```
-    /// use reflexio_core::{Classify, ErrorClass, TransientError};
+    /// use reflexio::{Classify, ErrorClass, TransientError};
     /// assert_eq!(TransientError::new("timed out").classification().class, ErrorClass::Transient);
     /// ```
     TransientError => Transient, "transient error"
@@ -91,7 +91,7 @@ marker_error!(
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{Classify, ErrorClass, RateLimitError};
+/// use reflexio::{Classify, ErrorClass, RateLimitError};
 ///
 /// let e = RateLimitError::new("quota exceeded").with_retry_after(Duration::from_secs(3));
 /// let c = e.classification();
@@ -224,7 +224,7 @@ impl fmt::Display for ConfigProblem {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{ConfigError, RetryPolicy, TransientError};
+/// use reflexio::{ConfigError, RetryPolicy, TransientError};
 ///
 /// let err: ConfigError = RetryPolicy::<TransientError>::builder()
 ///     .max_attempts(0)
@@ -282,7 +282,7 @@ impl std::error::Error for ConfigError {}
 ///
 /// ```
 /// use std::time::Duration;
-/// let e = reflexio_core::CircuitOpen::new(Duration::from_secs(3));
+/// let e = reflexio::CircuitOpen::new(Duration::from_secs(3));
 /// assert_eq!(e.retry_in(), Duration::from_secs(3));
 /// assert_eq!(e.to_string(), "circuit breaker is open: call rejected (probing again in 3s)");
 /// ```
@@ -334,7 +334,7 @@ impl From<CircuitOpen> for std::io::Error {
 ///
 /// ```
 /// use std::time::Duration;
-/// let e = reflexio_core::AttemptTimedOut::new(Duration::from_millis(500));
+/// let e = reflexio::AttemptTimedOut::new(Duration::from_millis(500));
 /// assert_eq!(e.to_string(), "attempt timed out after 500ms");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -392,7 +392,7 @@ impl From<AttemptTimedOut> for std::io::Error {
 ///
 /// ```
 /// use std::error::Error as _;
-/// use reflexio_core::{strategies::no_delay, ErrorClass, RetryPolicy, StopReason, TransientError};
+/// use reflexio::{strategies::no_delay, ErrorClass, RetryPolicy, StopReason, TransientError};
 ///
 /// let policy = RetryPolicy::builder().strategy(no_delay()).max_attempts(3).build().unwrap();
 /// let err = policy.execute(|| Err::<(), _>(TransientError::new("down"))).unwrap_err();

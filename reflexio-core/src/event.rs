@@ -34,7 +34,7 @@ impl EventKind {
     /// The kind's `snake_case` name, for logs and metric labels.
     ///
     /// ```
-    /// assert_eq!(reflexio_core::EventKind::GaveUp.as_str(), "gave_up");
+    /// assert_eq!(reflexio::EventKind::GaveUp.as_str(), "gave_up");
     /// ```
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -67,7 +67,7 @@ impl fmt::Display for EventKind {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{testing::VirtualClock, strategies::constant, RetryPolicy, TransientError};
+/// use reflexio::{testing::VirtualClock, strategies::constant, RetryPolicy, TransientError};
 /// use std::sync::{Arc, Mutex};
 ///
 /// let lines = Arc::new(Mutex::new(Vec::new()));
@@ -128,7 +128,7 @@ impl<'a> RetryEvent<'a> {
     /// refused`), as `anyhow` prints `{:#}`; without, its `Debug`.
     ///
     /// ```
-    /// use reflexio_core::{strategies::no_delay, RetryPolicy, TransientError};
+    /// use reflexio::{strategies::no_delay, RetryPolicy, TransientError};
     /// use std::sync::{Arc, Mutex};
     ///
     /// let lines = Arc::new(Mutex::new(Vec::new()));

@@ -18,7 +18,7 @@ use crate::class::ErrorClass;
 /// | anything else | `Unknown` |
 ///
 /// ```
-/// use reflexio_core::{http::classify_status, ErrorClass};
+/// use reflexio::{http::classify_status, ErrorClass};
 /// assert_eq!(classify_status(429), ErrorClass::RateLimit);
 /// assert_eq!(classify_status(503), ErrorClass::ServerError);
 /// assert_eq!(classify_status(418), ErrorClass::Unknown);
@@ -57,7 +57,7 @@ pub const fn classify_status(status: u16) -> ErrorClass {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use reflexio_core::http::parse_retry_after;
+/// use reflexio::http::parse_retry_after;
 ///
 /// let now = UNIX_EPOCH + Duration::from_secs(784_111_767); // Sun, 06 Nov 1994 08:49:27 GMT
 /// assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));

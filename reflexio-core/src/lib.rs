@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use reflexio_core::{strategies::{constant, token_backoff}, ErrorClass, RetryPolicy, RateLimitError};
+//! use reflexio::{strategies::{constant, token_backoff}, ErrorClass, RetryPolicy, RateLimitError};
 //!
 //! let policy = RetryPolicy::builder()
 //!     .strategy(constant(Duration::from_millis(1)))

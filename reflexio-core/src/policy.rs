@@ -119,7 +119,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     /// or any [`Classifier`].
     ///
     /// ```
-    /// use reflexio_core::{ErrorClass, RetryPolicy};
+    /// use reflexio::{ErrorClass, RetryPolicy};
     ///
     /// #[derive(Debug)]
     /// struct Timeout;
@@ -173,7 +173,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use reflexio_core::{strategies::{constant, token_backoff}, ErrorClass, RetryPolicy, TransientError};
+    /// use reflexio::{strategies::{constant, token_backoff}, ErrorClass, RetryPolicy, TransientError};
     ///
     /// let policy = RetryPolicy::<TransientError>::builder()
     ///     .strategy(constant(Duration::from_millis(100)))
@@ -228,7 +228,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use reflexio_core::{strategies::no_delay, RateLimitError, RetryPolicy, StopReason};
+    /// use reflexio::{strategies::no_delay, RateLimitError, RetryPolicy, StopReason};
     ///
     /// let policy = RetryPolicy::builder()
     ///     .strategy(no_delay())
@@ -282,7 +282,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     /// need that much), and Rust cannot ask a type whether it implements a trait.
     ///
     /// ```
-    /// use reflexio_core::RetryPolicy;
+    /// use reflexio::RetryPolicy;
     ///
     /// let policy = RetryPolicy::<std::io::Error>::builder()
     ///     .error_chain(|e| e)
@@ -340,7 +340,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     ///
     /// ```
     /// use std::sync::{atomic::{AtomicBool, Ordering}, Arc};
-    /// use reflexio_core::{strategies::no_delay, RetryPolicy, StopReason, TransientError};
+    /// use reflexio::{strategies::no_delay, RetryPolicy, StopReason, TransientError};
     ///
     /// let shutting_down = Arc::new(AtomicBool::new(true));
     /// let flag = shutting_down.clone();
@@ -366,7 +366,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     /// as `Ok`. The policy's type then names `T`: `RetryPolicy<E, OkRule<T>>`.
     ///
     /// ```
-    /// use reflexio_core::{http::classify_status, strategies::no_delay, RetryPolicy};
+    /// use reflexio::{http::classify_status, strategies::no_delay, RetryPolicy};
     ///
     /// let policy = RetryPolicy::<std::io::Error>::builder()
     ///     .strategy(no_delay())
@@ -506,7 +506,7 @@ impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use reflexio_core::{AsyncRetryPolicy, TransientError};
+    /// use reflexio::{AsyncRetryPolicy, TransientError};
     ///
     /// let policy = AsyncRetryPolicy::<TransientError>::builder()
     ///     .sleeper(|d: Duration| async move { std::thread::sleep(d) }) // a blocking stand-in
@@ -595,7 +595,7 @@ impl<E, C, K, R> fmt::Debug for PolicyBuilder<E, C, K, R> {
 /// ```
 /// use std::sync::LazyLock;
 /// use std::time::Duration;
-/// use reflexio_core::{strategies::equal_jitter, RetryPolicy};
+/// use reflexio::{strategies::equal_jitter, RetryPolicy};
 ///
 /// static POLICY: LazyLock<RetryPolicy<std::io::Error>> = LazyLock::new(|| {
 ///     RetryPolicy::builder()
@@ -781,7 +781,7 @@ impl<E, R> RetryPolicy<E, R> {
     /// parameters, deadline, budget and breaker.
     ///
     /// ```
-    /// use reflexio_core::{RetryPolicy, TransientError};
+    /// use reflexio::{RetryPolicy, TransientError};
     /// let policy = RetryPolicy::<TransientError>::builder().operation("sync_users").build().unwrap();
     /// let text = policy.describe();
     /// assert!(text.starts_with("retry policy `sync_users`"));
@@ -818,7 +818,7 @@ impl<E, T> RetryPolicy<E, OkRule<T>> {
     /// deadline), that is an error too, with the value inside ([`RetryError::rejected`]).
     ///
     /// ```
-    /// use reflexio_core::{http::classify_status, strategies::no_delay, RetryPolicy, StopReason};
+    /// use reflexio::{http::classify_status, strategies::no_delay, RetryPolicy, StopReason};
     ///
     /// let policy = RetryPolicy::<std::io::Error>::builder()
     ///     .strategy(no_delay())

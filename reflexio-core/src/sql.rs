@@ -9,7 +9,7 @@
 //! # Examples
 //!
 //! ```
-//! use reflexio_core::{sql::classify_sqlstate, ErrorClass};
+//! use reflexio::{sql::classify_sqlstate, ErrorClass};
 //!
 //! assert_eq!(classify_sqlstate("40001"), ErrorClass::Concurrency); // serialization_failure
 //! assert_eq!(classify_sqlstate("23505"), ErrorClass::Permanent); // unique_violation
@@ -44,7 +44,7 @@ use crate::class::ErrorClass;
 /// # Examples
 ///
 /// ```
-/// use reflexio_core::{sql::classify_sqlstate, ErrorClass};
+/// use reflexio::{sql::classify_sqlstate, ErrorClass};
 ///
 /// assert_eq!(classify_sqlstate("40P01"), ErrorClass::Concurrency); // deadlock_detected
 /// assert_eq!(classify_sqlstate("28P01"), ErrorClass::Auth); // invalid_password
@@ -87,7 +87,7 @@ pub fn classify_sqlstate(code: &str) -> ErrorClass {
 /// # Examples
 ///
 /// ```
-/// use reflexio_core::{sql::classify_sqlite_code, ErrorClass};
+/// use reflexio::{sql::classify_sqlite_code, ErrorClass};
 ///
 /// assert_eq!(classify_sqlite_code(5), ErrorClass::Concurrency); // SQLITE_BUSY
 /// assert_eq!(classify_sqlite_code(517), ErrorClass::Concurrency); // SQLITE_BUSY_SNAPSHOT

@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{strategies::constant, testing::VirtualClock, RetryPolicy, TransientError};
+/// use reflexio::{strategies::constant, testing::VirtualClock, RetryPolicy, TransientError};
 ///
 /// let clock = VirtualClock::new();
 /// let policy = RetryPolicy::builder()
@@ -179,7 +179,7 @@ impl VirtualClock {
     /// ```
     /// use std::time::Duration;
     /// use futures::{executor::LocalPool, task::LocalSpawnExt};
-    /// use reflexio_core::testing::VirtualClock;
+    /// use reflexio::testing::VirtualClock;
     ///
     /// let clock = VirtualClock::new();
     /// let mut pool = LocalPool::new();

@@ -10,7 +10,7 @@
 //! ```
 //! use std::time::Duration;
 //! use http::{HeaderMap, HeaderValue, StatusCode, header::RETRY_AFTER};
-//! use reflexio_core::{integrations::http::retry_after, Classify, ErrorClass};
+//! use reflexio::{integrations::http::retry_after, Classify, ErrorClass};
 //!
 //! assert_eq!(StatusCode::SERVICE_UNAVAILABLE.classification().class, ErrorClass::ServerError);
 //!
@@ -36,7 +36,7 @@ use crate::http::{classify_status, parse_retry_after};
 ///
 /// ```
 /// use http::StatusCode;
-/// use reflexio_core::{Classify, ErrorClass};
+/// use reflexio::{Classify, ErrorClass};
 ///
 /// assert_eq!(StatusCode::TOO_MANY_REQUESTS.classification().class, ErrorClass::RateLimit);
 /// assert_eq!(StatusCode::NOT_FOUND.classification().class, ErrorClass::Permanent);
@@ -58,7 +58,7 @@ impl Classify for StatusCode {
 /// ```
 /// use std::time::Duration;
 /// use http::{HeaderMap, HeaderValue, header::RETRY_AFTER};
-/// use reflexio_core::integrations::http::retry_after;
+/// use reflexio::integrations::http::retry_after;
 ///
 /// let mut headers = HeaderMap::new();
 /// assert_eq!(retry_after(&headers), None);
@@ -81,7 +81,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
 /// use http::{HeaderMap, HeaderValue, header::RETRY_AFTER};
-/// use reflexio_core::integrations::http::retry_after_at;
+/// use reflexio::integrations::http::retry_after_at;
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert(RETRY_AFTER, HeaderValue::from_static("Thu, 01 Jan 1970 00:01:00 GMT"));
@@ -108,7 +108,7 @@ pub fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> 
 /// ```
 /// use std::time::Duration;
 /// use http::{HeaderMap, HeaderValue, StatusCode, header::RETRY_AFTER};
-/// use reflexio_core::{integrations::http::classify_parts, ErrorClass};
+/// use reflexio::{integrations::http::classify_parts, ErrorClass};
 ///
 /// let mut headers = HeaderMap::new();
 /// assert_eq!(classify_parts(StatusCode::OK, &headers), None);

@@ -2,7 +2,7 @@
 //! exporter of the `metrics` facade (Prometheus and others).
 //!
 //! ```
-//! use reflexio_core::{integrations::metrics as retry_metrics, RetryPolicy};
+//! use reflexio::{integrations::metrics as retry_metrics, RetryPolicy};
 //!
 //! retry_metrics::describe(); // once, after installing the recorder: help texts and units
 //! let policy = RetryPolicy::<std::io::Error>::builder()
@@ -46,33 +46,33 @@ use crate::event::{EventKind, RetryEvent};
 /// The name of the counter of attempts, labelled `operation`, `class`, `outcome`.
 ///
 /// ```
-/// assert_eq!(reflexio_core::integrations::metrics::ATTEMPTS_TOTAL, "reflexio_attempts_total");
+/// assert_eq!(reflexio::integrations::metrics::ATTEMPTS_TOTAL, "reflexio_attempts_total");
 /// ```
 pub const ATTEMPTS_TOTAL: &str = "reflexio_attempts_total";
 /// The name of the counter of retries, labelled `operation`, `class`.
 ///
 /// ```
-/// assert_eq!(reflexio_core::integrations::metrics::RETRIES_TOTAL, "reflexio_retries_total");
+/// assert_eq!(reflexio::integrations::metrics::RETRIES_TOTAL, "reflexio_retries_total");
 /// ```
 pub const RETRIES_TOTAL: &str = "reflexio_retries_total";
 /// The name of the counter of calls that gave up, labelled `operation`, `class`, `stop_reason`.
 ///
 /// ```
-/// assert_eq!(reflexio_core::integrations::metrics::GIVEUPS_TOTAL, "reflexio_giveups_total");
+/// assert_eq!(reflexio::integrations::metrics::GIVEUPS_TOTAL, "reflexio_giveups_total");
 /// ```
 pub const GIVEUPS_TOTAL: &str = "reflexio_giveups_total";
 /// The name of the counter of circuit breaker events, labelled `operation`, `event`
 /// (`circuit_opened`, `circuit_half_open`, `circuit_closed`, `circuit_rejected`).
 ///
 /// ```
-/// use reflexio_core::integrations::metrics::CIRCUIT_EVENTS_TOTAL;
+/// use reflexio::integrations::metrics::CIRCUIT_EVENTS_TOTAL;
 /// assert_eq!(CIRCUIT_EVENTS_TOTAL, "reflexio_circuit_events_total");
 /// ```
 pub const CIRCUIT_EVENTS_TOTAL: &str = "reflexio_circuit_events_total";
 /// The name of the histogram of retry delays, in seconds, labelled `operation`, `class`.
 ///
 /// ```
-/// use reflexio_core::integrations::metrics::RETRY_DELAY_SECONDS;
+/// use reflexio::integrations::metrics::RETRY_DELAY_SECONDS;
 /// assert_eq!(RETRY_DELAY_SECONDS, "reflexio_retry_delay_seconds");
 /// ```
 pub const RETRY_DELAY_SECONDS: &str = "reflexio_retry_delay_seconds";
@@ -83,7 +83,7 @@ pub const RETRY_DELAY_SECONDS: &str = "reflexio_retry_delay_seconds";
 /// A plain function, so it is itself a hook (`.on_event(record)`) and composes with others.
 ///
 /// ```
-/// use reflexio_core::{integrations::metrics, RetryPolicy};
+/// use reflexio::{integrations::metrics, RetryPolicy};
 ///
 /// let policy = RetryPolicy::<std::io::Error>::builder()
 ///     .on_event(|e| {
@@ -138,7 +138,7 @@ pub fn record(e: &RetryEvent<'_>) {
 /// The hook to pass to `.on_event(..)`: [`record`] as a value.
 ///
 /// ```
-/// use reflexio_core::{integrations::metrics::hook, AsyncRetryPolicy, ServerError};
+/// use reflexio::{integrations::metrics::hook, AsyncRetryPolicy, ServerError};
 ///
 /// let policy = AsyncRetryPolicy::<ServerError>::builder()
 ///     .operation("charge_card")
@@ -155,7 +155,7 @@ pub fn hook() -> impl Fn(&RetryEvent<'_>) + Clone + Send + Sync + 'static {
 /// histogram (seconds). Call it once, after installing the recorder; recording works without it.
 ///
 /// ```
-/// reflexio_core::integrations::metrics::describe();
+/// reflexio::integrations::metrics::describe();
 /// ```
 pub fn describe() {
     describe_counter!(

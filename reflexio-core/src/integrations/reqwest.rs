@@ -11,7 +11,7 @@
 //!   it, and how long the server asked to wait. Give it to the builder's `.retry_if_ok(..)`:
 //!
 //! ```no_run
-//! use reflexio_core::{integrations::reqwest::classify_response, AsyncRetryPolicy};
+//! use reflexio::{integrations::reqwest::classify_response, AsyncRetryPolicy};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), reqwest::Error> {
 //! let client = reqwest::Client::new();
@@ -32,8 +32,8 @@
 //! `Retry-After`, so a policy retries it:
 //!
 //! ```no_run
-//! use reflexio_core::{integrations::reqwest::classify_response, AsyncRetryPolicy};
-//! use reflexio_core::{Classification, Classify};
+//! use reflexio::{integrations::reqwest::classify_response, AsyncRetryPolicy};
+//! use reflexio::{Classification, Classify};
 //!
 //! #[derive(Debug)]
 //! enum FetchError {
@@ -91,7 +91,7 @@ use crate::http::classify_status;
 /// idempotent requests, or make them idempotent (an idempotency key).
 ///
 /// ```no_run
-/// use reflexio_core::AsyncRetryPolicy;
+/// use reflexio::AsyncRetryPolicy;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), reqwest::Error> {
 /// let client = reqwest::Client::new();
@@ -135,7 +135,7 @@ impl Classify for Error {
 /// pass it to the builder's `.retry_if_ok(..)`.
 ///
 /// ```no_run
-/// use reflexio_core::integrations::reqwest::classify_response;
+/// use reflexio::integrations::reqwest::classify_response;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), reqwest::Error> {
 /// let response = reqwest::get("http://127.0.0.1:8080/").await?;

@@ -7,7 +7,7 @@
 //! the operation:
 //!
 //! ```
-//! use reflexio_core::{AsyncRetryPolicy, ErrorClass};
+//! use reflexio::{AsyncRetryPolicy, ErrorClass};
 //!
 //! /// `BEGIN`, the statements, `COMMIT`: all of it is one attempt.
 //! async fn transfer() -> Result<(), sqlx::Error> {
@@ -47,7 +47,7 @@ use crate::sql::{classify_sqlite_code, classify_sqlstate};
 /// ```
 /// use std::borrow::Cow;
 /// use sqlx::error::{DatabaseError, ErrorKind};
-/// use reflexio_core::{integrations::sqlx::classify_database_error, ErrorClass};
+/// use reflexio::{integrations::sqlx::classify_database_error, ErrorClass};
 ///
 /// #[derive(Debug)]
 /// struct PgError(&'static str);
@@ -106,7 +106,7 @@ pub fn classify_database_error(error: &dyn DatabaseError) -> Classification {
 /// | `Configuration`, `InvalidArgument`, `RowNotFound`, `TypeNotFound`, `ColumnNotFound`, `ColumnIndexOutOfBounds`, `ColumnDecode`, `Decode`, `Encode`, `PoolClosed`, `Migrate`, ... | `Permanent`: the query, the data or the set-up is wrong, and trying again changes nothing |
 ///
 /// ```
-/// use reflexio_core::{Classify, ErrorClass};
+/// use reflexio::{Classify, ErrorClass};
 ///
 /// assert_eq!(sqlx::Error::PoolTimedOut.classification().class, ErrorClass::Transient);
 /// assert_eq!(sqlx::Error::RowNotFound.classification().class, ErrorClass::Permanent);

@@ -6,7 +6,7 @@
 //! ```
 //! use std::time::Duration;
 //! use tonic::Status;
-//! use reflexio_core::{Classify, ErrorClass};
+//! use reflexio::{Classify, ErrorClass};
 //!
 //! assert_eq!(Status::unavailable("down").classification().class, ErrorClass::Transient);
 //! assert_eq!(Status::not_found("no such user").classification().class, ErrorClass::Permanent);
@@ -22,7 +22,7 @@
 //! (`let mut c = client.clone(); async move { c.get_user(request()).await }`):
 //!
 //! ```
-//! use reflexio_core::{testing::VirtualClock, AsyncRetryPolicy};
+//! use reflexio::{testing::VirtualClock, AsyncRetryPolicy};
 //! use tonic::Status;
 //!
 //! let policy = AsyncRetryPolicy::<Status>::builder()
@@ -49,7 +49,7 @@ use crate::classify::Classify;
 /// The metadata key (a trailer) by which a gRPC server pushes back on retries (gRFC A6).
 ///
 /// ```
-/// use reflexio_core::integrations::tonic::PUSHBACK_KEY;
+/// use reflexio::integrations::tonic::PUSHBACK_KEY;
 ///
 /// // A server asking for 2 s before the next try:
 /// let mut status = tonic::Status::unavailable("overloaded");
@@ -76,7 +76,7 @@ pub const PUSHBACK_KEY: &str = "grpc-retry-pushback-ms";
 ///
 /// ```
 /// use tonic::Code;
-/// use reflexio_core::{integrations::tonic::classify_code, ErrorClass};
+/// use reflexio::{integrations::tonic::classify_code, ErrorClass};
 ///
 /// assert_eq!(classify_code(Code::Aborted), ErrorClass::Concurrency);
 /// assert_eq!(classify_code(Code::DataLoss), ErrorClass::ServerError);
@@ -104,7 +104,7 @@ pub const fn classify_code(code: Code) -> ErrorClass {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::integrations::tonic::{pushback, Pushback};
+/// use reflexio::integrations::tonic::{pushback, Pushback};
 ///
 /// let mut status = tonic::Status::resource_exhausted("quota");
 /// status.metadata_mut().insert("grpc-retry-pushback-ms", "100".parse().unwrap());
@@ -133,7 +133,7 @@ pub enum Pushback {
 /// ```
 /// use std::time::Duration;
 /// use tonic::Status;
-/// use reflexio_core::integrations::tonic::{pushback, Pushback};
+/// use reflexio::integrations::tonic::{pushback, Pushback};
 ///
 /// let mut status = Status::unavailable("busy");
 /// assert_eq!(pushback(&status), None);
@@ -176,7 +176,7 @@ fn parse_pushback(value: &[u8]) -> Pushback {
 ///
 /// ```
 /// use tonic::Status;
-/// use reflexio_core::{Classify, ErrorClass};
+/// use reflexio::{Classify, ErrorClass};
 ///
 /// let mut status = Status::unavailable("draining");
 /// status.metadata_mut().insert("grpc-retry-pushback-ms", "soon".parse().unwrap());

@@ -11,7 +11,7 @@
 //! ```
 //! use std::future::{Ready, ready};
 //! use std::task::{Context, Poll};
-//! use reflexio_core::{integrations::tower::RetryLayer, AsyncRetryPolicy, ServerError};
+//! use reflexio::{integrations::tower::RetryLayer, AsyncRetryPolicy, ServerError};
 //! use tower_layer::Layer;
 //! use tower_service::Service;
 //!
@@ -73,7 +73,7 @@ use crate::ok::{AcceptOk, OkClassifier};
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{integrations::tower::RetryLayer, AsyncRetryPolicy, TransientError};
+/// use reflexio::{integrations::tower::RetryLayer, AsyncRetryPolicy, TransientError};
 ///
 /// let layer = RetryLayer::new(
 ///     AsyncRetryPolicy::<TransientError>::builder()
@@ -92,7 +92,7 @@ impl<E, R> RetryLayer<E, R> {
     /// A layer retrying through `policy`, shared by every service it wraps.
     ///
     /// ```
-    /// use reflexio_core::{integrations::tower::RetryLayer, AsyncRetryPolicy, ServerError};
+    /// use reflexio::{integrations::tower::RetryLayer, AsyncRetryPolicy, ServerError};
     ///
     /// let layer = RetryLayer::new(AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
     /// # drop(layer);
@@ -137,7 +137,7 @@ impl<S, E, R> Layer<S> for RetryLayer<E, R> {
 /// ```
 /// use std::future::{Ready, ready};
 /// use std::task::{Context, Poll};
-/// use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+/// use reflexio::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
 /// use tower_service::Service;
 ///
 /// #[derive(Clone)]
@@ -165,7 +165,7 @@ impl<S, E, R> Retry<S, E, R> {
     /// Wraps `inner`, retrying through `policy`; the same as `RetryLayer::new(policy).layer(inner)`.
     ///
     /// ```
-    /// use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+    /// use reflexio::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
     ///
     /// let inner = String::from("any service");
     /// let retry = Retry::new(inner, AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
@@ -182,7 +182,7 @@ impl<S, E, R> Retry<S, E, R> {
     /// The wrapped service.
     ///
     /// ```
-    /// # use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+    /// # use reflexio::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
     /// let retry = Retry::new(7_u8, AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
     /// assert_eq!(*retry.get_ref(), 7);
     /// ```
@@ -194,7 +194,7 @@ impl<S, E, R> Retry<S, E, R> {
     /// The wrapped service, mutably.
     ///
     /// ```
-    /// # use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+    /// # use reflexio::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
     /// let mut retry = Retry::new(7_u8, AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
     /// *retry.get_mut() += 1;
     /// assert_eq!(*retry.get_ref(), 8);
@@ -206,7 +206,7 @@ impl<S, E, R> Retry<S, E, R> {
     /// The wrapped service, consuming the wrapper.
     ///
     /// ```
-    /// # use reflexio_core::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
+    /// # use reflexio::{integrations::tower::Retry, AsyncRetryPolicy, ServerError};
     /// let retry = Retry::new(7_u8, AsyncRetryPolicy::<ServerError>::builder().build().unwrap());
     /// assert_eq!(retry.into_inner(), 7);
     /// ```
@@ -236,7 +236,7 @@ impl<S: fmt::Debug, E, R> fmt::Debug for Retry<S, E, R> {
 /// The future of [`Retry`]'s `call`: boxed, `Send`, `'static`, as axum and tonic need.
 ///
 /// ```
-/// use reflexio_core::integrations::tower::RetryFuture;
+/// use reflexio::integrations::tower::RetryFuture;
 ///
 /// fn assert_send_static<F: Send + 'static>() {}
 /// assert_send_static::<RetryFuture<String, std::io::Error>>();

@@ -1,7 +1,7 @@
 //! [`tracing`] (feature `tracing`): one structured event per retry decision.
 //!
 //! ```
-//! use reflexio_core::{integrations::tracing as retry_tracing, RetryPolicy};
+//! use reflexio::{integrations::tracing as retry_tracing, RetryPolicy};
 //!
 //! let policy = RetryPolicy::<std::io::Error>::builder()
 //!     .operation("load_config")
@@ -65,8 +65,8 @@ use crate::event::{EventKind, RetryEvent};
 /// ```
 /// use std::sync::{Arc, Mutex};
 /// use tracing::Level;
-/// use reflexio_core::integrations::tracing::level;
-/// use reflexio_core::{strategies::no_delay, RetryPolicy, ServerError};
+/// use reflexio::integrations::tracing::level;
+/// use reflexio::{strategies::no_delay, RetryPolicy, ServerError};
 ///
 /// let alerts = Arc::new(Mutex::new(Vec::new()));
 /// let sink = alerts.clone();
@@ -121,7 +121,7 @@ fn millis(d: core::time::Duration) -> u64 {
 /// A plain function, so it is itself a hook (`.on_event(record)`) and composes with others.
 ///
 /// ```
-/// use reflexio_core::{integrations::tracing::record, RetryPolicy};
+/// use reflexio::{integrations::tracing::record, RetryPolicy};
 ///
 /// let policy = RetryPolicy::<std::io::Error>::builder()
 ///     .on_event(|e| {
@@ -180,7 +180,7 @@ fn message(kind: EventKind) -> &'static str {
 /// The hook to pass to `.on_event(..)`: [`record`] as a value.
 ///
 /// ```
-/// use reflexio_core::{integrations::tracing::hook, AsyncRetryPolicy, ServerError};
+/// use reflexio::{integrations::tracing::hook, AsyncRetryPolicy, ServerError};
 ///
 /// let policy = AsyncRetryPolicy::<ServerError>::builder()
 ///     .operation("charge_card")

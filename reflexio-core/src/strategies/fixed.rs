@@ -15,7 +15,7 @@ use super::{BackoffContext, Strategy, exponential_cap, fmt_duration, from_nanos}
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{ErrorClass, strategies::{exponential, BackoffContext, Strategy}};
+/// use reflexio::{ErrorClass, strategies::{exponential, BackoffContext, Strategy}};
 ///
 /// let s = exponential().base(Duration::from_millis(100)).factor(3.0);
 /// let delays: Vec<_> = (1..=3).map(|n| s.delay(&BackoffContext::new(n, ErrorClass::Transient), 0.9)).collect();
@@ -109,7 +109,7 @@ impl Strategy for Exponential {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{ErrorClass, strategies::{constant, BackoffContext, Strategy}};
+/// use reflexio::{ErrorClass, strategies::{constant, BackoffContext, Strategy}};
 ///
 /// let s = constant(Duration::from_secs(1));
 /// assert_eq!(s.delay(&BackoffContext::new(u32::MAX, ErrorClass::Transient), 0.3), Duration::from_secs(1));
@@ -165,7 +165,7 @@ impl Strategy for Constant {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{ErrorClass, strategies::{no_delay, BackoffContext, Strategy}};
+/// use reflexio::{ErrorClass, strategies::{no_delay, BackoffContext, Strategy}};
 /// assert_eq!(no_delay().delay(&BackoffContext::new(7, ErrorClass::Concurrency), 0.9), Duration::ZERO);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -86,7 +86,7 @@ base_max_strategy!(
     ///
     /// ```
     /// use std::time::Duration;
-    /// use reflexio_core::{ErrorClass, strategies::{decorrelated_jitter, BackoffContext, Strategy}};
+    /// use reflexio::{ErrorClass, strategies::{decorrelated_jitter, BackoffContext, Strategy}};
     ///
     /// let s = decorrelated_jitter();
     /// let first = BackoffContext::new(1, ErrorClass::Transient);
@@ -117,7 +117,7 @@ base_max_strategy!(
     ///
     /// ```
     /// use std::time::Duration;
-    /// use reflexio_core::{ErrorClass, strategies::{equal_jitter, BackoffContext, Strategy}};
+    /// use reflexio::{ErrorClass, strategies::{equal_jitter, BackoffContext, Strategy}};
     ///
     /// let ctx = BackoffContext::new(1, ErrorClass::Transient); // cap = 500 ms
     /// assert_eq!(equal_jitter().delay(&ctx, 0.5), Duration::from_millis(375));
@@ -142,7 +142,7 @@ base_max_strategy!(
     ///
     /// ```
     /// use std::time::Duration;
-    /// use reflexio_core::{ErrorClass, strategies::{token_backoff, BackoffContext, Strategy}};
+    /// use reflexio::{ErrorClass, strategies::{token_backoff, BackoffContext, Strategy}};
     ///
     /// let ctx = BackoffContext::new(2, ErrorClass::RateLimit); // cap = 562.5 ms
     /// assert_eq!(token_backoff().delay(&ctx, 1.0), Duration::from_micros(562_500));
@@ -167,7 +167,7 @@ base_max_strategy!(
     ///
     /// ```
     /// use std::time::Duration;
-    /// use reflexio_core::{ErrorClass, strategies::{full_jitter, BackoffContext, Strategy}};
+    /// use reflexio::{ErrorClass, strategies::{full_jitter, BackoffContext, Strategy}};
     ///
     /// let ctx = BackoffContext::new(2, ErrorClass::Transient); // cap = 1 s
     /// assert_eq!(full_jitter().delay(&ctx, 0.0), Duration::ZERO);

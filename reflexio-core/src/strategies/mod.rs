@@ -27,8 +27,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use reflexio_core::ErrorClass;
-//! use reflexio_core::strategies::{equal_jitter, BackoffContext, Strategy};
+//! use reflexio::ErrorClass;
+//! use reflexio::strategies::{equal_jitter, BackoffContext, Strategy};
 //!
 //! let s = equal_jitter().base(Duration::from_millis(100)).max(Duration::from_secs(1));
 //! let ctx = BackoffContext::new(3, ErrorClass::Transient); // cap = 100 ms × 2³ = 800 ms
@@ -54,7 +54,7 @@ pub use jitter::{
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{strategies::BackoffContext, ErrorClass};
+/// use reflexio::{strategies::BackoffContext, ErrorClass};
 ///
 /// let ctx = BackoffContext::new(2, ErrorClass::ServerError).with_prev_delay(Duration::from_millis(300));
 /// assert_eq!(ctx.attempt, 2);
@@ -115,7 +115,7 @@ impl BackoffContext {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reflexio_core::{strategies::{BackoffContext, Strategy}, ErrorClass};
+/// use reflexio::{strategies::{BackoffContext, Strategy}, ErrorClass};
 ///
 /// let linear = |ctx: &BackoffContext, _u: f64| Duration::from_millis(100).saturating_mul(ctx.attempt);
 /// assert_eq!(linear.delay(&BackoffContext::new(3, ErrorClass::Transient), 0.7), Duration::from_millis(300));
@@ -140,7 +140,7 @@ pub trait Strategy: Send + Sync {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use reflexio_core::strategies::{full_jitter, no_delay, BackoffContext, Strategy};
+    /// use reflexio::strategies::{full_jitter, no_delay, BackoffContext, Strategy};
     ///
     /// /// 100 ms more per failure.
     /// struct Linear;
