@@ -1,5 +1,6 @@
 //! HTTP against a real server: a hyper server on 127.0.0.1 (port 0, started by each test),
-//! a real `reqwest` client, retried by reflexio on a virtual clock.
+//! a real `reqwest` client (0.13, and 0.12 in `mod reqwest_0_12`), retried by reflexio on a
+//! virtual clock.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -371,4 +372,168 @@ async fn retry_if_ok_with_classify_response_honours_retry_after() {
     })
     .await
     .expect("bounded");
+}
+
+/// reqwest 0.12 (feature `reqwest-0-12`): the same classifications through its own client.
+mod reqwest_0_12 {
+    use super::*;
+    use reflexio::integrations::reqwest_0_12::classify_response;
+    use reqwest012 as reqwest;
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn retry_if_ok_with_classify_response_honours_retry_after() {
+        tokio::time::timeout(BOUND, async {
+            let (addr, hits) = serve(vec![
+                (503, None, "unavailable"),
+                (429, Some("1"), "slow down"),
+                (200, None, "hello"),
+            ])
+            .await;
+            let clock = VirtualClock::new();
+            let (events, hook) = recorder();
+            let policy = AsyncRetryPolicy::<reqwest::Error>::builder()
+                .strategy(constant(Duration::from_millis(10)))
+                .max_attempts(5)
+                .clock(clock.clone())
+                .retry_if_ok(classify_response)
+                .on_event(hook)
+                .build()
+                .unwrap();
+            let client = client();
+            let url = format!("http://{addr}/");
+            let response = policy.call(|| client.get(&url).send()).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.text().await.unwrap(), "hello");
+            assert_eq!(hits.load(Ordering::SeqCst), 3, "exactly 3 requests");
+            assert_eq!(
+                clock.sleeps(),
+                [Duration::from_millis(10), Duration::from_secs(1)]
+            );
+            assert_eq!(
+                *events.lock().unwrap(),
+                [
+                    (
+                        EventKind::Retry,
+                        Some(ErrorClass::ServerError),
+                        Some(Duration::from_millis(10)),
+                        None
+                    ),
+                    (
+                        EventKind::Retry,
+                        Some(ErrorClass::RateLimit),
+                        Some(Duration::from_secs(1)),
+                        None
+                    ),
+                    (EventKind::Success, None, None, None),
+                ]
+            );
+        })
+        .await
+        .expect("bounded");
+    }
+
+    #[tokio::test]
+    async fn the_default_classifier_retries_reqwest_errors_until_the_server_is_up() {
+        tokio::time::timeout(BOUND, async {
+            let (addr, hits) = serve(vec![(502, None, "bad gateway"), (200, None, "up")]).await;
+            let clock = VirtualClock::new();
+            let policy = AsyncRetryPolicy::<reqwest::Error>::builder()
+                .strategy(constant(Duration::from_millis(100)))
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let client = client();
+            let url = format!("http://{addr}/");
+            let text = policy
+                .call(|| async {
+                    let response = client.get(&url).send().await?;
+                    response.error_for_status()?.text().await
+                })
+                .await
+                .unwrap();
+            assert_eq!(text, "up");
+            assert_eq!(hits.load(Ordering::SeqCst), 2);
+            assert_eq!(clock.sleeps(), [Duration::from_millis(100)]);
+        })
+        .await
+        .expect("bounded");
+    }
+
+    #[tokio::test]
+    async fn reqwest_errors_are_classified_from_real_failures() {
+        tokio::time::timeout(BOUND, async {
+            // A status error, from `error_for_status()`.
+            let (addr, _) = serve(vec![(404, None, "no such thing")]).await;
+            let err = client()
+                .get(format!("http://{addr}/"))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap_err();
+            assert_eq!(err.classification().class, ErrorClass::Permanent);
+
+            // Connection refused: a port that was just free.
+            let closed = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap()
+            };
+            let err = client()
+                .get(format!("http://{closed}/"))
+                .send()
+                .await
+                .unwrap_err();
+            assert!(err.is_connect(), "{err:?}");
+            assert_eq!(err.classification().class, ErrorClass::Transient);
+
+            // A timeout: a server that accepts and never answers.
+            let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let silent_addr = silent.local_addr().unwrap();
+            let _keep = tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((stream, _)) = silent.accept().await {
+                    held.push(stream);
+                }
+            });
+            let err = reqwest::Client::builder()
+                .timeout(Duration::from_millis(50))
+                .build()
+                .unwrap()
+                .get(format!("http://{silent_addr}/"))
+                .send()
+                .await
+                .unwrap_err();
+            assert!(err.is_timeout(), "{err:?}");
+            assert_eq!(err.classification().class, ErrorClass::Transient);
+
+            // An invalid request never leaves the client.
+            let err = client().get("http://[::1").send().await.unwrap_err();
+            assert_eq!(err.classification().class, ErrorClass::Permanent);
+
+            // A 429's `Retry-After` read from a real 0.12 response.
+            let (addr, _) = serve(vec![(429, Some("2"), "slow down")]).await;
+            let response = client()
+                .get(format!("http://{addr}/"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                classify_response(&response),
+                Some(
+                    Classification::new(ErrorClass::RateLimit)
+                        .with_retry_after(Duration::from_secs(2))
+                        .with_status(429)
+                )
+            );
+        })
+        .await
+        .expect("bounded");
+    }
 }

@@ -30,8 +30,8 @@
 //! # Features
 //!
 //! Each integration supports one major version of the crate it integrates (the one in the
-//! last column); it never turns on features of that crate, so yours keep the TLS, drivers and
-//! runtime you chose.
+//! last column; reqwest's previous major has a feature of its own); it never turns on features
+//! of that crate, so yours keep the TLS, drivers and runtime you chose.
 //!
 //! | feature | default | what | supports |
 //! |---|---|---|---|
@@ -42,6 +42,7 @@
 //! | `metrics` | | `integrations::metrics`: retry counters and a delay histogram | metrics 0.24 |
 //! | `http` | | `integrations::http`: `Classify` for `http::StatusCode`, `retry_after(&HeaderMap)` | http 1 |
 //! | `reqwest` | | `integrations::reqwest`: `Classify` for `reqwest::Error`, `classify_response` (turns `http` on) | reqwest 0.13 |
+//! | `reqwest-0-12` | | `integrations::reqwest_0_12`: the same for reqwest's previous major (turns `http` on) | reqwest 0.12 |
 //! | `tonic` | | `integrations::tonic`: `Classify` for `tonic::Status`, with `grpc-retry-pushback-ms` | tonic 0.14 |
 //! | `sqlx` | | `integrations::sqlx`: `Classify` for `sqlx::Error` | sqlx 0.8 |
 //! | `tower` | | `integrations::tower`: `RetryLayer`, a `tower::Layer` | tower 0.5 (`tower-layer` and `tower-service` 0.3) |

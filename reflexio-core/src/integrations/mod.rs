@@ -6,7 +6,8 @@
 //! | `tracing` | `tracing` | a hook emitting one structured `tracing` event per decision |
 //! | `metrics` | `metrics` | a hook recording retry counters and a delay histogram |
 //! | `http` | `http` | `Classify` for `http::StatusCode`, `retry_after(&HeaderMap)` |
-//! | `reqwest` | `reqwest` | `Classify` for `reqwest::Error`, `classify_response` (429/503 with `Retry-After`) |
+//! | `reqwest` | `reqwest` | `Classify` for `reqwest::Error` (0.13), `classify_response` (429/503 with `Retry-After`) |
+//! | `reqwest-0-12` | `reqwest_0_12` | the same for reqwest 0.12 |
 //! | `tonic` | `tonic` | `Classify` for `tonic::Status`, honouring `grpc-retry-pushback-ms` |
 //! | `sqlx` | `sqlx` | `Classify` for `sqlx::Error`, by SQLSTATE or `SQLite` result code |
 //! | `tower` | `tower` | `RetryLayer`, a `tower::Layer` retrying through an `AsyncRetryPolicy` |
@@ -31,6 +32,11 @@ pub mod metrics;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+#[cfg(feature = "reqwest-0-12")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-0-12")))]
+pub mod reqwest_0_12;
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
+mod reqwest_common;
 #[cfg(feature = "sqlx")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlx")))]
 pub mod sqlx;

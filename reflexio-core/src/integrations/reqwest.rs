@@ -1,5 +1,7 @@
-//! [`reqwest`] (feature `reqwest`): [`Classify`] for [`reqwest::Error`] and
+//! [`reqwest`] 0.13 (feature `reqwest`): [`Classify`] for [`reqwest::Error`] and
 //! [`classify_response`] for responses that are failures (a 503, a 429 with `Retry-After`).
+//! For reqwest 0.12, the feature `reqwest-0-12` gives the same in
+//! `integrations::reqwest_0_12` (both can be on at once).
 //!
 //! A `reqwest` call fails in two ways, and both need classifying:
 //!
@@ -72,9 +74,9 @@
 
 use ::reqwest::{Error, Response};
 
-use crate::class::{Classification, ErrorClass};
-use crate::classify::{Classify, classify_error_chain};
-use crate::http::classify_status;
+use super::reqwest_common::{Kinds, classify};
+use crate::class::Classification;
+use crate::classify::Classify;
 
 /// Classifies a `reqwest` error:
 ///
@@ -82,10 +84,10 @@ use crate::http::classify_status;
 /// |---|---|
 /// | a timeout (`is_timeout()`) | `Transient` |
 /// | a failure to connect (`is_connect()`) | `Transient` |
-/// | a status, from `error_for_status()` | [`classify_status`] (`Retry-After` is gone by then: see [`classify_response`]) |
+/// | a status, from `error_for_status()` | [`classify_status`](crate::http::classify_status) (`Retry-After` is gone by then: see [`classify_response`]) |
 /// | an invalid request (`is_builder()`), too many redirects (`is_redirect()`), an undecodable body (`is_decode()`) | `Permanent` |
 /// | sending the request or reading the body failed (`is_request()`, `is_body()`) | the first `std::io::Error` of its source chain (a reset is `Transient`), else `Transient`: the connection broke |
-/// | anything else | its source chain, see [`classify_error_chain`] (`Unknown` if nothing is recognised) |
+/// | anything else | its source chain, see [`classify_error_chain`](crate::classify_error_chain) (`Unknown` if nothing is recognised) |
 ///
 /// Retrying a request whose connection broke mid-way may repeat its side effects: retry only
 /// idempotent requests, or make them idempotent (an idempotency key).
@@ -107,25 +109,18 @@ use crate::http::classify_status;
 /// ```
 impl Classify for Error {
     fn classification(&self) -> Classification {
-        if self.is_timeout() || self.is_connect() {
-            return ErrorClass::Transient.into();
-        }
-        if let Some(status) = self.status() {
-            return classify_status(status.as_u16()).into();
-        }
-        if self.is_builder() || self.is_redirect() || self.is_decode() {
-            return ErrorClass::Permanent.into();
-        }
-        let chain = classify_error_chain(self);
-        if (self.is_request() || self.is_body()) && chain.class == ErrorClass::Unknown {
-            return ErrorClass::Transient.into();
-        }
-        chain
+        let kinds = Kinds {
+            timeout_or_connect: self.is_timeout() || self.is_connect(),
+            status: self.status().map(|s| s.as_u16()),
+            unusable: self.is_builder() || self.is_redirect() || self.is_decode(),
+            exchange_broke: self.is_request() || self.is_body(),
+        };
+        classify(&kinds, self)
     }
 }
 
 /// Classifies a response: `None` for a success (1xx, 2xx, 3xx), else the class of its status
-/// (see [`classify_status`]) with the delay of its `Retry-After` header, if any.
+/// (see [`classify_status`](crate::http::classify_status)) with the delay of its `Retry-After` header, if any.
 ///
 /// So a 429 or a 503 with `Retry-After: 2` is retried no sooner than 2 s later (the policy's
 /// attempt caps and deadline still apply, and a `Retry-After` that would overrun the deadline
