@@ -12,7 +12,9 @@ use reflexio::config::{
     BreakerConfig, BudgetConfig, Deadline, LoadError, NamedOr, Policies, RetryConfig,
     RetryConfigSet, StrategyConfig, UnknownRetries, from_deserializer,
 };
-use reflexio::strategies::{constant, exponential, no_delay, token_backoff};
+use reflexio::strategies::{
+    constant, decorrelated_jitter, equal_jitter, exponential, full_jitter, no_delay, token_backoff,
+};
 use reflexio::testing::VirtualClock;
 use reflexio::{
     AsyncRetryPolicy, CircuitState, ConfigProblem, ErrorClass, RetryPolicy, StopReason, retry,
@@ -61,20 +63,18 @@ fn every_setting_is_read() {
     expected.deadline = Some(Deadline::After(Duration::from_secs(90)));
     expected.max_server_delay = Some(Duration::from_secs(45));
     expected.max_unknown_retries = Some(UnknownRetries::NoCap);
-    expected.strategy = Some(StrategyConfig::Exponential {
-        base: Some(Duration::from_millis(250)),
-        max: Some(Duration::from_secs(10)),
-        factor: Some(3.0),
-    });
+    expected.strategy = Some(StrategyConfig::from(
+        exponential()
+            .base(Duration::from_millis(250))
+            .max(Duration::from_secs(10))
+            .factor(3.0),
+    ));
     expected.strategy_for = BTreeMap::from([
         (
             ErrorClass::RateLimit,
-            StrategyConfig::TokenBackoff {
-                base: Some(Duration::from_secs(1)),
-                max: None,
-            },
+            token_backoff().base(Duration::from_secs(1)).into(),
         ),
-        (ErrorClass::Concurrency, StrategyConfig::NoDelay),
+        (ErrorClass::Concurrency, no_delay().into()),
     ]);
     expected.max_retries_for =
         BTreeMap::from([(ErrorClass::RateLimit, 2), (ErrorClass::ServerError, 0)]);
@@ -753,16 +753,35 @@ fn class() -> impl Strategy<Value = ErrorClass> {
 
 fn strategy() -> BoxedStrategy<StrategyConfig> {
     let base_max = || (prop::option::of(duration()), prop::option::of(duration()));
+    /// The strategy `$s` with the base and max given.
+    macro_rules! with {
+        ($s:expr, $base:expr, $max:expr) => {{
+            let mut s = $s;
+            if let Some(base) = $base {
+                s = s.base(base);
+            }
+            if let Some(max) = $max {
+                s = s.max(max);
+            }
+            StrategyConfig::from(s)
+        }};
+    }
     prop_oneof![
-        base_max().prop_map(|(base, max)| StrategyConfig::DecorrelatedJitter { base, max }),
-        base_max().prop_map(|(base, max)| StrategyConfig::EqualJitter { base, max }),
-        base_max().prop_map(|(base, max)| StrategyConfig::TokenBackoff { base, max }),
-        base_max().prop_map(|(base, max)| StrategyConfig::FullJitter { base, max }),
-        (base_max(), prop::option::of(1.0f64..100.0)).prop_map(|((base, max), factor)| {
-            StrategyConfig::Exponential { base, max, factor }
-        }),
-        duration().prop_map(|delay| StrategyConfig::Constant { delay }),
-        Just(StrategyConfig::NoDelay),
+        base_max().prop_map(|(base, max)| with!(decorrelated_jitter(), base, max)),
+        base_max().prop_map(|(base, max)| with!(equal_jitter(), base, max)),
+        base_max().prop_map(|(base, max)| with!(token_backoff(), base, max)),
+        base_max().prop_map(|(base, max)| with!(full_jitter(), base, max)),
+        (base_max(), 1.0f64..100.0).prop_map(|((base, max), factor)| with!(
+            exponential().factor(factor),
+            base,
+            max
+        )),
+        (duration(), prop::option::of(duration())).prop_map(|(delay, max)| with!(
+            constant(delay),
+            None,
+            max
+        )),
+        Just(no_delay().into()),
     ]
     .boxed()
 }

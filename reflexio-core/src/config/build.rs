@@ -4,68 +4,27 @@
 use std::collections::BTreeMap;
 
 use super::{BreakerConfig, BudgetConfig, Deadline, NamedOr, RetryConfig, RetryConfigSet};
-use super::{StrategyConfig, UnknownRetries};
+use super::{Kind, UnknownRetries};
 use crate::async_policy::AsyncRetryPolicy;
 use crate::budget::RetryBudget;
 use crate::circuit::CircuitBreaker;
 use crate::class::ErrorClass;
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem};
 use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder, RetryPolicy, RetryPolicyBuilder};
-use crate::strategies::{
-    constant, decorrelated_jitter, equal_jitter, exponential, full_jitter, no_delay, token_backoff,
-};
 use crate::testing::VirtualClock;
 
-/// Sets `base` and `max` on a strategy when given.
-macro_rules! base_max {
-    ($strategy:expr, $base:expr, $max:expr) => {{
-        let mut s = $strategy;
-        if let Some(base) = $base {
-            s = s.base(base);
-        }
-        if let Some(max) = $max {
-            s = s.max(max);
-        }
-        s
-    }};
-}
-
-/// Evaluates `$then` with `$s` bound to the strategy `$config` describes, as its own type (so
-/// a policy built from a configuration calls the same code as one built in Rust).
+/// Evaluates `$then` with `$s` bound to the strategy of `$config`, as its own type (so a policy
+/// built from a configuration calls the same code as one built in Rust).
 macro_rules! with_strategy {
     ($config:expr, |$s:ident| $then:expr) => {
-        match *$config {
-            StrategyConfig::DecorrelatedJitter { base, max } => {
-                let $s = base_max!(decorrelated_jitter(), base, max);
-                $then
-            }
-            StrategyConfig::EqualJitter { base, max } => {
-                let $s = base_max!(equal_jitter(), base, max);
-                $then
-            }
-            StrategyConfig::TokenBackoff { base, max } => {
-                let $s = base_max!(token_backoff(), base, max);
-                $then
-            }
-            StrategyConfig::FullJitter { base, max } => {
-                let $s = base_max!(full_jitter(), base, max);
-                $then
-            }
-            StrategyConfig::Exponential { base, max, factor } => {
-                let mut $s = base_max!(exponential(), base, max);
-                if let Some(factor) = factor {
-                    $s = $s.factor(factor);
-                }
-                $then
-            }
-            StrategyConfig::Constant { delay } => {
-                let $s = constant(delay);
-                $then
-            }
-            StrategyConfig::NoDelay => {
-                let $s = no_delay();
-                $then
-            }
+        match $config.0 {
+            Kind::DecorrelatedJitter($s) => $then,
+            Kind::EqualJitter($s) => $then,
+            Kind::TokenBackoff($s) => $then,
+            Kind::FullJitter($s) => $then,
+            Kind::Exponential($s) => $then,
+            Kind::Constant($s) => $then,
+            Kind::NoDelay($s) => $then,
         }
     };
 }

@@ -110,6 +110,11 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::class::ErrorClass;
+use crate::strategies::{
+    Constant, DecorrelatedJitter, EqualJitter, Exponential, FullJitter, NoDelay, Strategy,
+    TokenBackoff, constant, decorrelated_jitter, equal_jitter, exponential, full_jitter, no_delay,
+    token_backoff,
+};
 
 mod build;
 mod names;
@@ -130,7 +135,7 @@ use names::{BudgetKind, StrategyKind, list};
 /// ```
 /// use std::time::Duration;
 /// use reflexio_core::config::{Deadline, RetryConfig, StrategyConfig};
-/// use reflexio_core::{ErrorClass, RetryPolicy};
+/// use reflexio_core::{strategies::constant, ErrorClass, RetryPolicy};
 ///
 /// let config: RetryConfig = toml::from_str(r#"
 ///     max_attempts = 3
@@ -139,7 +144,7 @@ use names::{BudgetKind, StrategyKind, list};
 ///     max_retries_for.rate_limit = 1
 /// "#).unwrap();
 /// assert_eq!(config.deadline, Some(Deadline::Off));
-/// assert_eq!(config.strategy, Some(StrategyConfig::Constant { delay: Duration::from_millis(1500) }));
+/// assert_eq!(config.strategy, Some(StrategyConfig::from(constant(Duration::from_millis(1500)))));
 /// assert_eq!(config.max_retries_for[&ErrorClass::RateLimit], 1);
 ///
 /// let policy = RetryPolicy::<std::io::Error>::from_config(&config).unwrap().build().unwrap();
@@ -271,66 +276,98 @@ pub enum NamedOr<T> {
 /// | `constant` | `delay` (required) |
 /// | `no_delay` | none |
 ///
+/// In code, make one from the strategy itself; it is written with every parameter.
+///
 /// ```
 /// use std::time::Duration;
 /// use reflexio_core::config::StrategyConfig;
+/// use reflexio_core::strategies::decorrelated_jitter;
 ///
 /// let s: StrategyConfig = toml::from_str(r#"kind = "decorrelated_jitter"
-///                                           base = "100ms"
-///                                           max = "5s""#).unwrap();
-/// assert_eq!(s, StrategyConfig::DecorrelatedJitter {
-///     base: Some(Duration::from_millis(100)),
-///     max: Some(Duration::from_secs(5)),
-/// });
+///                                           base = "100ms""#).unwrap();
+/// assert_eq!(s, StrategyConfig::from(decorrelated_jitter().base(Duration::from_millis(100))));
+/// assert_eq!(s.to_string(), "decorrelated_jitter(base 100ms, max 30s)");
+/// assert_eq!(
+///     toml::to_string(&s).unwrap(),
+///     "kind = \"decorrelated_jitter\"\nbase = \"100ms\"\nmax = \"30s\"\n"
+/// );
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "StrategyFields", into = "StrategyFields")]
-#[non_exhaustive]
-pub enum StrategyConfig {
-    /// [`decorrelated_jitter()`](crate::strategies::decorrelated_jitter).
-    DecorrelatedJitter {
-        /// The base delay.
-        base: Option<Duration>,
-        /// The largest delay.
-        max: Option<Duration>,
-    },
-    /// [`equal_jitter()`](crate::strategies::equal_jitter).
-    EqualJitter {
-        /// The base delay.
-        base: Option<Duration>,
-        /// The largest delay.
-        max: Option<Duration>,
-    },
-    /// [`token_backoff()`](crate::strategies::token_backoff).
-    TokenBackoff {
-        /// The base delay.
-        base: Option<Duration>,
-        /// The largest delay.
-        max: Option<Duration>,
-    },
-    /// [`full_jitter()`](crate::strategies::full_jitter).
-    FullJitter {
-        /// The base delay.
-        base: Option<Duration>,
-        /// The largest delay.
-        max: Option<Duration>,
-    },
-    /// [`exponential()`](crate::strategies::exponential).
-    Exponential {
-        /// The first delay.
-        base: Option<Duration>,
-        /// The largest delay.
-        max: Option<Duration>,
-        /// The growth factor, finite and at least 1.
-        factor: Option<f64>,
-    },
-    /// [`constant(delay)`](crate::strategies::constant).
-    Constant {
-        /// The delay.
-        delay: Duration,
-    },
-    /// [`no_delay()`](crate::strategies::no_delay).
-    NoDelay,
+pub struct StrategyConfig(Kind);
+
+/// The strategy of a [`StrategyConfig`], as its own type. (Its variants are not public: they
+/// would share the names of the strategy types, and rustc then writes those types' full paths
+/// in every diagnostic.)
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    DecorrelatedJitter(DecorrelatedJitter),
+    EqualJitter(EqualJitter),
+    TokenBackoff(TokenBackoff),
+    FullJitter(FullJitter),
+    Exponential(Exponential),
+    Constant(Constant),
+    NoDelay(NoDelay),
+}
+
+impl StrategyConfig {
+    /// The strategy, to compute delays or describe it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflexio_core::config::StrategyConfig;
+    /// use reflexio_core::strategies::{constant, BackoffContext};
+    /// use reflexio_core::ErrorClass;
+    ///
+    /// let s = StrategyConfig::from(constant(Duration::from_secs(1)));
+    /// let ctx = BackoffContext::new(1, ErrorClass::Transient);
+    /// assert_eq!(s.strategy().delay(&ctx, 0.5), Duration::from_secs(1));
+    /// ```
+    #[must_use]
+    pub fn strategy(&self) -> &dyn Strategy {
+        match &self.0 {
+            Kind::DecorrelatedJitter(s) => s,
+            Kind::EqualJitter(s) => s,
+            Kind::TokenBackoff(s) => s,
+            Kind::FullJitter(s) => s,
+            Kind::Exponential(s) => s,
+            Kind::Constant(s) => s,
+            Kind::NoDelay(s) => s,
+        }
+    }
+}
+
+/// Its description, as in `describe()`: `decorrelated_jitter(base 100ms, max 30s)`.
+impl fmt::Display for StrategyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.strategy().describe(f)
+    }
+}
+
+macro_rules! strategy_from {
+    ($($kind:ident),*) => {$(
+        impl From<$kind> for StrategyConfig {
+            fn from(s: $kind) -> Self {
+                StrategyConfig(Kind::$kind(s))
+            }
+        }
+    )*};
+}
+
+strategy_from!(
+    DecorrelatedJitter,
+    EqualJitter,
+    TokenBackoff,
+    FullJitter,
+    Exponential,
+    NoDelay
+);
+
+/// A constant strategy with a cap is the constant strategy of the capped delay.
+impl From<Constant> for StrategyConfig {
+    fn from(s: Constant) -> Self {
+        StrategyConfig(Kind::Constant(constant(s.fixed_delay())))
+    }
 }
 
 /// A retry budget by its model (`kind`), with its settings: those left out keep the builder's
@@ -582,6 +619,19 @@ impl TryFrom<StrategyFields> for StrategyConfig {
 
     fn try_from(f: StrategyFields) -> Result<Self, String> {
         use StrategyKind as K;
+        /// Sets `base` and `max` when given.
+        macro_rules! base_max {
+            ($strategy:expr) => {{
+                let mut s = $strategy;
+                if let Some(base) = f.base {
+                    s = s.base(base);
+                }
+                if let Some(max) = f.max {
+                    s = s.max(max);
+                }
+                s
+            }};
+        }
         let given = [
             ("base", f.base.is_some()),
             ("max", f.max.is_some()),
@@ -595,55 +645,59 @@ impl TryFrom<StrategyFields> for StrategyConfig {
             _ => (&["base", "max"], &[]),
         };
         check_params(names::Named::name(f.kind), &given, takes, needs)?;
-        let (base, max) = (f.base, f.max);
         Ok(match f.kind {
-            K::DecorrelatedJitter => StrategyConfig::DecorrelatedJitter { base, max },
-            K::EqualJitter => StrategyConfig::EqualJitter { base, max },
-            K::TokenBackoff => StrategyConfig::TokenBackoff { base, max },
-            K::FullJitter => StrategyConfig::FullJitter { base, max },
-            K::Exponential => StrategyConfig::Exponential {
-                base,
-                max,
-                factor: f.factor,
-            },
-            K::Constant => StrategyConfig::Constant {
-                delay: f.delay.unwrap_or_default(),
-            },
-            K::NoDelay => StrategyConfig::NoDelay,
+            K::DecorrelatedJitter => base_max!(decorrelated_jitter()).into(),
+            K::EqualJitter => base_max!(equal_jitter()).into(),
+            K::TokenBackoff => base_max!(token_backoff()).into(),
+            K::FullJitter => base_max!(full_jitter()).into(),
+            K::Exponential => {
+                let s = base_max!(exponential());
+                f.factor.map_or(s, |factor| s.factor(factor)).into()
+            }
+            K::Constant => constant(f.delay.unwrap_or_default()).into(),
+            K::NoDelay => no_delay().into(),
         })
     }
 }
 
 impl From<StrategyConfig> for StrategyFields {
     fn from(s: StrategyConfig) -> Self {
-        let mut f = StrategyFields {
-            kind: StrategyKind::NoDelay,
-            base: None,
-            max: None,
+        let fields = |kind, (base, max)| StrategyFields {
+            kind,
+            base: Some(base),
+            max: Some(max),
             factor: None,
             delay: None,
         };
-        let (kind, base, max) = match s {
-            StrategyConfig::DecorrelatedJitter { base, max } => {
-                (StrategyKind::DecorrelatedJitter, base, max)
+        match s.0 {
+            Kind::DecorrelatedJitter(s) => {
+                fields(StrategyKind::DecorrelatedJitter, s.base_and_max())
             }
-            StrategyConfig::EqualJitter { base, max } => (StrategyKind::EqualJitter, base, max),
-            StrategyConfig::TokenBackoff { base, max } => (StrategyKind::TokenBackoff, base, max),
-            StrategyConfig::FullJitter { base, max } => (StrategyKind::FullJitter, base, max),
-            StrategyConfig::Exponential { base, max, factor } => {
-                f.factor = factor;
-                (StrategyKind::Exponential, base, max)
+            Kind::EqualJitter(s) => fields(StrategyKind::EqualJitter, s.base_and_max()),
+            Kind::TokenBackoff(s) => fields(StrategyKind::TokenBackoff, s.base_and_max()),
+            Kind::FullJitter(s) => fields(StrategyKind::FullJitter, s.base_and_max()),
+            Kind::Exponential(s) => {
+                let (base, max, factor) = s.parts();
+                StrategyFields {
+                    factor: Some(factor),
+                    ..fields(StrategyKind::Exponential, (base, max))
+                }
             }
-            StrategyConfig::Constant { delay } => {
-                f.delay = Some(delay);
-                (StrategyKind::Constant, None, None)
-            }
-            StrategyConfig::NoDelay => (StrategyKind::NoDelay, None, None),
-        };
-        f.kind = kind;
-        f.base = base;
-        f.max = max;
-        f
+            Kind::Constant(s) => StrategyFields {
+                kind: StrategyKind::Constant,
+                base: None,
+                max: None,
+                factor: None,
+                delay: Some(s.fixed_delay()),
+            },
+            Kind::NoDelay(_) => StrategyFields {
+                kind: StrategyKind::NoDelay,
+                base: None,
+                max: None,
+                factor: None,
+                delay: None,
+            },
+        }
     }
 }
 
