@@ -177,6 +177,22 @@ pub enum ConfigProblem {
         /// Why it cannot work.
         reason: String,
     },
+    /// A configuration (the `serde` feature's `config` module) refers to a budget, a circuit
+    /// breaker or a policy by a name it does not declare.
+    UnknownName {
+        /// What the name was given for: `"budget"`, `"circuit_breaker"` or `"policy"`.
+        setting: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A problem of one named entry of a configuration (the `serde` feature's
+    /// `config::Policies`).
+    InEntry {
+        /// The entry's key path, such as `policies.fetch_user` or `budgets.users_db`.
+        entry: String,
+        /// The problem.
+        problem: Box<ConfigProblem>,
+    },
 }
 
 impl ConfigProblem {
@@ -188,7 +204,10 @@ impl ConfigProblem {
             ConfigProblem::ZeroDeadline => "deadline",
             ConfigProblem::InvalidStrategy { class: None, .. } => "strategy",
             ConfigProblem::InvalidStrategy { class: Some(_), .. } => "strategy_for",
-            ConfigProblem::Invalid { setting, .. } => setting,
+            ConfigProblem::Invalid { setting, .. } | ConfigProblem::UnknownName { setting, .. } => {
+                setting
+            }
+            ConfigProblem::InEntry { problem, .. } => problem.setting(),
         }
     }
 }
@@ -211,6 +230,13 @@ impl fmt::Display for ConfigProblem {
                 reason,
             } => write!(f, "`strategy_for({class})` is invalid: {reason}"),
             ConfigProblem::Invalid { setting, reason } => write!(f, "`{setting}` {reason}"),
+            ConfigProblem::UnknownName { setting, name } => {
+                write!(
+                    f,
+                    "`{setting}` names `{name}`, which the configuration does not declare"
+                )
+            }
+            ConfigProblem::InEntry { entry, problem } => write!(f, "in `{entry}`: {problem}"),
         }
     }
 }

@@ -35,6 +35,8 @@ mod circuit;
 mod class;
 mod classify;
 mod clock;
+#[cfg(feature = "serde")]
+pub mod config;
 mod engine;
 mod errors;
 mod event;

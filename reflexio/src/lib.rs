@@ -46,6 +46,7 @@
 //! | `tonic` | | `integrations::tonic`: `Classify` for `tonic::Status`, with `grpc-retry-pushback-ms` | tonic 0.14 |
 //! | `sqlx` | | `integrations::sqlx`: `Classify` for `sqlx::Error` | sqlx 0.8 |
 //! | `tower` | | `integrations::tower`: `RetryLayer`, a `tower::Layer` | tower 0.5 (`tower-layer` and `tower-service` 0.3) |
+//! | `serde` | | `config`: policies, shared budgets and breakers from a configuration file | serde 1 |
 //!
 //! Without `tokio` or `futures-timer`, an [`AsyncRetryPolicy`] needs `.sleeper(..)` (or a
 //! virtual `.clock(..)`); the sync [`RetryPolicy`] needs neither.

@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # use reqwest012 as reqwest; // what your crate calls `reqwest` 0.12
-//! use reflexio_core::{integrations::reqwest_0_12::classify_response, AsyncRetryPolicy};
+//! use reflexio::{integrations::reqwest_0_12::classify_response, AsyncRetryPolicy};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), reqwest::Error> {
 //! let client = reqwest::Client::new();

@@ -62,6 +62,14 @@ impl Exponential {
     }
 }
 
+#[cfg(feature = "serde")]
+impl Exponential {
+    /// The base, the max and the factor, for a configuration (`crate::config`) to write.
+    pub(crate) fn parts(&self) -> (Duration, Duration, f64) {
+        (self.base, self.max, self.factor)
+    }
+}
+
 impl Default for Exponential {
     fn default() -> Self {
         exponential()
@@ -142,6 +150,14 @@ impl Constant {
     pub const fn max(mut self, max: Duration) -> Self {
         self.max = max;
         self
+    }
+}
+
+#[cfg(feature = "serde")]
+impl Constant {
+    /// The delay (the base, capped by the max), for a configuration (`crate::config`) to write.
+    pub(crate) fn fixed_delay(&self) -> Duration {
+        self.base.min(self.max)
     }
 }
 

@@ -66,6 +66,12 @@ macro_rules! base_max_strategy {
         }
 
         impl $name {
+            /// The base and the max, for a configuration (`crate::config`) to write.
+            #[cfg(feature = "serde")]
+            pub(crate) fn base_and_max(&self) -> (Duration, Duration) {
+                (from_nanos(self.base), from_nanos(self.max))
+            }
+
             fn describe_base_max(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(concat!($label, "(base "))?;
                 fmt_duration(from_nanos(self.base), f)?;
