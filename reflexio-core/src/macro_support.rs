@@ -331,6 +331,98 @@ pub fn done<R, T, E>(w: Witness<R, T, E>, result: Result<T, E>) -> R {
     (w.from)(result)
 }
 
+/// How a `#[retry]` function's policy sees its error as a [`std::error::Error`], picked at
+/// compile time from what the concrete error type implements (autoref specialisation: the
+/// generated code calls `error_chain()` on `&&&ErrorChainProbe::<E>::new()`, and the first
+/// impl whose bound holds wins): `Error` itself, else `AsRef<dyn Error>` (`anyhow::Error`,
+/// `eyre::Report`), else nothing. Log lines then show the error's message and its sources
+/// instead of its `Debug`.
+pub struct ErrorChainProbe<E: ?Sized>(core::marker::PhantomData<fn(&E)>);
+
+impl<E: ?Sized> ErrorChainProbe<E> {
+    /// The probe of `E`.
+    #[must_use]
+    pub const fn new() -> Self {
+        ErrorChainProbe(core::marker::PhantomData)
+    }
+}
+
+impl<E: ?Sized> Default for ErrorChainProbe<E> {
+    fn default() -> Self {
+        ErrorChainProbe::new()
+    }
+}
+
+impl<E: ?Sized> fmt::Debug for ErrorChainProbe<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ErrorChainProbe")
+    }
+}
+
+/// The [`ErrorChainProbe`] of the error type of a function returning `R`.
+#[must_use]
+pub const fn error_chain_probe<R, T, E>(_: Witness<R, T, E>) -> ErrorChainProbe<E> {
+    ErrorChainProbe::new()
+}
+
+/// The view of an error as a `std::error::Error`.
+pub type AsStdError<E> = fn(&E) -> &(dyn std::error::Error + 'static);
+
+/// The traits of [`ErrorChainProbe`], glob-imported by the generated code.
+pub mod error_chain_kinds {
+    use super::{AsStdError, ErrorChainProbe};
+
+    /// `E: Error`: the error itself.
+    pub trait ViaError<E> {
+        /// The view.
+        fn error_chain(&self) -> Option<AsStdError<E>>;
+    }
+
+    impl<E: std::error::Error + 'static> ViaError<E> for &&ErrorChainProbe<E> {
+        fn error_chain(&self) -> Option<AsStdError<E>> {
+            Some(|e| e)
+        }
+    }
+
+    /// `E: AsRef<dyn Error>` (`anyhow::Error`): what it holds.
+    pub trait ViaAsRef<E> {
+        /// The view.
+        fn error_chain(&self) -> Option<AsStdError<E>>;
+    }
+
+    impl<E> ViaAsRef<E> for &ErrorChainProbe<E>
+    where
+        E: AsRef<dyn std::error::Error + Send + Sync + 'static>,
+    {
+        fn error_chain(&self) -> Option<AsStdError<E>> {
+            Some(|e| e.as_ref())
+        }
+    }
+
+    /// Anything else: no view (events show the error's `Debug`).
+    pub trait ViaNothing<E> {
+        /// No view.
+        fn error_chain(&self) -> Option<AsStdError<E>>;
+    }
+
+    impl<E> ViaNothing<E> for ErrorChainProbe<E> {
+        fn error_chain(&self) -> Option<AsStdError<E>> {
+            None
+        }
+    }
+}
+
+/// `builder` with the error view `chain` (see [`ErrorChainProbe`]), when there is one.
+pub fn error_chain<E, C, K, R>(
+    builder: crate::policy::PolicyBuilder<E, C, K, R>,
+    chain: Option<AsStdError<E>>,
+) -> crate::policy::PolicyBuilder<E, C, K, R> {
+    match chain {
+        Some(view) => builder.error_chain(view),
+        None => builder,
+    }
+}
+
 /// The type of a `#[retry_after]` field: `Duration` or `Option<Duration>`.
 #[diagnostic::on_unimplemented(
     message = "a `#[retry_after]` field must be a `Duration` or an `Option<Duration>`, found `{Self}`",

@@ -278,8 +278,10 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     /// backtrace in every retry line. `|e| e` for a type that implements `Error`;
     /// `|e| e.as_ref()` for `anyhow::Error`.
     ///
-    /// The policy cannot find this out by itself: it asks nothing of `E` but `Debug` (hooks
-    /// need that much), and Rust cannot ask a type whether it implements a trait.
+    /// A generic builder cannot find this out by itself: it asks nothing of `E` but `Debug`
+    /// (hooks need that much), and Rust cannot ask a generic type whether it implements a
+    /// trait. `#[retry]` functions can, since their error type is concrete: they set this
+    /// themselves when the error implements `Error` or `AsRef<dyn Error>` (`anyhow::Error`).
     ///
     /// ```
     /// use reflexio::RetryPolicy;

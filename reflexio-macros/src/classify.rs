@@ -107,6 +107,13 @@ fn parse_class_attrs(
             );
             continue;
         };
+        if list.tokens.is_empty() {
+            errors.spanned(
+                attr,
+                "expected a class in `#[class(..)]`, such as `#[class(transient)]`",
+            );
+            continue;
+        }
         let result = list.parse_nested_meta(|meta| {
             let path = &meta.path;
             let Some(ident) = path.get_ident() else {
@@ -434,6 +441,109 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
             fn classification(&self) -> #k::__private::Classification {
                 #body
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CLASSES: [&str; 8] = [
+        "auth",
+        "permission",
+        "permanent",
+        "concurrency",
+        "rate_limit",
+        "server_error",
+        "transient",
+        "unknown",
+    ];
+
+    /// Expands `item`; `None` when the expansion is an error.
+    fn expand(item: &str) -> Option<String> {
+        let tokens: TokenStream = item.parse().expect("test items tokenize");
+        let out = derive(tokens).to_string();
+        (!out.contains("compile_error")).then_some(out)
+    }
+
+    #[test]
+    fn every_class_name_is_accepted() {
+        for class in CLASSES {
+            assert!(
+                expand(&format!("#[class({class})] struct E;")).is_some(),
+                "{class}"
+            );
+        }
+    }
+
+    /// Hostile fragments for the inside of `#[class(..)]`: keys, values, literals, signs,
+    /// Unicode, nesting.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::sample::select(CLASSES.to_vec()).prop_map(str::to_owned),
+            proptest::sample::select(vec![
+                "default",
+                "status",
+                "from_source",
+                "crate",
+                "=",
+                ",",
+                "-",
+                "+",
+                "42",
+                "1.5",
+                "\"x\"",
+                "\"\"",
+                "::",
+                "Transient",
+                "RateLimit",
+                "rate-limit",
+                "()",
+                "(x)",
+                "[]",
+                "'a",
+                "self",
+                "_",
+                "é",
+                "trânsient",
+                "0x10",
+                "-1",
+            ])
+            .prop_map(str::to_owned),
+            "[a-z_][a-z0-9_]{0,10}",
+        ]
+    }
+
+    proptest! {
+        /// A single identifier is accepted exactly when it is one of the 8 class names.
+        #[test]
+        fn one_name_is_accepted_exactly_when_it_is_a_class(name in "[a-zA-Z_][a-zA-Z0-9_]{0,14}") {
+            prop_assume!(syn::parse_str::<syn::Ident>(&name).is_ok());
+            let accepted = expand(&format!("#[class({name})] struct E;")).is_some();
+            prop_assert_eq!(accepted, CLASSES.contains(&name.as_str()), "{}", name);
+        }
+
+        /// Any sequence of fragments inside `#[class(..)]`, on a struct and on an enum's
+        /// variant, expands without panicking; one is accepted only when it names a class or
+        /// the `status` field, and a lone class name always is.
+        #[test]
+        fn hostile_attributes_never_panic(parts in proptest::collection::vec(fragment(), 0..6)) {
+            let inside = parts.join(" ");
+            let item = format!("#[class({inside})] struct E {{ code: u16 }}");
+            prop_assume!(item.parse::<TokenStream>().is_ok());
+            let accepted = expand(&item).is_some();
+            let names_a_rule = parts
+                .iter()
+                .any(|p| CLASSES.contains(&p.as_str()) || p == "status" || p == "from_source");
+            prop_assert!(!accepted || names_a_rule, "accepted {}", inside);
+            if parts.len() == 1 && CLASSES.contains(&parts[0].as_str()) {
+                prop_assert!(accepted, "rejected {}", inside);
+            }
+            let variant = format!("enum E {{ #[class({inside})] A {{ code: u16 }} }}");
+            prop_assume!(variant.parse::<TokenStream>().is_ok());
+            let _ = expand(&variant);
         }
     }
 }

@@ -458,6 +458,15 @@ fn policy_init(
         &name,
         quote_spanned!(glue=> #krate::__private::#builder(#witness)),
     );
+    // The error's view as a `std::error::Error`, for log lines, picked from what the concrete
+    // error type implements (see `ErrorChainProbe`).
+    let configured = quote_spanned! {glue=>
+        #krate::__private::error_chain(#configured, {
+            #[allow(unused_imports)]
+            use #krate::__private::error_chain_kinds::*;
+            (&&&#krate::__private::error_chain_probe(#witness)).error_chain()
+        })
+    };
     let build = quote_spanned! {glue=>
         #krate::__private::built(#configured.build(), #name)
     };

@@ -492,3 +492,62 @@ fn no_real_sleep_with_a_virtual_clock() {
     assert_eq!(CLOCK.total_slept(), Duration::from_secs(7200));
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+/// Issue 14.7: `#[retry]` shows an error by its message and its sources in events (and so in
+/// log lines), when the error type implements `Error` or holds one (`anyhow::Error`); other
+/// types keep their `Debug`.
+mod error_messages {
+    use std::sync::Mutex;
+
+    use reflexio::{ErrorClass, RetryEvent, retry};
+
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn log(e: &RetryEvent<'_>) {
+        if let Some(message) = e.error_message() {
+            LINES.lock().unwrap().push(message.to_string());
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connect failed")]
+    struct ConnectFailed {
+        #[source]
+        cause: std::io::Error,
+    }
+
+    #[retry(max_attempts = 1, classifier = |_: &ConnectFailed| ErrorClass::Transient, on_event = log)]
+    fn connect() -> Result<(), ConnectFailed> {
+        Err(ConnectFailed {
+            cause: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+        })
+    }
+
+    #[retry(max_attempts = 1, classifier = |_: &anyhow::Error| ErrorClass::Transient, on_event = log)]
+    fn fetch() -> anyhow::Result<()> {
+        Err(anyhow::anyhow!("timed out").context("fetch failed"))
+    }
+
+    #[derive(Debug)]
+    struct Plain;
+
+    #[retry(max_attempts = 1, classifier = |_: &Plain| ErrorClass::Transient, on_event = log)]
+    fn plain() -> Result<(), Plain> {
+        Err(Plain)
+    }
+
+    #[test]
+    fn errors_show_their_message_and_sources() {
+        let _ = connect();
+        let _ = fetch();
+        let _ = plain();
+        assert_eq!(
+            *LINES.lock().unwrap(),
+            [
+                "connect failed: refused",
+                "fetch failed: timed out",
+                "Plain"
+            ]
+        );
+    }
+}
