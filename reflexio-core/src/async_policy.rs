@@ -11,7 +11,6 @@ use crate::call::{Call, Driven};
 use crate::engine::{Config, Engine, Next};
 use crate::errors::RetryError;
 use crate::ok::{AcceptOk, OkClassifier, OkRule, first_outcome};
-use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder};
 
 /// A retry policy for async operations: the same decisions as
 /// [`RetryPolicy`](crate::RetryPolicy), sleeping asynchronously between attempts.
@@ -73,13 +72,6 @@ impl<E, R> fmt::Display for AsyncRetryPolicy<E, R> {
     /// The same as [`describe`](AsyncRetryPolicy::describe).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.config.describe(f)
-    }
-}
-
-impl<E> AsyncRetryPolicy<E> {
-    /// A builder with the defaults listed on [`PolicyBuilder`].
-    pub fn builder() -> AsyncRetryPolicyBuilder<E> {
-        PolicyBuilder::new()
     }
 }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::class::{Classification, ErrorClass};
 use crate::classify::Classify;
-use crate::engine::StopReason;
+use crate::stop::StopReason;
 
 /// A message that costs nothing to build from a `&'static str`.
 type Message = Cow<'static, str>;

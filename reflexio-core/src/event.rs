@@ -5,7 +5,7 @@ use core::time::Duration;
 use std::error::Error;
 
 use crate::class::ErrorClass;
-use crate::engine::StopReason;
+use crate::stop::StopReason;
 use crate::strategies::fmt_duration;
 
 /// What a [`RetryEvent`] reports.

@@ -31,6 +31,7 @@
 mod async_policy;
 mod budget;
 mod call;
+mod chain;
 mod circuit;
 mod class;
 mod classify;
@@ -46,6 +47,7 @@ mod macro_support;
 mod ok;
 mod policy;
 pub mod sql;
+mod stop;
 pub mod strategies;
 mod sync;
 pub mod testing;
@@ -54,13 +56,10 @@ mod window;
 
 pub use async_policy::AsyncRetryPolicy;
 pub use budget::{RatioBudgetBuilder, RetryBudget, TokenBucketBuilder};
+pub use chain::classify_error_chain;
 pub use circuit::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
 pub use class::{Classification, ErrorClass};
-pub use classify::{
-    Classifier, Classify, DefaultClassifier, classify_error_chain, classify_io_kind,
-    default_classifier,
-};
-pub use engine::StopReason;
+pub use classify::{Classifier, Classify, DefaultClassifier, classify_io_kind, default_classifier};
 pub use errors::{
     AttemptTimedOut, CircuitOpen, ConcurrencyError, ConfigError, ConfigProblem, PermanentError,
     RateLimitError, RetryError, ServerError, TransientError,
@@ -70,6 +69,7 @@ pub use ok::{AcceptOk, OkClassifier, OkRule};
 pub use policy::{
     AsyncRetryPolicyBuilder, Blocking, NonBlocking, PolicyBuilder, RetryPolicy, RetryPolicyBuilder,
 };
+pub use stop::StopReason;
 
 /// Items used by code that `#[retry]` generates. Not public API: no stability guarantee.
 #[doc(hidden)]

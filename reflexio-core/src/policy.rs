@@ -653,6 +653,15 @@ impl<E> RetryPolicy<E> {
     }
 }
 
+// Here, with the builder, rather than in `async_policy.rs`: the async policy's module then
+// does not depend on this one (no module cycle).
+impl<E> AsyncRetryPolicy<E> {
+    /// A builder with the defaults listed on [`PolicyBuilder`].
+    pub fn builder() -> AsyncRetryPolicyBuilder<E> {
+        PolicyBuilder::new()
+    }
+}
+
 /// Drives one call of a blocking policy.
 #[inline]
 fn drive<E, T, R, F>(attempts: &mut Attempts<'_, E, T, R>, time: &TimeSource, op: F) -> Result<T, E>

@@ -6,8 +6,8 @@
 
 use std::error::Error as StdError;
 
+use crate::chain::classify_error_chain;
 use crate::class::{Classification, ErrorClass};
-use crate::classify::classify_error_chain;
 use crate::http::classify_status;
 
 /// What a reqwest error says about itself, read through the predicates named on each field.

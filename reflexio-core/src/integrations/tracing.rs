@@ -54,8 +54,8 @@
 
 use ::tracing::{Level, event};
 
-use crate::engine::StopReason;
 use crate::event::{EventKind, RetryEvent};
+use crate::stop::StopReason;
 
 /// The level [`record`] uses for `event`; see the [module docs](self#levels) for the reasons.
 ///
