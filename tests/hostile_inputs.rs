@@ -143,3 +143,28 @@ fn retry_functions_take_the_bound_as_a_key() {
     assert_eq!(CALLS.load(Ordering::SeqCst), 3, "stopped at once");
     assert_eq!(CLOCK.sleeps(), [secs(120)]);
 }
+
+/// A zero attempt timeout is its own typed problem (issue 16), not a string.
+#[test]
+fn a_zero_attempt_timeout_is_a_typed_config_problem() {
+    #[derive(Debug)]
+    struct TimedOut;
+    impl From<reflexio::AttemptTimedOut> for TimedOut {
+        fn from(_: reflexio::AttemptTimedOut) -> Self {
+            TimedOut
+        }
+    }
+    let err = AsyncRetryPolicy::<TimedOut>::builder()
+        .classifier(|_: &TimedOut| reflexio::ErrorClass::Transient)
+        .attempt_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err.problems(),
+        [reflexio::ConfigProblem::ZeroAttemptTimeout]
+    );
+    assert_eq!(
+        err.problems()[0].to_string(),
+        "`attempt_timeout` must be greater than zero"
+    );
+}

@@ -571,7 +571,7 @@ impl<E, T, R> fmt::Debug for Attempts<'_, E, T, R> {
 impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
     /// The time since the call started. Only a deadline, a hook's events and `execute`'s error
     /// use it, and each makes `start` read the clock when the call starts; without any of them
-    /// nobody reads it, so a failure reads no clock either (it used to, for nothing).
+    /// nobody reads it, so a failure reads no clock either.
     fn elapsed(&self) -> Duration {
         self.config.elapsed_since(self.start)
     }

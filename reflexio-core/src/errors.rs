@@ -163,6 +163,11 @@ pub enum ConfigProblem {
     ZeroMaxAttempts,
     /// The deadline is zero: no attempt could ever be retried.
     ZeroDeadline,
+    /// The attempt timeout is zero: every attempt would time out at once.
+    ZeroAttemptTimeout,
+    /// An async policy has no way to sleep: neither the `tokio` nor the `futures-timer`
+    /// feature is on, and neither `.sleeper(..)` nor `.clock(..)` is set.
+    NoSleeper,
     /// A strategy's parameters are invalid (for example a `NaN` factor).
     InvalidStrategy {
         /// The class the strategy was set for, or `None` for the default strategy.
@@ -202,6 +207,8 @@ impl ConfigProblem {
         match self {
             ConfigProblem::ZeroMaxAttempts => "max_attempts",
             ConfigProblem::ZeroDeadline => "deadline",
+            ConfigProblem::ZeroAttemptTimeout => "attempt_timeout",
+            ConfigProblem::NoSleeper => "sleeper",
             ConfigProblem::InvalidStrategy { class: None, .. } => "strategy",
             ConfigProblem::InvalidStrategy { class: Some(_), .. } => "strategy_for",
             ConfigProblem::Invalid { setting, .. } | ConfigProblem::UnknownName { setting, .. } => {
@@ -219,6 +226,13 @@ impl fmt::Display for ConfigProblem {
                 "`max_attempts` must be at least 1 (it counts every call, the first included)",
             ),
             ConfigProblem::ZeroDeadline => f.write_str("`deadline` must be greater than zero"),
+            ConfigProblem::ZeroAttemptTimeout => {
+                f.write_str("`attempt_timeout` must be greater than zero")
+            }
+            ConfigProblem::NoSleeper => f.write_str(
+                "`sleeper` is required: enable the `tokio` or `futures-timer` feature, \
+                 or set `.sleeper(..)`",
+            ),
             ConfigProblem::InvalidStrategy {
                 class: None,
                 reason,

@@ -422,10 +422,7 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
             }
         }
         if self.attempt_timeout.is_some_and(|(t, _)| t.is_zero()) {
-            problems.push(ConfigProblem::Invalid {
-                setting: "attempt_timeout",
-                reason: "must be greater than zero".into(),
-            });
+            problems.push(ConfigProblem::ZeroAttemptTimeout);
         }
         problems
     }
@@ -558,12 +555,7 @@ impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
             (None, None) => {
                 let Some(time) = TimeSource::default_async() else {
                     let mut problems = self.problems();
-                    problems.push(ConfigProblem::Invalid {
-                        setting: "sleeper",
-                        reason: "is required: enable the `tokio` or `futures-timer` feature, \
-                                 or set `.sleeper(..)`"
-                            .into(),
-                    });
+                    problems.push(ConfigProblem::NoSleeper);
                     return Err(ConfigError::from_problems(problems).unwrap_err());
                 };
                 time
