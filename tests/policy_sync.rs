@@ -573,3 +573,26 @@ fn huge_attempt_counts_and_delays_saturate() {
     assert_eq!(clock.now(), Duration::MAX);
     assert_eq!(rec.events()[2].delay, Some(Duration::MAX));
 }
+
+/// On the default (coarse, on Linux) clock, the deadline's promise holds against the fine
+/// clock: no attempt starts at or after it.
+#[test]
+fn no_attempt_starts_at_or_after_the_deadline_on_the_real_clock() {
+    let deadline = Duration::from_millis(60);
+    let policy = RetryPolicy::builder()
+        .classifier(|_: &u32| ErrorClass::Transient)
+        .strategy(reflexio::strategies::constant(Duration::from_millis(7)))
+        .max_attempts(100)
+        .deadline(deadline)
+        .build()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut starts = Vec::new();
+    let out = policy.call(|| {
+        starts.push(start.elapsed());
+        Err::<(), _>(1_u32)
+    });
+    assert_eq!(out, Err(1));
+    assert!(starts.len() >= 4, "{starts:?}");
+    assert!(starts.iter().all(|s| *s < deadline), "{starts:?}");
+}
