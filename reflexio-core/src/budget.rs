@@ -398,13 +398,19 @@ impl Ratio {
 
     fn try_withdraw(&self, class: ErrorClass) -> Option<Withdrawal> {
         let cost = self.costs[class.index()];
-        let epoch = self.epoch();
         if cost == 0 {
-            return Some(Withdrawal { epoch, amount: 0 });
+            return Some(Withdrawal {
+                epoch: self.epoch(),
+                amount: 0,
+            });
         }
         // One withdrawal decides at a time: two cannot both spend the last tokens. Deposits
-        // (calls) and refunds only add to what is available, so they need not wait.
+        // (calls) and refunds only add to what is available, so they need not wait. The clock
+        // is read with the lock held: read before, a withdrawal that waited for the lock across
+        // a slot boundary would decide on a window that no longer holds the slot the previous
+        // withdrawal spent in (found in review, now a loom model).
         let _deciding = lock(&self.withdrawing);
+        let epoch = self.epoch();
         if self.available(epoch) < u128::from(cost) * MILLI_TO_RATIO_UNIT {
             return None;
         }
@@ -758,7 +764,7 @@ mod loom_models {
 
     /// gRPC's per-failure charges racing a success: no update is lost.
     #[test]
-    fn grpc_charges_racing_a_retry() {
+    fn grpc_charges_racing_a_success() {
         crate::sync::model(|| {
             let budget = RetryBudget::grpc(4.0, 1.0).unwrap();
             let charger = {
@@ -776,6 +782,31 @@ mod loom_models {
             // success landed while the bucket was full.
             let left = budget.available();
             assert!(left == 3.0 || left == 2.0, "{left}");
+        });
+    }
+
+    /// Two withdrawals on either side of a slot boundary (the clock moves during the race):
+    /// still one grant for the one token.
+    #[test]
+    fn the_last_token_goes_once_across_a_slot_boundary() {
+        crate::sync::model(|| {
+            let clock = VirtualClock::new();
+            let budget = RetryBudget::ratio(0.0)
+                .min_retries_per_sec(1)
+                .window(Duration::from_secs(1))
+                .clock(clock.clone())
+                .build()
+                .unwrap();
+            let other = {
+                let budget = budget.clone();
+                thread::spawn(move || {
+                    clock.advance(Duration::from_millis(100));
+                    budget.try_retry(ErrorClass::Transient)
+                })
+            };
+            let mine = budget.try_retry(ErrorClass::Transient);
+            let theirs = other.join().unwrap();
+            assert!(!(mine && theirs), "both got the last token");
         });
     }
 }
