@@ -251,7 +251,7 @@ fn grpc_throttling_follows_grfc_a6() {
     // Every failed attempt takes a token first (A6), then the retry is allowed above 5.
     let granted = (0..10)
         .filter(|_| {
-            b.record_failure(ErrorClass::Transient);
+            b.record_failure();
             b.try_retry(ErrorClass::Transient)
         })
         .count();

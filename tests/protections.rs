@@ -44,6 +44,12 @@ impl From<CircuitOpen> for Svc {
     }
 }
 
+impl From<reflexio::AttemptTimedOut> for Svc {
+    fn from(_: reflexio::AttemptTimedOut) -> Self {
+        Svc::Down(0)
+    }
+}
+
 /// Polls `fut` once, with a waker that does nothing.
 fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Poll<F::Output> {
     fut.poll(&mut Context::from_waker(Waker::noop()))
@@ -143,6 +149,80 @@ fn every_lost_probe_of_several_gives_its_place_back() {
         assert_eq!(cb.state(), CircuitState::HalfOpen, "probe {i}");
         assert_eq!(block_on(policy.call(|| async { Ok::<_, Svc>(i) })), Ok(i));
     }
+    assert_eq!(cb.state(), CircuitState::Closed);
+}
+
+/// Cancelled during an attempt that runs under an attempt timeout (the attempt and its timer
+/// are polled together): the probe's place comes back too.
+#[test]
+fn a_probe_cancelled_under_an_attempt_timeout_gives_its_place_back() {
+    let clock = VirtualClock::new();
+    let cb = breaker_ready_to_probe(&clock, 1);
+    let policy = AsyncRetryPolicy::builder()
+        .strategy(no_delay())
+        .max_attempts(1)
+        .attempt_timeout(secs(5))
+        .circuit_breaker(cb.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    {
+        let mut call = pin!(policy.call(pending::<Result<u32, Svc>>));
+        assert!(poll_once(call.as_mut()).is_pending());
+    }
+    assert_probe_closes(&cb, &clock);
+}
+
+/// The generated loop of an async `#[retry]` function holds the same call state: a probe
+/// dropped mid-attempt gives its place back.
+mod retry_functions {
+    use std::sync::LazyLock;
+
+    use super::*;
+    use reflexio::retry;
+
+    static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
+    static BREAKER: LazyLock<CircuitBreaker> = LazyLock::new(|| breaker_ready_to_probe(&CLOCK, 1));
+
+    #[retry(
+        max_attempts = 1,
+        strategy = no_delay(),
+        circuit_breaker = BREAKER.clone(),
+        clock = CLOCK.clone()
+    )]
+    async fn probe(hang: bool) -> Result<u32, Svc> {
+        if hang {
+            pending::<()>().await;
+        }
+        Ok(1)
+    }
+
+    #[test]
+    fn a_cancelled_probe_of_a_retry_function_gives_its_place_back() {
+        {
+            let mut call = pin!(probe(true));
+            assert!(poll_once(call.as_mut()).is_pending());
+        }
+        assert_eq!(BREAKER.state(), CircuitState::HalfOpen);
+        assert_eq!(block_on(probe(false)), Ok(1), "the next call is the probe");
+        assert_eq!(BREAKER.state(), CircuitState::Closed);
+    }
+}
+
+/// A hook that panics on every event, the circuit's own included: the probe's success still
+/// closes the circuit (hooks are contained; the breaker was recorded before the event).
+#[test]
+fn a_panicking_hook_leaves_the_breaker_usable() {
+    let clock = VirtualClock::new();
+    let cb = breaker_ready_to_probe(&clock, 1);
+    let policy = RetryPolicy::builder()
+        .strategy(no_delay())
+        .circuit_breaker(cb.clone())
+        .clock(clock.clone())
+        .on_event(|_| panic!("the hook panics"))
+        .build()
+        .unwrap();
+    assert_eq!(policy.call(|| Ok::<_, Svc>(3)), Ok(3));
     assert_eq!(cb.state(), CircuitState::Closed);
 }
 
@@ -669,7 +749,7 @@ fn grpc_token_ratio_is_truncated_to_three_decimals() {
     for (ratio, per_success) in [(0.5466, 0.546), (0.29, 0.29), (0.1, 0.1), (0.0019, 0.001)] {
         let budget = RetryBudget::grpc(10.0, ratio).unwrap();
         for _ in 0..5 {
-            budget.record_failure(ErrorClass::Transient);
+            budget.record_failure();
         }
         budget.record_success(None);
         assert_eq!(budget.available(), 5.0 + per_success, "token_ratio {ratio}");

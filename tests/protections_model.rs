@@ -1145,8 +1145,7 @@ impl BudgetModel {
         }
     }
 
-    fn record_failure(&mut self, class: ErrorClass) {
-        let _ = class;
+    fn record_failure(&mut self) {
         if let BudgetModel::Bucket(b) = self {
             b.balance = b.balance.saturating_sub(b.failure_charge);
         }
@@ -1220,7 +1219,7 @@ impl BudgetModel {
             };
             last = Some(class);
             // Every failed attempt is recorded, retried or not.
-            self.record_failure(class);
+            self.record_failure();
             unknown += u32::from(class == ErrorClass::Unknown);
             let error = SvcErr::Failed(class);
             if let Some(stop) = engine_stop(class, attempts, max_attempts, unknown) {
@@ -1249,7 +1248,7 @@ impl RatioModel {
 #[derive(Clone, Debug)]
 enum BudgetOp {
     RecordCall,
-    RecordFailure(ErrorClass),
+    RecordFailure,
     TryRetry(ErrorClass),
     RecordSuccess(Option<ErrorClass>),
     Advance(Step),
@@ -1271,7 +1270,7 @@ fn class() -> impl Strategy<Value = ErrorClass> {
 fn budget_op() -> impl Strategy<Value = BudgetOp> {
     prop_oneof![
         4 => Just(BudgetOp::RecordCall),
-        2 => class().prop_map(BudgetOp::RecordFailure),
+        2 => Just(BudgetOp::RecordFailure),
         4 => class().prop_map(BudgetOp::TryRetry),
         2 => prop::option::of(class()).prop_map(BudgetOp::RecordSuccess),
         3 => step().prop_map(BudgetOp::Advance),
@@ -1315,9 +1314,9 @@ impl<'p> BudgetRun<'p> {
                 self.budget.record_call();
                 self.model.record_call(now);
             }
-            BudgetOp::RecordFailure(class) => {
-                self.budget.record_failure(*class);
-                self.model.record_failure(*class);
+            BudgetOp::RecordFailure => {
+                self.budget.record_failure();
+                self.model.record_failure();
             }
             BudgetOp::TryRetry(class) => {
                 let real = self.budget.try_retry(*class);
@@ -1390,7 +1389,7 @@ impl<'p> BudgetRun<'p> {
         let real = poll_once(&mut fut);
         prop_assert_eq!(self.ran(), before + 1, "the first attempt runs");
         self.model.record_call(now);
-        self.model.record_failure(class);
+        self.model.record_failure();
         let taken = if class.is_retryable() {
             self.model.try_retry(class, now)
         } else {

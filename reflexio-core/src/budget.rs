@@ -216,11 +216,11 @@ impl RetryBudget {
     /// use reflexio::{ErrorClass, RetryBudget};
     /// let budget = RetryBudget::grpc(10.0, 0.1).unwrap();
     /// for left in [9.0, 8.0, 7.0, 6.0] {
-    ///     budget.record_failure(ErrorClass::Transient);
+    ///     budget.record_failure();
     ///     assert!(budget.try_retry(ErrorClass::Transient)); // above 5: retry
     ///     assert_eq!(budget.available(), left);
     /// }
-    /// budget.record_failure(ErrorClass::Transient);
+    /// budget.record_failure();
     /// assert!(!budget.try_retry(ErrorClass::Transient)); // 5 left: at the threshold
     /// ```
     pub fn grpc(max_tokens: f64, token_ratio: f64) -> Result<RetryBudget, ConfigError> {
@@ -269,11 +269,10 @@ impl RetryBudget {
         }
     }
 
-    /// Records a failed attempt of `class`, retried or not: the token bucket takes its
+    /// Records a failed attempt, retried or not: the token bucket takes its
     /// [`failure_charge`](TokenBucketBuilder::failure_charge) (gRPC: 1 token); the ratio model
     /// ignores it. Policies call this for you, before deciding whether to retry.
-    pub fn record_failure(&self, class: ErrorClass) {
-        let _ = class;
+    pub fn record_failure(&self) {
         if let Inner::Bucket(b) = &*self.inner
             && b.failure_charge > 0
         {
@@ -391,7 +390,7 @@ impl Ratio {
     /// The billionths of a token available in `epoch` (exact: at most 10 × 2⁶⁴ calls times
     /// a share below 2⁶⁴, plus the floor, fits 128 bits).
     fn available(&self, epoch: u64) -> u128 {
-        let [calls, spent] = self.counts.sums(epoch, 0);
+        let [calls, spent] = self.counts.sums(epoch);
         let earned = u128::from(calls) * u128::from(self.per_call) + u128::from(self.reserve);
         earned.saturating_sub(u128::from(spent) * MILLI_TO_RATIO_UNIT)
     }
@@ -399,8 +398,9 @@ impl Ratio {
     fn try_withdraw(&self, class: ErrorClass) -> Option<Withdrawal> {
         let cost = self.costs[class.index()];
         if cost == 0 {
+            // Nothing taken, nothing to give back: no epoch needed.
             return Some(Withdrawal {
-                epoch: self.epoch(),
+                epoch: 0,
                 amount: 0,
             });
         }
@@ -769,13 +769,13 @@ mod loom_models {
             let budget = RetryBudget::grpc(4.0, 1.0).unwrap();
             let charger = {
                 let budget = budget.clone();
-                thread::spawn(move || budget.record_failure(ErrorClass::Transient))
+                thread::spawn(move || budget.record_failure())
             };
             let rewarder = {
                 let budget = budget.clone();
                 thread::spawn(move || budget.record_success(None))
             };
-            budget.record_failure(ErrorClass::Transient);
+            budget.record_failure();
             charger.join().unwrap();
             rewarder.join().unwrap();
             // 4 - 2 failures + 1 success (capped at 4 if it came first): 3, or 2 if the

@@ -6,7 +6,7 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use crate::class::ErrorClass;
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, saturating_nanos};
 use crate::errors::{CircuitOpen, ConfigError, ConfigProblem};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::testing::VirtualClock;
@@ -375,16 +375,14 @@ impl CircuitBreaker {
                 } else {
                     inner.outcomes.add(epoch, SUCCESSES, 1);
                     // No failure in the window (the common case of a healthy dependency):
-                    // nothing to check.
-                    // A read-modify-write, not a load: ordered against the failure's
-                    // `fetch_max`, so of a failure and a success racing, one sees the other's
-                    // count (with two loads, both could miss it: store buffering, found in
-                    // review, now a loom model).
+                    // nothing to check. Read with a read-modify-write, not a load, so that it
+                    // is ordered against a racing failure's `fetch_max`: one of the two then
+                    // sees the other's count (two loads could both miss it).
                     if inner.failures_until.fetch_add(0, Ordering::AcqRel) <= epoch {
                         return None;
                     }
                 }
-                let [f, successes] = inner.outcomes.sums(epoch, 0);
+                let [f, successes] = inner.outcomes.sums(epoch);
                 if f == 0 {
                     return None;
                 }
@@ -593,8 +591,8 @@ impl CircuitBreakerBuilder {
                 failures_until: AtomicU64::new(0),
                 failure_rate: self.failure_rate,
                 min_calls: self.min_calls,
-                open_for: u64::try_from(self.open_for.as_nanos()).unwrap_or(u64::MAX),
-                probe_timeout: u64::try_from(probe_timeout.as_nanos()).unwrap_or(u64::MAX),
+                open_for: saturating_nanos(self.open_for),
+                probe_timeout: saturating_nanos(probe_timeout),
                 probes: self.probes,
                 trips: self.trips,
                 clock: self
@@ -614,6 +612,23 @@ mod loom_models {
     /// `'static` borrows).
     fn leak(cb: CircuitBreaker) -> &'static CircuitBreaker {
         Box::leak(Box::new(cb))
+    }
+
+    /// Two calls admitted by a closed breaker that opens at 2 calls and 50 % failures.
+    fn two_calls_at_min_calls() -> (
+        &'static CircuitBreaker,
+        Admission<'static>,
+        Admission<'static>,
+    ) {
+        let cb = leak(
+            CircuitBreaker::builder()
+                .min_calls(2)
+                .failure_rate(0.5)
+                .clock(VirtualClock::new())
+                .build()
+                .unwrap(),
+        );
+        (cb, cb.admit().unwrap().0, cb.admit().unwrap().0)
     }
 
     fn half_open_breaker(probes: u32) -> (&'static CircuitBreaker, VirtualClock) {
@@ -685,17 +700,7 @@ mod loom_models {
     #[test]
     fn concurrent_failures_open_once() {
         crate::sync::model(|| {
-            let clock = VirtualClock::new();
-            let cb = leak(
-                CircuitBreaker::builder()
-                    .min_calls(2)
-                    .failure_rate(0.5)
-                    .clock(clock)
-                    .build()
-                    .unwrap(),
-            );
-            let (a, _) = cb.admit().unwrap();
-            let (b, _) = cb.admit().unwrap();
+            let (cb, a, b) = two_calls_at_min_calls();
             let t = thread::spawn(move || a.record(Some(ErrorClass::ServerError)));
             let tb = b.record(Some(ErrorClass::ServerError));
             let ta = t.join().unwrap();
@@ -738,17 +743,7 @@ mod loom_models {
     #[test]
     fn a_failure_racing_a_success_opens_at_min_calls() {
         crate::sync::model(|| {
-            let clock = VirtualClock::new();
-            let cb = leak(
-                CircuitBreaker::builder()
-                    .min_calls(2)
-                    .failure_rate(0.5)
-                    .clock(clock)
-                    .build()
-                    .unwrap(),
-            );
-            let (a, _) = cb.admit().unwrap();
-            let (b, _) = cb.admit().unwrap();
+            let (cb, a, b) = two_calls_at_min_calls();
             let t = thread::spawn(move || a.record(Some(ErrorClass::ServerError)));
             let tb = b.record(None);
             let ta = t.join().unwrap();

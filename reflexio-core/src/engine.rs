@@ -20,6 +20,7 @@ use crate::budget::{Reserved, RetryBudget};
 use crate::circuit::{Admission, CircuitBreaker, Transition};
 use crate::class::{Classification, ErrorClass};
 use crate::classify::Classifier;
+use crate::clock::saturating_nanos;
 use crate::errors::{AttemptTimedOut, CircuitOpen, RetryError};
 use crate::event::{EventKind, RetryEvent};
 use crate::ok::OkClassifier;
@@ -674,7 +675,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         // The retry never starts: its tokens go back to the budget.
         self.reserved = None;
         let elapsed = self.elapsed();
-        self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.elapsed_nanos = saturating_nanos(elapsed);
         self.stop = Some(StopReason::CircuitOpen);
         if self.config.hook.is_some() {
             self.emit(&self.event(EventKind::CircuitRejected, attempt, elapsed));
@@ -770,7 +771,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
     #[cold]
     fn fail(&mut self, attempt: u32, c: Classification, error: Option<&E>) -> Option<Duration> {
         let elapsed = self.elapsed();
-        self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.elapsed_nanos = saturating_nanos(elapsed);
         self.last_class = Some(c.class);
         if let Some(admission) = self.admission.take() {
             let t = admission.record(Some(c.class));
@@ -779,7 +780,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Attempts<'_, E, T, R> {
         let config = self.config;
         // Every failed attempt is recorded, retried or not (gRPC's throttling charges each).
         if let Some(budget) = &config.budget {
-            budget.record_failure(c.class);
+            budget.record_failure();
         }
         let mut decision = self.engine.on_failure(config, c, elapsed);
         if let Decision::Retry(_) = decision {

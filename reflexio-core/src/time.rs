@@ -63,7 +63,8 @@ pub(crate) type CustomSleeper = Arc<dyn Fn(Duration) -> BoxSleep + Send + Sync>;
 /// The clock and the sleeper of a policy.
 #[derive(Clone)]
 pub(crate) enum TimeSource {
-    /// `std::time::Instant` and `std::thread::sleep`.
+    /// The coarse clock (`coarse-clock`, Linux; else `std::time::Instant`) and
+    /// `std::thread::sleep`.
     Blocking,
     /// `tokio::time::Instant`, and `tokio::time::sleep` inside a tokio runtime, so
     /// `tokio::time::pause()` works, else `futures_timer::Delay` (see [`TimeSource::sleep`]).
@@ -75,7 +76,7 @@ pub(crate) enum TimeSource {
     #[cfg(feature = "futures-timer")]
     #[cfg_attr(feature = "tokio", allow(dead_code))] // tokio is preferred when both are on
     FuturesTimer,
-    /// A user's sleeper, timed with `std::time::Instant`.
+    /// A user's sleeper, timed like `Blocking`.
     Custom(CustomSleeper),
     /// A user's sleeper, timed on a virtual clock: for simulations where many calls run
     /// concurrently in virtual time (sleep with [`VirtualClock::timer`]).

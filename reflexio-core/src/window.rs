@@ -3,13 +3,14 @@
 
 use core::time::Duration;
 
+use crate::clock::saturating_nanos;
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 
 /// The number of slots of every window (a constant, so finding a slot is a multiply, not a
 /// division).
 pub(crate) const SLOTS: usize = 10;
 
-/// Set in a slot's tag while one writer updates it.
+/// Set in a slot's tag while it moves to a newer epoch.
 const BUSY: u64 = 1 << 63;
 
 /// The time slots of a window: [`SLOTS`] of them over its length. Shared by the counters of
@@ -25,9 +26,8 @@ impl Epochs {
     pub(crate) const MIN_WINDOW: Duration = Duration::from_micros(1);
 
     pub(crate) fn new(window: Duration) -> Self {
-        let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         Epochs {
-            slot_nanos: (nanos / SLOTS as u64).max(2),
+            slot_nanos: (saturating_nanos(window) / SLOTS as u64).max(2),
         }
     }
 
@@ -192,14 +192,9 @@ impl<const N: usize> WindowedCounter<N> {
         }
     }
 
-    /// The sums of the `N` counts over the window ending in `epoch`, counting only epochs at
-    /// or after `since_epoch`.
-    pub(crate) fn sums(&self, epoch: u64, since_epoch: u64) -> [u64; N] {
+    /// The sums of the `N` counts over the window ending in `epoch`.
+    pub(crate) fn sums(&self, epoch: u64) -> [u64; N] {
         let mut sums = [0; N];
-        let Some(max_age) = epoch.checked_sub(since_epoch) else {
-            return sums; // `since` is after now: nothing counts yet
-        };
-        let max_age = max_age.min(SLOTS as u64 - 1);
         for slot in &self.slots {
             let before = slot.tag.load(Ordering::Acquire);
             let words: [u64; N] = core::array::from_fn(|j| slot.words[j].load(Ordering::Acquire));
@@ -209,9 +204,9 @@ impl<const N: usize> WindowedCounter<N> {
             } else {
                 Self::read_locked(slot)
             };
-            // A slot counts when its epoch is `epoch` or one of the `max_age` before it (one
+            // A slot counts when its epoch is `epoch` or one of the `SLOTS - 1` before it (one
             // from after `epoch` wraps to a huge age).
-            if epoch.wrapping_sub(tag) <= max_age {
+            if epoch.wrapping_sub(tag) < SLOTS as u64 {
                 for (sum, count) in sums.iter_mut().zip(counts) {
                     // At most `SLOTS` counts of 56 bits: no overflow.
                     *sum += count;
@@ -223,11 +218,10 @@ impl<const N: usize> WindowedCounter<N> {
 }
 
 impl WindowedCounter<1> {
-    /// The sum over the window ending in `epoch`, counting only epochs at or after
-    /// `since_epoch`.
+    /// The sum over the window ending in `epoch`.
     #[cfg(test)]
-    pub(crate) fn sum(&self, epoch: u64, since_epoch: u64) -> u64 {
-        self.sums(epoch, since_epoch)[0]
+    pub(crate) fn sum(&self, epoch: u64) -> u64 {
+        self.sums(epoch)[0]
     }
 }
 
@@ -246,14 +240,12 @@ mod tests {
         let w = WindowedCounter::<1>::new();
         w.add(at(0), 0, 3);
         w.add(at(5 * S), 0, 4);
-        assert_eq!(w.sum(at(5 * S), 0), 7);
-        assert_eq!(w.sum(at(9 * S), 0), 7);
-        assert_eq!(w.sum(at(10 * S), 0), 4, "slot 0 left the window");
+        assert_eq!(w.sum(at(5 * S)), 7);
+        assert_eq!(w.sum(at(9 * S)), 7);
+        assert_eq!(w.sum(at(10 * S)), 4, "slot 0 left the window");
         w.add(at(10 * S), 0, 1); // reuses slot 0 for a new epoch
-        assert_eq!(w.sum(at(10 * S), 0), 5);
-        assert_eq!(w.sum(at(10 * S), 10), 1, "`since` forgets older epochs");
-        assert_eq!(w.sum(at(10 * S), 11), 0, "`since` after now: nothing");
-        assert_eq!(w.sum(at(40 * S), 0), 0);
+        assert_eq!(w.sum(at(10 * S)), 5);
+        assert_eq!(w.sum(at(40 * S)), 0);
     }
 
     /// Issue 11.4: with epochs kept modulo 2^30, a slot idle for 2^30 slots read as current
@@ -263,11 +255,11 @@ mod tests {
         for jump in [1 << 30, 1 << 31, 1 << 40, 1 << 62, (1 << 63) - 100] {
             let w = WindowedCounter::<1>::new();
             w.add(5, 0, 7);
-            assert_eq!(w.sum(5 + jump, 0), 0, "jump {jump}");
+            assert_eq!(w.sum(5 + jump), 0, "jump {jump}");
             w.add(5 + jump, 0, 1);
-            assert_eq!(w.sum(5 + jump, 0), 1, "jump {jump}");
-            assert_eq!(w.sum(5 + jump + 9, 0), 1, "jump {jump}");
-            assert_eq!(w.sum(5 + jump + 10, 0), 0, "jump {jump}");
+            assert_eq!(w.sum(5 + jump), 1, "jump {jump}");
+            assert_eq!(w.sum(5 + jump + 9), 1, "jump {jump}");
+            assert_eq!(w.sum(5 + jump + 10), 0, "jump {jump}");
         }
         // The largest epoch a clock of u64 nanoseconds can give, with the shortest window.
         let epochs = Epochs::new(Epochs::MIN_WINDOW);
@@ -276,7 +268,7 @@ mod tests {
         let w = WindowedCounter::<1>::new();
         w.add(epochs.epoch_at(0), 0, 4);
         w.add(last, 0, 2);
-        assert_eq!(w.sum(last, 0), 2);
+        assert_eq!(w.sum(last), 2);
     }
 
     /// Issue 11.5: a slot kept 34 bits of count and stopped counting when full.
@@ -286,16 +278,12 @@ mod tests {
         for _ in 0..4 {
             w.add(3, 0, 1 << 40);
         }
-        assert_eq!(w.sum(3, 0), 1 << 42);
+        assert_eq!(w.sum(3), 1 << 42);
         w.add(3, 0, u64::MAX);
-        assert_eq!(
-            w.sum(3, 0),
-            COUNT_MASK,
-            "saturates at 2^56 - 1, never wraps"
-        );
+        assert_eq!(w.sum(3), COUNT_MASK, "saturates at 2^56 - 1, never wraps");
         // The low bits of the epoch in the count word do not leak into the count.
         w.add(255, 0, 1);
-        assert_eq!(w.sum(255, 0), 1);
+        assert_eq!(w.sum(255), 1);
     }
 
     #[test]
@@ -304,11 +292,11 @@ mod tests {
         w.add(12, 0, 3);
         // Epoch 2 maps to the same slot as 12; its writer read the clock a window ago.
         w.add(2, 0, 5);
-        assert_eq!(w.sum(12, 0), 3);
+        assert_eq!(w.sum(12), 3);
         w.sub(2, 0, 3);
-        assert_eq!(w.sum(12, 0), 3);
+        assert_eq!(w.sum(12), 3);
         w.add(22, 0, 2);
-        assert_eq!(w.sum(22, 0), 2);
+        assert_eq!(w.sum(22), 2);
     }
 
     #[test]
@@ -317,13 +305,13 @@ mod tests {
         w.add(4, 0, 5);
         w.add(7, 0, 3);
         w.sub(7, 0, 1);
-        assert_eq!(w.sum(7, 0), 7);
+        assert_eq!(w.sum(7), 7);
         w.sub(7, 0, 10);
-        assert_eq!(w.sum(7, 0), 5, "saturates at zero");
+        assert_eq!(w.sum(7), 5, "saturates at zero");
         w.clear();
-        assert_eq!(w.sum(7, 0), 0);
+        assert_eq!(w.sum(7), 0);
         w.add(7, 0, 1);
-        assert_eq!(w.sum(7, 0), 1, "a cleared slot keeps its epoch");
+        assert_eq!(w.sum(7), 1, "a cleared slot keeps its epoch");
     }
 
     #[test]
@@ -340,7 +328,7 @@ mod tests {
                 });
             }
         });
-        assert_eq!(w.sum(9, 0), 40_000);
+        assert_eq!(w.sum(9), 40_000);
     }
 }
 
@@ -355,7 +343,7 @@ mod loom_models {
         crate::sync::model(|| {
             let w = WindowedCounter::<1>::new();
             w.add(3, 0, 1);
-            assert_eq!(w.sum(3, 0), 1);
+            assert_eq!(w.sum(3), 1);
         });
     }
 
@@ -370,12 +358,12 @@ mod loom_models {
                     thread::spawn(move || w.add(3, 0, 1))
                 })
                 .collect();
-            let seen = w.sum(3, 0);
+            let seen = w.sum(3);
             assert!(seen <= 2);
             for t in writers {
                 t.join().unwrap();
             }
-            assert_eq!(w.sum(3, 0), 2);
+            assert_eq!(w.sum(3), 2);
         });
     }
 
@@ -395,11 +383,11 @@ mod loom_models {
                 let w = w.clone();
                 thread::spawn(move || w.add(3, 0, 2))
             };
-            let seen = w.sum(3, 0);
+            let seen = w.sum(3);
             assert!(seen == 5 || seen == 7 || seen == 0, "saw {seen}");
             roller.join().unwrap();
             late.join().unwrap();
-            assert_eq!(w.sum(13, 0), 1);
+            assert_eq!(w.sum(13), 1);
         });
     }
 }
