@@ -596,3 +596,69 @@ fn no_attempt_starts_at_or_after_the_deadline_on_the_real_clock() {
     assert!(starts.len() >= 4, "{starts:?}");
     assert!(starts.iter().all(|s| *s < deadline), "{starts:?}");
 }
+
+/// Attempts that each take 50 s of virtual time and fail, under a constant 20 s delay: how many
+/// were made, why the policy stopped, and the virtual time it took, through `call` (lean: no
+/// clock read before a failure), `execute` (which reads the clock at the start) and a policy
+/// with a hook (the full per-call state).
+fn slow_failures(
+    configure: impl Fn(reflexio::RetryPolicyBuilder<Scripted>) -> reflexio::RetryPolicyBuilder<Scripted>,
+) -> [(u32, Option<StopReason>, Duration); 3] {
+    let run = |with_hook: bool, execute: bool| {
+        let clock = VirtualClock::new();
+        let builder = RetryPolicy::builder()
+            .strategy(constant(secs(20)))
+            .max_attempts(10)
+            .clock(clock.clone());
+        let builder = if with_hook {
+            builder.on_event(|_| {})
+        } else {
+            builder
+        };
+        let policy = configure(builder).build().unwrap();
+        let mut calls = 0;
+        let op = || {
+            calls += 1;
+            clock.advance(secs(50));
+            Err::<(), _>(Scripted::new(ErrorClass::Transient, calls))
+        };
+        let stop = if execute {
+            Some(policy.execute(op).unwrap_err().stop_reason())
+        } else {
+            policy.call(op).unwrap_err();
+            None
+        };
+        (calls, stop, clock.now())
+    };
+    [run(false, false), run(false, true), run(true, false)]
+}
+
+#[test]
+fn the_default_deadline_counts_from_the_first_failure() {
+    // The first failure ends at 50 s: retries may start until 110 s. The retry at 70 s fails at
+    // 120 s, and the call stops there.
+    let expected = (2, secs(120));
+    for (calls, stop, took) in slow_failures(|b| b) {
+        assert_eq!((calls, took), expected);
+        assert!(stop.is_none_or(|s| s == StopReason::DeadlineExceeded));
+    }
+}
+
+#[test]
+fn an_explicit_deadline_counts_from_the_start() {
+    // 60 s from the start: the first failure ends at 50 s and a retry at 70 s would start after
+    // the deadline, so the call stops at once.
+    for (calls, stop, took) in slow_failures(|b| b.deadline(secs(60))) {
+        assert_eq!((calls, took), (1, secs(50)));
+        assert!(stop.is_none_or(|s| s == StopReason::DeadlineExceeded));
+    }
+    // 200 s from the start: failures at 50, 120 and 190 s; a retry at 210 s would be too late.
+    for (calls, _, took) in slow_failures(|b| b.deadline(secs(200))) {
+        assert_eq!((calls, took), (3, secs(190)));
+    }
+    // No deadline: only the attempts bound the call.
+    for (calls, stop, _) in slow_failures(|b| b.no_deadline()) {
+        assert_eq!(calls, 10);
+        assert!(stop.is_none_or(|s| s == StopReason::MaxAttempts));
+    }
+}

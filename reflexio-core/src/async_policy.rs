@@ -1,16 +1,14 @@
 //! The async policy, [`AsyncRetryPolicy`].
 
 use core::fmt;
-use core::ops::ControlFlow;
-use core::time::Duration;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
-use crate::call::{Call, Driven};
-use crate::engine::{Config, Engine, Next};
+use crate::call::{Call, Next};
 use crate::errors::RetryError;
-use crate::ok::{AcceptOk, OkClassifier, OkRule, first_outcome};
+use crate::ok::{AcceptOk, OkClassifier, OkRule};
+use crate::settings::Config;
 
 /// A retry policy for async operations: the same decisions as
 /// [`RetryPolicy`](crate::RetryPolicy), sleeping asynchronously between attempts.
@@ -60,11 +58,9 @@ impl<E, R: Clone> Clone for AsyncRetryPolicy<E, R> {
 
 impl<E, R> fmt::Debug for AsyncRetryPolicy<E, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncRetryPolicy")
-            .field("max_attempts", &self.config.max_attempts)
-            .field("deadline", &self.config.deadline)
-            .field("operation", &self.config.operation)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("AsyncRetryPolicy");
+        self.config.debug_fields(&mut d);
+        d.finish_non_exhaustive()
     }
 }
 
@@ -100,74 +96,8 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        if self.config.lean() && self.config.attempt_timeout.is_none() {
-            return self.lean_call(op).await;
-        }
-        let mut call = Call::new(&self.config, &self.ok_rule);
-        let next = call.begin();
-        self.drive(next, &mut call, op).await
-    }
-
-    /// A call of a lean policy with no attempt timeout: each attempt is awaited as it is, a
-    /// success returns at once (the `Ok` rule checked once), and a failure makes the engine's
-    /// counts and nothing else (see [`Engine::next_lean`]).
-    async fn lean_call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        R: OkClassifier<T>,
-    {
-        let config = &self.config;
-        let start = config.lean_start();
-        let mut outcome = op().await;
-        let mut forced = match first_outcome(&self.ok_rule, &outcome) {
-            ControlFlow::Break(()) => return outcome,
-            ControlFlow::Continue(rejected_ok) => rejected_ok,
-        };
-        let mut engine = Engine::new();
-        loop {
-            let Some(delay) = engine.next_lean(config, &self.ok_rule, &outcome, forced, start)
-            else {
-                return outcome;
-            };
-            // The outcome is dropped before the sleep: the future holds an attempt or a
-            // sleep, never a kept result as well.
-            drop(outcome);
-            forced = None;
-            if !delay.is_zero() {
-                config.time.sleep(delay).await;
-            }
-            outcome = op().await;
-        }
-    }
-
-    /// Drives one call from `next` (its `begin()`) to its end.
-    async fn drive<T, F, Fut>(
-        &self,
-        mut next: Next<T, E>,
-        state: &mut impl Driven<T, E>,
-        mut op: F,
-    ) -> Result<T, E>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        loop {
-            next = match next {
-                Next::Attempt => match timed_attempt(pin!(op()), pin!(self.__timer())).await {
-                    Some(outcome) => state.record(outcome),
-                    None => state.record_timeout(),
-                },
-                Next::Sleep(delay) => {
-                    // A zero delay is not slept: no sleep future to make and poll.
-                    if !delay.is_zero() {
-                        self.__sleep(delay).await;
-                    }
-                    state.resume()
-                }
-                Next::Done(result) => return result,
-            };
-        }
+        let mut call = Call::new(&self.config, &self.ok_rule, false);
+        drive(&mut call, op).await
     }
 
     /// A readable, multi-line snapshot of the policy; see
@@ -177,28 +107,34 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         self.to_string()
     }
 
-    /// Starts the state of one call, which `#[retry]`-generated code drives (as `call` does
-    /// for a policy that is not lean, or has an attempt timeout). Not public API.
-    #[doc(hidden)]
-    #[inline]
-    #[must_use]
-    pub fn __call<T>(&self) -> Call<'_, E, T, R> {
-        Call::new(&self.config, &self.ok_rule)
+    /// The state of one call, which `#[retry]`'s generated loop drives.
+    pub(crate) fn start_call<T>(&self) -> Call<'_, E, T, R> {
+        Call::new(&self.config, &self.ok_rule, false)
     }
+}
 
-    /// The timer of one attempt: `Some` when the policy has an attempt timeout. Not public API.
-    #[doc(hidden)]
-    pub fn __timer(&self) -> Option<impl Future<Output = ()> + Send + '_> {
-        self.config
-            .attempt_timeout
-            .map(|(timeout, _)| self.config.time.timer(timeout))
-    }
-
-    /// Sleeps as the policy does between attempts. Not public API. Callers skip zero delays
-    /// themselves, so that they make no sleep future for them.
-    #[doc(hidden)]
-    pub async fn __sleep(&self, delay: Duration) {
-        self.config.time.sleep(delay).await;
+/// Drives one call: attempt (under the attempt timeout, if any), step, sleep. The loop
+/// `#[retry]` generates for an async function is this one, inlined in the function.
+async fn drive<E, T, R, F, Fut>(call: &mut Call<'_, E, T, R>, mut op: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+{
+    let mut next = call.begin();
+    loop {
+        next = match next {
+            Next::Attempt => match timed_attempt(pin!(op()), pin!(call.timer())).await {
+                Some(outcome) => call.record(outcome),
+                None => call.record_timeout(),
+            },
+            Next::Sleep(delay) => {
+                call.sleep(delay).await;
+                call.resume()
+            }
+            Next::Done(result) => return result,
+        };
     }
 }
 
@@ -215,9 +151,9 @@ impl<E> AsyncRetryPolicy<E> {
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
     {
-        let mut attempts = self.config.start(&self.ok_rule, true);
-        let result = self.drive(attempts.begin(), &mut attempts, op).await;
-        attempts.finish(result)
+        let mut call = Call::new(&self.config, &self.ok_rule, true);
+        let result = drive(&mut call, op).await;
+        call.finish(result)
     }
 }
 
@@ -235,9 +171,9 @@ impl<E, T> AsyncRetryPolicy<E, OkRule<T>> {
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
     {
-        let mut attempts = self.config.start(&self.ok_rule, true);
-        let result = self.drive(attempts.begin(), &mut attempts, op).await;
-        attempts.finish_rejecting(result)
+        let mut call = Call::new(&self.config, &self.ok_rule, true);
+        let result = drive(&mut call, op).await;
+        call.finish_rejecting(result)
     }
 }
 

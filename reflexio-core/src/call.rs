@@ -1,41 +1,122 @@
-//! One async call's state, as `#[retry]`'s generated loop and the policy's own loop (for a
-//! policy that is not lean, or has an attempt timeout) drive it.
+//! The one per-call state, [`Call`], and its step function: every driver (the sync loop, the
+//! async loop, the loop `#[retry]` generates) is "attempt, [`Call::record`], sleep,
+//! [`Call::resume`]" around it.
+//!
+//! A failed call, read top to bottom: the driver (`policy.rs` or `async_policy.rs`, or the
+//! expansion of `#[retry]`) runs the attempt and hands its outcome to [`Call::record`]; the
+//! call classifies it and asks the [`Engine`](crate::engine::Engine) (`engine.rs`) whether to
+//! retry and after how long; the driver sleeps and calls [`Call::resume`], which admits the
+//! next attempt. Everything the call holds on shared structures (a breaker's admission, a
+//! budget's reserved tokens) is a guard owned here, so a call dropped at any await point, or a
+//! panic in any user code, gives it back.
 
 use core::fmt;
+use core::future::Future;
 use core::ops::ControlFlow;
+use core::time::Duration;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::budget::Reserved;
+use crate::circuit::{Admission, Transition};
 use crate::class::{Classification, ErrorClass};
-use crate::engine::{Attempts, Config, Engine, Next};
+use crate::clock::saturating_nanos;
+use crate::engine::{Decision, Engine};
+use crate::errors::{CircuitOpen, RetryError};
+use crate::event::{EventKind, RetryEvent};
 use crate::ok::{OkClassifier, first_outcome};
+use crate::settings::Config;
+use crate::stop::StopReason;
 use crate::time::Stamp;
 
-/// The state of one call, fed each attempt's outcome by a driver exactly like [`Attempts`]
-/// (`begin`, `record` each outcome, `resume` after each sleep, until [`Next::Done`]), but made
-/// in proportion to what the policy needs.
+/// What a driver does next.
+#[derive(Debug)]
+pub enum Next<T, E> {
+    /// Make an attempt, then pass its outcome to [`Call::record`].
+    Attempt,
+    /// Sleep this long, then call [`Call::resume`].
+    Sleep(Duration),
+    /// The call is over: return this.
+    Done(Result<T, E>),
+}
+
+/// The state of one call of a policy.
 ///
-/// A *lean* policy (no breaker, budget or event hook: [`Config::lean`]) has nothing to do
-/// before the first attempt but read the clock for a deadline, and nothing after a success:
-/// the call starts `Fresh`, a success ends it at once, and only a failure makes the engine's
-/// counts (`Lean`), which then decide each retry with no events, breaker or budget to drive.
-/// Any other policy gets the full per-call state from the start.
+/// Made in proportion to what the policy needs. A *lean* policy (no breaker, budget or event
+/// hook: [`Config::lean`]) has nothing to do before the first attempt (but read the clock for
+/// a deadline counted from the start) and nothing after a success: the call starts `Fresh`, a
+/// success ends it at once, and only a failure makes the engine's counts (`Lean`), which then
+/// decide each retry. Any other policy gets the full state (`Full`) from the start.
 ///
-/// Not public API: reachable only through the facade's hidden `__private` module.
-#[doc(hidden)]
+/// Not public API: reachable only through the facade's hidden `__private` module, for the
+/// loop `#[retry]` generates.
 pub struct Call<'p, E, T, R> {
     config: &'p Config<E>,
     ok_rule: &'p R,
-    state: State<'p, E, T, R>,
+    state: State<'p, E, T>,
 }
 
-// The variants are not boxed: boxing would allocate on every call.
+// Not boxed: boxing would allocate on every call.
 #[allow(clippy::large_enum_variant)]
-enum State<'p, E, T, R> {
-    /// A lean call before its first outcome: only the start time, when there is a deadline.
-    Fresh(Option<Stamp>),
+enum State<'p, E, T> {
+    /// A lean call before its first outcome.
+    Fresh(Times),
     /// A lean call after a failure: the engine's counts.
-    Lean(Option<Stamp>, Engine),
-    /// Everything: breaker permits, budget, events.
-    Full(Attempts<'p, E, T, R>),
+    Lean(Times, Engine),
+    /// Everything: breaker admissions, budget tokens, events.
+    Full(Full<'p, E, T>),
+}
+
+/// The clock readings of a call: when it started, when the clock was needed then, and where
+/// its deadline counts from.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    /// The call's start; for a deadline counted from the first failure (and no other need of
+    /// the start), that failure's time instead.
+    start: Option<Stamp>,
+    /// The deadline's origin, in nanoseconds after `start` (the first failure's time, when
+    /// the start was read for something else).
+    origin_nanos: u64,
+}
+
+impl Times {
+    fn new<E>(config: &Config<E>, timed: bool) -> Self {
+        Times {
+            start: config.start(timed),
+            origin_nanos: 0,
+        }
+    }
+
+    /// At the end of failed attempt `attempt`: the time since the start, and the time since
+    /// the deadline's origin. Reads the clock only when something needs it.
+    #[inline]
+    fn at_failure<E>(&mut self, config: &Config<E>, attempt: u32) -> (Duration, Duration) {
+        if attempt == 1 && config.deadline_from_first_failure() {
+            let Some(start) = self.start else {
+                self.start = Some(config.time.now());
+                return (Duration::ZERO, Duration::ZERO);
+            };
+            let elapsed = config.time.since(start);
+            self.origin_nanos = saturating_nanos(elapsed);
+            return (elapsed, Duration::ZERO);
+        }
+        let elapsed = config.since(self.start);
+        let origin = Duration::from_nanos(self.origin_nanos);
+        (elapsed, elapsed.saturating_sub(origin))
+    }
+}
+
+/// The full state of a call: the engine, and what the call holds on shared structures.
+struct Full<'p, E, T> {
+    engine: Engine,
+    times: Times,
+    /// The breaker's admission of the attempt in flight: a probe's place goes back to the
+    /// breaker if the call is dropped, or a panic unwinds, before the outcome is recorded.
+    admission: Option<Admission<'p>>,
+    /// The budget's tokens for the retry being slept for: given back if it never starts.
+    reserved: Option<Reserved<'p>>,
+    /// With a breaker, the last outcome, kept during the sleep: a retry the breaker then
+    /// rejects returns it, the last attempt's own result, rather than a `CircuitOpen`.
+    kept: Option<Result<T, E>>,
 }
 
 impl<E, T, R> fmt::Debug for Call<'_, E, T, R> {
@@ -43,35 +124,64 @@ impl<E, T, R> fmt::Debug for Call<'_, E, T, R> {
         match &self.state {
             State::Fresh(_) => f.write_str("Call(Fresh)"),
             State::Lean(_, engine) => f.debug_tuple("Call(Lean)").field(engine).finish(),
-            State::Full(attempts) => f.debug_tuple("Call").field(attempts).finish(),
+            State::Full(full) => f.debug_tuple("Call(Full)").field(&full.engine).finish(),
         }
     }
 }
 
 impl<'p, E, T, R> Call<'p, E, T, R> {
-    /// A call of a policy with `config` and `ok_rule`: `Fresh` when the policy is lean.
+    /// A call of a policy with `config` and `ok_rule`. `timed` reads the clock at the start
+    /// whatever the policy (for `execute`'s elapsed time).
     #[inline]
-    pub(crate) fn new(config: &'p Config<E>, ok_rule: &'p R) -> Self {
+    pub(crate) fn new(config: &'p Config<E>, ok_rule: &'p R, timed: bool) -> Self {
         if config.lean() {
             Call {
                 config,
                 ok_rule,
-                state: State::Fresh(config.lean_start()),
+                state: State::Fresh(Times::new(config, timed)),
             }
         } else {
-            Call::full(config, ok_rule)
+            Call::full(config, ok_rule, timed)
         }
     }
 
-    /// A call with the full per-call state from the start. Out of line: inlined, its stores
-    /// would be made before the lean check and thrown away when it passes.
+    /// A call with the full state from the start. Out of line: inlined, its stores would be
+    /// made before the lean check and thrown away when it passes.
     #[inline(never)]
-    fn full(config: &'p Config<E>, ok_rule: &'p R) -> Self {
+    fn full(config: &'p Config<E>, ok_rule: &'p R, timed: bool) -> Self {
+        // A hook's events report the time since the start.
+        let timed = timed || config.settings.hook.is_some();
         Call {
             config,
             ok_rule,
-            state: State::Full(config.start(ok_rule, false)),
+            state: State::Full(Full {
+                engine: Engine::new(),
+                times: Times::new(config, timed),
+                admission: None,
+                reserved: None,
+                kept: None,
+            }),
         }
+    }
+
+    /// The timer of one attempt: `Some` when the policy has an attempt timeout. It borrows
+    /// the policy, not the call, so the call can record the attempt while the timer lives.
+    pub fn timer(&self) -> Option<impl Future<Output = ()> + Send + use<'p, E, T, R>> {
+        let config = self.config;
+        config
+            .settings
+            .attempt_timeout
+            .map(move |timeout| config.time.timer(timeout))
+    }
+
+    /// Sleeps as the policy does between attempts (not at all for a zero delay).
+    pub fn sleep(&self, delay: Duration) -> impl Future<Output = ()> + Send + use<'p, E, T, R> {
+        self.config.time.sleep(delay)
+    }
+
+    /// Sleeps by blocking the thread, as the sync policy does between attempts.
+    pub(crate) fn sleep_blocking(&self, delay: Duration) {
+        self.config.time.sleep_blocking(delay);
     }
 }
 
@@ -80,7 +190,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     #[inline]
     pub fn begin(&mut self) -> Next<T, E> {
         match &mut self.state {
-            State::Full(attempts) => attempts.begin(),
+            State::Full(full) => full.begin(self.config),
             State::Fresh(_) | State::Lean(..) => Next::Attempt,
         }
     }
@@ -89,12 +199,12 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     #[inline]
     pub fn resume(&mut self) -> Next<T, E> {
         match &mut self.state {
-            State::Full(attempts) => attempts.resume(),
+            State::Full(full) => full.admit(self.config),
             State::Fresh(_) | State::Lean(..) => Next::Attempt,
         }
     }
 
-    /// Feeds the outcome of one attempt and says what to do next.
+    /// Feeds the outcome of one attempt and says what to do next: the step function.
     #[allow(
         clippy::inline_always,
         reason = "a success of a lean call is one check of the state and one of the `Ok` rule: \
@@ -102,14 +212,14 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     )]
     #[inline(always)]
     pub fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
-        let State::Fresh(start) = self.state else {
-            return self.record_later(outcome);
-        };
-        // The success path, small enough to inline into the drivers: one check of the rule.
-        match first_outcome(self.ok_rule, &outcome) {
-            ControlFlow::Break(()) => Next::Done(outcome),
-            ControlFlow::Continue(rejected_ok) => self.first_failure(start, outcome, rejected_ok),
+        if let State::Fresh(_) = self.state {
+            // The success path, small enough to inline into the drivers.
+            return match first_outcome(self.ok_rule, &outcome) {
+                ControlFlow::Break(()) => Next::Done(outcome),
+                ControlFlow::Continue(forced) => self.first_failure(outcome, forced),
+            };
         }
+        self.record_later(outcome)
     }
 
     /// Feeds the outcome of a later attempt, or of any attempt of a full call.
@@ -128,74 +238,335 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
         self.step(Err(error), Some(ErrorClass::Transient.into()))
     }
 
+    /// The first failure of a lean call: makes the engine's counts, then decides with them.
+    /// Cold: a call that succeeds at once never gets here.
+    #[cold]
+    #[inline(never)]
+    fn first_failure(
+        &mut self,
+        outcome: Result<T, E>,
+        forced: Option<Classification>,
+    ) -> Next<T, E> {
+        if let State::Fresh(times) = self.state {
+            self.state = State::Lean(times, Engine::new());
+        }
+        self.step(outcome, forced)
+    }
+
     /// Feeds an outcome in any state; `forced` is its class when it is already known (a
     /// timeout, or an `Ok` value the rule rejected).
     #[allow(
         clippy::inline_always,
         reason = "one function per kind of call holds the whole decision, the engine's \
-                  included: no call per step of it, no reload of the policy's fields (a tenth \
-                  fewer instructions for an async `#[retry]` call with 4 retries)"
+                  included: no call per step of it, no reload of the policy's fields"
     )]
     #[inline(always)]
     fn step(&mut self, outcome: Result<T, E>, forced: Option<Classification>) -> Next<T, E> {
-        match &mut self.state {
-            State::Full(attempts) => attempts.record_as(outcome, forced),
-            State::Lean(start, engine) => {
-                let delay = engine.next_lean(self.config, self.ok_rule, &outcome, forced, *start);
-                Next::after(delay, outcome)
+        let config = self.config;
+        let (times, engine) = match &mut self.state {
+            State::Full(full) => return full.record(config, self.ok_rule, outcome, forced),
+            State::Lean(times, engine) => (times, engine),
+            State::Fresh(_) => return self.first_failure(outcome, forced),
+        };
+        // A lean call: the engine's decision, and nothing else.
+        let attempt = engine.begin_attempt();
+        let c = match (forced, &outcome) {
+            (Some(c), _) => c,
+            (None, Ok(value)) => match self.ok_rule.classify_ok(value) {
+                Some(c) => c,
+                None => return Next::Done(outcome),
+            },
+            (None, Err(error)) => config.classifier.classify(error),
+        };
+        let (_, since_origin) = times.at_failure(config, attempt);
+        match engine.on_failure(&config.rules, c, since_origin) {
+            Decision::Retry(delay) if !aborted(config) => Next::Sleep(delay),
+            Decision::Retry(_) => {
+                engine.stopped(StopReason::Aborted);
+                Next::Done(outcome)
             }
-            State::Fresh(start) => {
-                let start = *start;
-                self.first_failure(start, outcome, forced)
-            }
+            Decision::Stop(_) => Next::Done(outcome),
         }
     }
 
-    /// The first failure of a lean call: makes the engine's counts, then decides with them.
-    /// Cold: a call that succeeds at once never gets here.
+    /// The engine's record of the call (it has one once an attempt failed).
+    fn engine(&self) -> Option<&Engine> {
+        match &self.state {
+            State::Fresh(_) => None,
+            State::Lean(_, engine) => Some(engine),
+            State::Full(full) => Some(&full.engine),
+        }
+    }
+
+    /// Turns the final result into `execute`'s: the error with why and when the policy stopped.
+    pub(crate) fn finish(&self, result: Result<T, E>) -> Result<T, RetryError<E>> {
+        result.map_err(|error| self.stopped(Err(error)))
+    }
+
+    /// [`finish`](Self::finish) for a policy that retries some `Ok` values: a value the
+    /// policy stopped on (it was rejected, and not retried) is an error too.
+    pub(crate) fn finish_rejecting(&self, result: Result<T, E>) -> Result<T, RetryError<E, T>> {
+        let stopped = self.engine().and_then(Engine::stop_reason).is_some();
+        match result {
+            Ok(value) if !stopped => Ok(value),
+            Ok(value) => Err(self.stopped(Ok(value))),
+            Err(error) => Err(self.stopped(Err(error))),
+        }
+    }
+
+    fn stopped<V>(&self, last: Result<V, E>) -> RetryError<E, V> {
+        let engine = self.engine();
+        RetryError {
+            last,
+            stop: engine
+                .and_then(Engine::stop_reason)
+                .unwrap_or(StopReason::NonRetryable),
+            attempts: engine.map_or(1, Engine::attempts),
+            last_class: engine.and_then(Engine::last_class),
+            elapsed: engine.map_or(Duration::ZERO, Engine::elapsed),
+        }
+    }
+}
+
+/// Whether the policy's `abort_if` condition says to stop.
+#[inline]
+fn aborted<E>(config: &Config<E>) -> bool {
+    config.settings.abort.as_ref().is_some_and(|abort| abort())
+}
+
+impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
+    /// Starts a full call: asks the breaker for the first attempt, and counts the call in the
+    /// budget if it is made (a call the breaker rejects never reaches the dependency, so it
+    /// earns no share of retries for the others).
+    #[inline(never)]
+    fn begin(&mut self, config: &'p Config<E>) -> Next<T, E> {
+        let next = self.admit(config);
+        if let (Next::Attempt, Some(budget)) = (&next, &config.settings.budget) {
+            budget.record_call();
+        }
+        next
+    }
+
+    /// Asks the breaker, if any, for the next attempt.
+    fn admit(&mut self, config: &'p Config<E>) -> Next<T, E> {
+        let Some(breaker) = &config.settings.breaker else {
+            self.start_attempt();
+            return Next::Attempt;
+        };
+        let next_attempt = self.engine.attempts().saturating_add(1);
+        match breaker.admit() {
+            Ok((admission, transition)) => {
+                self.admission = Some(admission);
+                self.start_attempt();
+                self.emit_transition(config, transition, next_attempt, None);
+                Next::Attempt
+            }
+            Err(open) => self.reject(config, open, next_attempt),
+        }
+    }
+
+    /// The next attempt starts: its budget tokens are spent, and the last outcome is no
+    /// longer needed.
+    fn start_attempt(&mut self) {
+        if let Some(reserved) = self.reserved.take() {
+            reserved.commit();
+        }
+        self.kept = None;
+    }
+
     #[cold]
-    fn first_failure(
+    fn reject(&mut self, config: &Config<E>, open: CircuitOpen, attempt: u32) -> Next<T, E> {
+        // The retry never starts: its tokens go back to the budget.
+        self.reserved = None;
+        self.engine.stopped(StopReason::CircuitOpen);
+        if config.settings.hook.is_some() {
+            let elapsed = config.since(self.times.start);
+            emit(
+                config,
+                &event(config, EventKind::CircuitRejected, attempt, elapsed),
+            );
+            let mut gave_up = event(config, EventKind::GaveUp, attempt, elapsed);
+            gave_up.stop = Some(StopReason::CircuitOpen);
+            gave_up.class = self.engine.last_class();
+            emit(config, &gave_up);
+        }
+        // A rejected retry returns the last attempt's own result; only a rejected first
+        // attempt, which has none, returns the breaker's error.
+        let kept = self.kept.take();
+        Next::Done(kept.unwrap_or_else(|| Err(config.circuit_open(open))))
+    }
+
+    /// Feeds an outcome; `forced` is its class when it is already known.
+    #[inline(never)]
+    fn record<R: OkClassifier<T>>(
         &mut self,
-        start: Option<Stamp>,
+        config: &'p Config<E>,
+        ok_rule: &R,
         outcome: Result<T, E>,
         forced: Option<Classification>,
     ) -> Next<T, E> {
-        self.state = State::Lean(start, Engine::new());
-        self.step(outcome, forced)
+        let attempt = self.engine.begin_attempt();
+        let failure = match (forced, &outcome) {
+            (Some(c), _) => Some(c),
+            (None, Ok(value)) => ok_rule.classify_ok(value),
+            (None, Err(error)) => Some(config.classifier.classify(error)),
+        };
+        let Some(c) = failure else {
+            self.succeed(config, attempt);
+            return Next::Done(outcome);
+        };
+        match self.fail(config, attempt, c, outcome.as_ref().err()) {
+            Some(delay) => {
+                if config.settings.breaker.is_some() {
+                    self.kept = Some(outcome);
+                }
+                Next::Sleep(delay)
+            }
+            None => Next::Done(outcome),
+        }
+    }
+
+    fn succeed(&mut self, config: &Config<E>, attempt: u32) {
+        if let Some(admission) = self.admission.take() {
+            let t = admission.record(None);
+            self.emit_transition(config, t, attempt, None);
+        }
+        if let Some(budget) = &config.settings.budget {
+            budget.record_success(self.engine.last_class());
+        }
+        if config.settings.hook.is_some() {
+            let elapsed = config.since(self.times.start);
+            emit(config, &event(config, EventKind::Success, attempt, elapsed));
+        }
+    }
+
+    fn fail(
+        &mut self,
+        config: &'p Config<E>,
+        attempt: u32,
+        c: Classification,
+        error: Option<&E>,
+    ) -> Option<Duration> {
+        let (elapsed, since_origin) = self.times.at_failure(config, attempt);
+        if let Some(admission) = self.admission.take() {
+            let t = admission.record(Some(c.class));
+            self.emit_transition(config, t, attempt, Some(c.class));
+        }
+        // Every failed attempt is recorded, retried or not (gRPC's throttling charges each).
+        if let Some(budget) = &config.settings.budget {
+            budget.record_failure();
+        }
+        let mut decision = self.engine.on_failure(&config.rules, c, since_origin);
+        if let Decision::Retry(delay) = decision
+            && let Some(reason) = self.protect(config, c.class, delay)
+        {
+            self.engine.stopped(reason);
+            decision = Decision::Stop(reason);
+        }
+        if config.settings.hook.is_some() {
+            let mut event = event(config, EventKind::Retry, attempt, elapsed);
+            event.class = Some(c.class);
+            event.status = c.status;
+            event.rejected = error.is_none();
+            event.error = error.map(|e| e as &dyn fmt::Debug);
+            event.std_error = error
+                .zip(config.conversions.error_chain)
+                .map(|(e, as_std)| as_std(e));
+            match decision {
+                Decision::Retry(d) => event.delay = Some(d),
+                Decision::Stop(reason) => {
+                    event.kind = EventKind::GaveUp;
+                    event.stop = Some(reason);
+                }
+            }
+            emit(config, &event);
+        }
+        match decision {
+            Decision::Retry(d) => Some(d),
+            Decision::Stop(_) => None,
+        }
+    }
+
+    /// What may still stop a retry the engine allowed, in order: the abort condition, a
+    /// circuit that will still be open after the delay, an empty budget. Otherwise the
+    /// budget's tokens are reserved for the retry.
+    fn protect(
+        &mut self,
+        config: &'p Config<E>,
+        class: ErrorClass,
+        delay: Duration,
+    ) -> Option<StopReason> {
+        if aborted(config) {
+            return Some(StopReason::Aborted);
+        }
+        if let Some(breaker) = &config.settings.breaker
+            && breaker.rejects_after(delay)
+        {
+            // The circuit is open and still will be after the delay: the retry would be
+            // rejected, so stop now with this error instead of sleeping for nothing.
+            return Some(StopReason::CircuitOpen);
+        }
+        if let Some(budget) = &config.settings.budget {
+            match budget.reserve(class) {
+                Some(reserved) => self.reserved = Some(reserved),
+                None => return Some(StopReason::BudgetExhausted),
+            }
+        }
+        None
+    }
+
+    /// Reports a breaker's change of state; `class` is the class of the failure that caused
+    /// it, if one did.
+    fn emit_transition(
+        &self,
+        config: &Config<E>,
+        transition: Option<Transition>,
+        attempt: u32,
+        class: Option<ErrorClass>,
+    ) {
+        if let Some(t) = transition
+            && config.settings.hook.is_some()
+        {
+            let kind = match t {
+                Transition::Opened => EventKind::CircuitOpened,
+                Transition::HalfOpened => EventKind::CircuitHalfOpen,
+                Transition::Closed => EventKind::CircuitClosed,
+            };
+            let mut event = event(config, kind, attempt, config.since(self.times.start));
+            event.class = class;
+            emit(config, &event);
+        }
     }
 }
 
-/// What the policy's async loop drives: a [`Call`], or the full [`Attempts`] of `execute`
-/// (which needs their record of why the call stopped).
-pub(crate) trait Driven<T, E> {
-    fn record(&mut self, outcome: Result<T, E>) -> Next<T, E>;
-    fn record_timeout(&mut self) -> Next<T, E>;
-    fn resume(&mut self) -> Next<T, E>;
-}
-
-impl<E: fmt::Debug, T, R: OkClassifier<T>> Driven<T, E> for Call<'_, E, T, R> {
-    #[inline]
-    fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
-        Call::record(self, outcome)
-    }
-    fn record_timeout(&mut self) -> Next<T, E> {
-        Call::record_timeout(self)
-    }
-    #[inline]
-    fn resume(&mut self) -> Next<T, E> {
-        Call::resume(self)
+/// Calls the policy's hook, if any, with `event`.
+fn emit<E>(config: &Config<E>, event: &RetryEvent<'_>) {
+    if let Some(hook) = &config.settings.hook {
+        // A panicking hook is contained: the panic is reported by the panic hook as usual, and
+        // the decision it was told about stands (the value is still returned, the error still
+        // retried or given back). Observability must not change behaviour.
+        let _ = catch_unwind(AssertUnwindSafe(|| hook(event)));
     }
 }
 
-impl<E: fmt::Debug, T, R: OkClassifier<T>> Driven<T, E> for Attempts<'_, E, T, R> {
-    #[inline]
-    fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {
-        Attempts::record(self, outcome)
-    }
-    fn record_timeout(&mut self) -> Next<T, E> {
-        Attempts::record_timeout(self)
-    }
-    fn resume(&mut self) -> Next<T, E> {
-        Attempts::resume(self)
+/// An event of `kind` with nothing else set.
+fn event<E>(
+    config: &Config<E>,
+    kind: EventKind,
+    attempt: u32,
+    elapsed: Duration,
+) -> RetryEvent<'_> {
+    RetryEvent {
+        kind,
+        stop: None,
+        attempt,
+        class: None,
+        delay: None,
+        elapsed,
+        operation: config.settings.operation.as_deref(),
+        error: None,
+        rejected: false,
+        status: None,
+        std_error: None,
     }
 }

@@ -1,7 +1,6 @@
 //! Turning an error into a [`Classification`]: the [`Classifier`] and [`Classify`] traits.
 
 use std::io;
-use std::sync::Arc;
 
 use crate::class::{Classification, ErrorClass};
 
@@ -42,17 +41,6 @@ use crate::class::{Classification, ErrorClass};
 pub trait Classifier<E: ?Sized> {
     /// Classifies one error.
     fn classify(&self, error: &E) -> Classification;
-
-    /// How a policy keeps this classifier: behind a shared trait object. Not public API: a
-    /// classifier that already is one (`#[retry]`'s) hands it over instead of being wrapped
-    /// again, which would cost a second dynamic call per classification.
-    #[doc(hidden)]
-    fn __into_shared(self) -> Arc<dyn Classifier<E> + Send + Sync>
-    where
-        Self: Sized + Send + Sync + 'static,
-    {
-        Arc::new(self)
-    }
 }
 
 impl<E: ?Sized, F, C> Classifier<E> for F

@@ -30,6 +30,7 @@
 
 mod async_policy;
 mod budget;
+mod builder;
 mod call;
 mod chain;
 mod circuit;
@@ -46,6 +47,8 @@ pub mod integrations;
 mod macro_support;
 mod ok;
 mod policy;
+mod random;
+mod settings;
 pub mod sql;
 mod stop;
 pub mod strategies;
@@ -56,6 +59,9 @@ mod window;
 
 pub use async_policy::AsyncRetryPolicy;
 pub use budget::{RatioBudgetBuilder, RetryBudget, TokenBucketBuilder};
+pub use builder::{
+    AsyncRetryPolicyBuilder, Blocking, NonBlocking, PolicyBuilder, RetryPolicyBuilder,
+};
 pub use chain::classify_error_chain;
 pub use circuit::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
 pub use class::{Classification, ErrorClass};
@@ -66,16 +72,14 @@ pub use errors::{
 };
 pub use event::{EventKind, RetryEvent};
 pub use ok::{AcceptOk, OkClassifier, OkRule};
-pub use policy::{
-    AsyncRetryPolicyBuilder, Blocking, NonBlocking, PolicyBuilder, RetryPolicy, RetryPolicyBuilder,
-};
+pub use policy::RetryPolicy;
 pub use stop::StopReason;
+
+/// The `rand` family's core traits, for [`PolicyBuilder::rng`].
+pub use rand_core;
 
 /// Items used by code that `#[retry]` generates. Not public API: no stability guarantee.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::async_policy::timed_attempt;
-    pub use crate::call::Call;
-    pub use crate::engine::{Attempts, Next};
     pub use crate::macro_support::*;
 }

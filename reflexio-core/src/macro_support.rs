@@ -14,17 +14,17 @@ use core::time::Duration;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::async_policy::AsyncRetryPolicy;
-use crate::call::Call;
+use crate::builder::{AsyncRetryPolicyBuilder, NonBlocking, PolicyBuilder, RetryPolicyBuilder};
 use crate::circuit::CircuitBreaker;
 use crate::class::Classification;
 use crate::classify::Classifier;
-use crate::engine::Next;
 use crate::errors::ConfigError;
 use crate::errors::{AttemptTimedOut, CircuitOpen};
 use crate::ok::OkClassifier;
-use crate::policy::{
-    AsyncRetryPolicyBuilder, NonBlocking, PolicyBuilder, RetryPolicy, RetryPolicyBuilder,
-};
+use crate::policy::RetryPolicy;
+
+pub use crate::async_policy::timed_attempt;
+pub use crate::call::{Call, Next};
 
 mod sealed {
     pub trait Sealed {}
@@ -201,15 +201,30 @@ where
     builder.attempt_timeout(timeout)
 }
 
-/// The classifier given by `#[retry(classifier = ..)]`, behind a trait object: the bound is
-/// checked here, once, so a classifier of the wrong error type is one error at the expression
-/// (and not a second one at `build()`).
-#[must_use]
-pub fn classifier<R, T, E, C>(_: Witness<R, T, E>, classifier: C) -> ErasedClassifier<E>
+/// `builder` with the classifier given by `#[retry(classifier = ..)]`, behind a trait object:
+/// the bound is checked here, once, so a classifier of the wrong error type is one error at the
+/// expression (and not a second one at `build()`).
+pub fn classifier<Ret, T, E, C, K, R>(
+    _: Witness<Ret, T, E>,
+    builder: PolicyBuilder<E, crate::DefaultClassifier, K, R>,
+    classifier: C,
+) -> PolicyBuilder<E, ErasedClassifier<E>, K, R>
 where
     C: Classifier<E> + Send + Sync + 'static,
+    E: 'static,
 {
-    ErasedClassifier(Arc::new(classifier))
+    shared(builder, Arc::new(classifier))
+}
+
+/// `builder` classifying with `classifier`, kept as it is by the policy (one dynamic call per
+/// classification, not two).
+fn shared<E: 'static, K, R>(
+    builder: PolicyBuilder<E, crate::DefaultClassifier, K, R>,
+    classifier: Arc<dyn Classifier<E> + Send + Sync>,
+) -> PolicyBuilder<E, ErasedClassifier<E>, K, R> {
+    let mut builder = builder.classifier(ErasedClassifier(classifier.clone()));
+    builder.shared = Some(classifier);
+    builder
 }
 
 /// An error type that a `#[retry]` function without `classifier = ..` classifies with its own
@@ -226,15 +241,17 @@ pub trait ClassifiedByDefault: crate::Classify {}
 #[diagnostic::do_not_recommend]
 impl<E: crate::Classify> ClassifiedByDefault for E {}
 
-/// The default classifier, for a function with no `classifier = ..`: the error's own
-/// [`Classify`](crate::Classify). Checked here, so an error type that does not implement it is
-/// one error ([`ClassifiedByDefault`]'s) at the function's return type.
-#[must_use]
-pub fn classify_self<R, T, E>(_: Witness<R, T, E>) -> ErasedClassifier<E>
+/// `builder` with the default classifier, for a function with no `classifier = ..`: the
+/// error's own [`Classify`](crate::Classify). Checked here, so an error type that does not
+/// implement it is one error ([`ClassifiedByDefault`]'s) at the function's return type.
+pub fn classify_self<Ret, T, E, K, R>(
+    _: Witness<Ret, T, E>,
+    builder: PolicyBuilder<E, crate::DefaultClassifier, K, R>,
+) -> PolicyBuilder<E, ErasedClassifier<E>, K, R>
 where
     E: ClassifiedByDefault + 'static,
 {
-    ErasedClassifier(Arc::new(crate::DefaultClassifier))
+    shared(builder, Arc::new(crate::DefaultClassifier))
 }
 
 /// A classifier behind a trait object, from [`classifier`].
@@ -250,11 +267,6 @@ impl<E> Classifier<E> for ErasedClassifier<E> {
     #[inline]
     fn classify(&self, error: &E) -> Classification {
         self.0.classify(error)
-    }
-
-    /// The policy keeps the classifier inside: one dynamic call per classification.
-    fn __into_shared(self) -> Arc<dyn Classifier<E> + Send + Sync> {
-        self.0
     }
 }
 
@@ -301,7 +313,7 @@ pub fn start_async<R, T, E, K>(
     policy: &AsyncRetryPolicy<E, K>,
     _: Witness<R, T, E>,
 ) -> AsyncCall<'_, E, T, K> {
-    policy.__call()
+    policy.start_call()
 }
 
 /// The state of one call of an async `#[retry]` function: the policy's own [`Call`].
@@ -414,9 +426,9 @@ pub mod error_chain_kinds {
 
 /// `builder` with the error view `chain` (see [`ErrorChainProbe`]), when there is one.
 pub fn error_chain<E, C, K, R>(
-    builder: crate::policy::PolicyBuilder<E, C, K, R>,
+    builder: PolicyBuilder<E, C, K, R>,
     chain: Option<AsStdError<E>>,
-) -> crate::policy::PolicyBuilder<E, C, K, R> {
+) -> PolicyBuilder<E, C, K, R> {
     match chain {
         Some(view) => builder.error_chain(view),
         None => builder,
@@ -635,7 +647,7 @@ mod tests {
         // A hook needs the full state (its events), made up front.
         let observed = policy(false, true);
         let call = start_async(&observed, w);
-        assert!(format!("{call:?}").starts_with("Call(Attempts"));
+        assert!(format!("{call:?}").starts_with("Call(Full)"));
     }
 
     #[test]

@@ -140,6 +140,9 @@ impl TimeSource {
 
     /// Sleeps by blocking the thread (the sync policy).
     pub(crate) fn sleep_blocking(&self, delay: Duration) {
+        if delay.is_zero() {
+            return;
+        }
         match self {
             TimeSource::Virtual(clock) => clock.sleep(delay),
             _ => std::thread::sleep(delay),
@@ -157,6 +160,10 @@ impl TimeSource {
     /// dependencies of its own, and is the timer the `futures-timer` feature already uses. A
     /// thread of our own would do the same with more code to get right.
     pub(crate) async fn sleep(&self, delay: Duration) {
+        // A zero delay is not slept: no timer is made.
+        if delay.is_zero() {
+            return;
+        }
         match self {
             #[cfg(feature = "tokio")]
             TimeSource::Tokio => {

@@ -310,8 +310,8 @@ impl Names {
 //         let __reflexio_policy = {
 //             let __reflexio_witness = __reflexio_witness;   // borrowed only in this block
 //             static __REFLEXIO_POLICY: PolicyCell = PolicyCell::new();
-//             __REFLEXIO_POLICY.get_or_init(|| built(async_builder(__reflexio_witness)
-//                 .classifier(classify_self(__reflexio_witness)).max_attempts(3).operation("f")
+//             __REFLEXIO_POLICY.get_or_init(|| built(classify_self(__reflexio_witness,
+//                 async_builder(__reflexio_witness)).max_attempts(3).operation("f")
 //                 .build(), "f"))
 //         };
 //         // (With `policy = EXPR` instead, at every call:
@@ -326,14 +326,14 @@ impl Names {
 //             __reflexio_next = match __reflexio_next {
 //                 Next::Attempt => match timed_attempt(
 //                     pin!(async { <fake return> body }),
-//                     pin!(__reflexio_policy.__timer()),
+//                     pin!(__reflexio_attempts.timer()),
 //                 ).await {
 //                     // A fresh witness after an await: a constant, not a local kept in the future.
 //                     Some(result) => record(&mut __reflexio_attempts, witness::<..>(), result),
 //                     None => __reflexio_attempts.record_timeout(),
 //                 },
 //                 Next::Sleep(delay) => {
-//                     if !delay.is_zero() { __reflexio_policy.__sleep(delay).await; }
+//                     __reflexio_attempts.sleep(delay).await;   // nothing for a zero delay
 //                     __reflexio_attempts.resume()
 //                 }
 //                 Next::Done(result) => return done(witness::<..>(), result),
@@ -506,12 +506,12 @@ fn configured_builder(args: &Args, names: &Names, name: &str, start: TokenStream
     let witness = &names.witness;
     let glue = names.glue;
     let mut calls = start;
+    // The classifier first: the helpers take the builder as it comes out of `start`.
     if let Some(c) = &args.classifier {
         let e = &c.value;
-        let helper = located_helper(names, "classifier", e.span(), &e.to_token_stream());
-        calls.extend(quote_spanned!(glue=>.classifier(#helper)));
+        calls = located_helper(names, "classifier", e.span(), &quote!(#calls, #e));
     } else {
-        calls.extend(quote_spanned!(glue=>.classifier(#krate::__private::classify_self(#witness))));
+        calls = quote_spanned!(glue=> #krate::__private::classify_self(#witness, #calls));
     }
     if let Some(s) = &args.strategy {
         let e = &s.value;
@@ -730,7 +730,7 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
                         #fake_return
                         #body
                     });
-                    let #timer = #krate::__private::pin!(#policy.__timer());
+                    let #timer = #krate::__private::pin!(#attempts.timer());
                     match #krate::__private::timed_attempt(#attempt, #timer).await {
                         #krate::__private::Option::Some(#result) => {
                             #krate::__private::record(&mut #attempts, #fresh_witness, #result)
@@ -739,10 +739,7 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
                     }
                 }
                 #krate::__private::Next::Sleep(#delay) => {
-                    // A zero delay is not slept: no sleep future to make and poll.
-                    if !#delay.is_zero() {
-                        #policy.__sleep(#delay).await;
-                    }
+                    #attempts.sleep(#delay).await;
                     #attempts.resume()
                 }
                 #krate::__private::Next::Done(#result) => {

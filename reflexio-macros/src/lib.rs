@@ -64,8 +64,8 @@ use proc_macro::TokenStream;
 ///
 /// Every key is optional. Without any, the policy has the builder's defaults: the error type's
 /// own [`Classify`](../reflexio/trait.Classify.html), `decorrelated_jitter().max(5 s)`, 6
-/// attempts, a 60 s deadline, 2 retries of `Unknown` errors, and the function's name as the
-/// operation.
+/// attempts, a deadline 60 s after the first failure, 2 retries of `Unknown` errors, and the
+/// function's name as the operation.
 ///
 /// | key | value | builder call |
 /// |---|---|---|

@@ -7,10 +7,11 @@ use super::{BreakerConfig, BudgetConfig, Deadline, NamedOr, RetryConfig, RetryCo
 use super::{Kind, UnknownRetries};
 use crate::async_policy::AsyncRetryPolicy;
 use crate::budget::RetryBudget;
+use crate::builder::{AsyncRetryPolicyBuilder, PolicyBuilder, RetryPolicyBuilder};
 use crate::circuit::CircuitBreaker;
 use crate::class::ErrorClass;
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem};
-use crate::policy::{AsyncRetryPolicyBuilder, PolicyBuilder, RetryPolicy, RetryPolicyBuilder};
+use crate::policy::RetryPolicy;
 use crate::testing::VirtualClock;
 
 /// Evaluates `$then` with `$s` bound to the strategy of `$config`, as its own type (so a policy
