@@ -6,10 +6,10 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use crate::class::ErrorClass;
-use crate::clock::SharedClock;
 use crate::errors::{ConfigError, ConfigProblem};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
-use crate::testing::VirtualClock;
+use crate::time::SharedClock;
+use crate::time::VirtualClock;
 use crate::window::{Epochs, WindowedCounter};
 
 // Amounts are integers, so budgets are exact. The ratio model earns in billionths of a token

@@ -17,8 +17,8 @@ use crate::policy::RetryPolicy;
 use crate::random::Randomness;
 use crate::settings::{AsStdError, Config, Conversions, Deadline, Settings};
 use crate::strategies::Strategy;
-use crate::testing::VirtualClock;
 use crate::time::TimeSource;
+use crate::time::VirtualClock;
 
 /// Marks a [`PolicyBuilder`] that builds a [`RetryPolicy`].
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::budget::Reserved;
 use crate::circuit::{Admission, Transition};
 use crate::class::{Classification, ErrorClass};
-use crate::clock::saturating_nanos;
 use crate::engine::{Decision, Engine};
 use crate::errors::{CircuitOpen, RetryError};
 use crate::event::{EventKind, RetryEvent};
@@ -27,6 +26,7 @@ use crate::ok::{OkClassifier, first_outcome};
 use crate::settings::Config;
 use crate::stop::StopReason;
 use crate::time::Stamp;
+use crate::time::saturating_nanos;
 
 /// What a driver does next.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub enum Next<T, E> {
 /// The state of one call of a policy.
 ///
 /// Made in proportion to what the policy needs. A *lean* policy (no breaker, budget or event
-/// hook: [`Config::lean`]) has nothing to do before the first attempt (but read the clock for
+/// hook) has nothing to do before the first attempt (but read the clock for
 /// a deadline counted from the start) and nothing after a success: the call starts `Fresh`, a
 /// success ends it at once, and only a failure makes the engine's counts (`Lean`), which then
 /// decide each retry. Any other policy gets the full state (`Full`) from the start.

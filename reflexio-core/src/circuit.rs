@@ -6,10 +6,10 @@ use core::time::Duration;
 use std::sync::Arc;
 
 use crate::class::ErrorClass;
-use crate::clock::{SharedClock, saturating_nanos};
 use crate::errors::{CircuitOpen, ConfigError, ConfigProblem};
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
-use crate::testing::VirtualClock;
+use crate::time::VirtualClock;
+use crate::time::{SharedClock, saturating_nanos};
 use crate::window::{Epochs, SLOTS, WindowedCounter};
 
 /// The state of a [`CircuitBreaker`].

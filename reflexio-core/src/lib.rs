@@ -36,7 +36,6 @@ mod chain;
 mod circuit;
 mod class;
 mod classify;
-mod clock;
 #[cfg(feature = "serde")]
 pub mod config;
 mod engine;

@@ -17,7 +17,7 @@ use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigProblem};
 use crate::event::RetryEvent;
 use crate::random::Randomness;
 use crate::strategies::{DecorrelatedJitter, Strategy, decorrelated_jitter, fmt_duration};
-use crate::testing::VirtualClock;
+use crate::time::VirtualClock;
 use crate::time::{CustomSleeper, Stamp, TimeSource};
 
 /// The default strategy: the Python decorator's `decorrelated_jitter(max_s=5.0)`.

@@ -3,8 +3,8 @@
 
 use core::time::Duration;
 
-use crate::clock::saturating_nanos;
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
+use crate::time::saturating_nanos;
 
 /// The number of slots of every window (a constant, so finding a slot is a multiply, not a
 /// division).

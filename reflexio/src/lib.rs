@@ -75,6 +75,14 @@ pub mod __private {
     pub use core::pin::pin;
     pub use core::result::Result::{self, Err, Ok};
     pub use core::time::Duration;
-    pub use reflexio_core::__private::*;
+    // Only the names the expansions use (and the traits whose unmet bounds name them in
+    // compiler errors).
+    pub use reflexio_core::__private::{
+        ClassifiedByDefault, FromAttemptTimedOut, FromCircuitOpen, IsResult, Next, PolicyCell,
+        RetryAfterField, async_builder, async_policy, attempt_timeout, built, circuit_breaker,
+        classifier, classify_self, done, error_chain, error_chain_kinds, error_chain_probe, record,
+        retry_sync, source_classification, start_async, status_classification, sync_builder,
+        sync_policy, timed_attempt, with_retry_after, witness,
+    };
     pub use reflexio_core::{AsyncRetryPolicy, Classification, Classify, ErrorClass, RetryPolicy};
 }

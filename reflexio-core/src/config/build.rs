@@ -12,7 +12,7 @@ use crate::circuit::CircuitBreaker;
 use crate::class::ErrorClass;
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem};
 use crate::policy::RetryPolicy;
-use crate::testing::VirtualClock;
+use crate::time::VirtualClock;
 
 /// Evaluates `$then` with `$s` bound to the strategy of `$config`, as its own type (so a policy
 /// built from a configuration calls the same code as one built in Rust).

@@ -1,11 +1,17 @@
-//! Where a policy reads time and how it sleeps.
+//! Time: the clock and sleeper of a policy ([`TimeSource`], [`Stamp`]), the clock of shared
+//! structures ([`SharedClock`], in `shared.rs`), and the [`VirtualClock`] of tests and
+//! simulations (`virtual_clock.rs`, public as `reflexio::testing::VirtualClock`).
+
+mod shared;
+mod virtual_clock;
+
+pub(crate) use shared::{SharedClock, saturating_nanos};
+pub use virtual_clock::VirtualClock;
 
 use core::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-
-use crate::testing::VirtualClock;
 
 /// A point in time on one of the clocks a policy can use.
 #[derive(Clone, Copy, Debug)]

@@ -4,7 +4,7 @@
 use core::time::Duration;
 use std::time::Instant;
 
-use crate::testing::VirtualClock;
+use super::VirtualClock;
 
 /// `d` in nanoseconds, saturating at `u64::MAX` (584 years).
 pub(crate) fn saturating_nanos(d: Duration) -> u64 {
