@@ -657,7 +657,7 @@ fn an_explicit_deadline_counts_from_the_start() {
         assert_eq!((calls, took), (3, secs(190)));
     }
     // No deadline: only the attempts bound the call.
-    for (calls, stop, _) in slow_failures(|b| b.no_deadline()) {
+    for (calls, stop, _) in slow_failures(reflexio::PolicyBuilder::no_deadline) {
         assert_eq!(calls, 10);
         assert!(stop.is_none_or(|s| s == StopReason::MaxAttempts));
     }
