@@ -1,12 +1,13 @@
 //! The success path, sync: what wrapping a call that succeeds at once costs, against the bare
-//! call and the peers, all with the same policy shape (5 attempts, exponential backoff with
-//! jitter, no sleeping). Run with `cargo bench --bench success_sync`.
+//! call and the peers. The first rows use each crate's defaults (reflexio's with only a
+//! classifier set, as a user writes it; the peers' default builders), then reflexio's settings
+//! that cost more (a deadline counted from the start, a hook). Run with
+//! `cargo bench --bench success_sync`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use reflexio::strategies::full_jitter;
 use reflexio::{ErrorClass, RetryPolicy, retry};
 
 /// The error of every operation, classified `Transient` (never produced on this path).
@@ -26,85 +27,86 @@ fn op() -> Result<u64, Flaky> {
     Ok(black_box(42))
 }
 
-#[retry(max_attempts = 5, strategy = full_jitter().base(BASE).max(MAX), deadline = None, classifier = transient)]
+/// A `#[retry]` function with the defaults: only the classifier is set.
+#[retry(classifier = transient)]
 fn retried() -> Result<u64, Flaky> {
     Ok(black_box(42))
 }
 
-#[retry(max_attempts = 5, strategy = full_jitter().base(BASE).max(MAX), classifier = transient)]
+#[retry(classifier = transient, deadline = "60s")]
 fn retried_with_deadline() -> Result<u64, Flaky> {
     Ok(black_box(42))
 }
 
-fn reflexio_policy(deadline: bool, hook: bool) -> RetryPolicy<Flaky> {
-    let mut builder = RetryPolicy::builder()
-        .classifier(transient)
-        .strategy(full_jitter().base(BASE).max(MAX))
-        .max_attempts(5);
-    if !deadline {
-        builder = builder.no_deadline();
-    }
-    if hook {
-        builder = builder.on_event(|event| {
-            black_box(event);
-        });
-    }
-    builder.build().expect("valid policy")
+/// The builder with only the classifier set.
+type Builder = reflexio::RetryPolicyBuilder<Flaky, fn(&Flaky) -> ErrorClass>;
+
+/// The default policy with one change.
+fn reflexio_policy(tune: impl FnOnce(Builder) -> Builder) -> RetryPolicy<Flaky> {
+    let classify: fn(&Flaky) -> ErrorClass = transient;
+    tune(RetryPolicy::builder().classifier(classify))
+        .build()
+        .expect("valid policy")
 }
 
 fn success_sync(c: &mut Criterion) {
     let mut g = c.benchmark_group("success_sync");
     g.bench_function("bare call", |b| b.iter(op));
 
-    let policy = reflexio_policy(false, false);
-    g.bench_function("reflexio RetryPolicy::call, no deadline", |b| {
+    // Each crate's defaults.
+    let policy = reflexio_policy(|b| b);
+    g.bench_function("default: reflexio RetryPolicy::call", |b| {
         b.iter(|| policy.call(op));
     });
-    let policy = reflexio_policy(true, false);
-    g.bench_function("reflexio RetryPolicy::call, 60 s deadline", |b| {
-        b.iter(|| policy.call(op));
+    g.bench_function("default: reflexio #[retry] fn", |b| b.iter(retried));
+    g.bench_function("default: backon BlockingRetryable", |b| {
+        use backon::BlockingRetryable;
+        let builder = backon::ExponentialBuilder::default();
+        b.iter(|| op.retry(builder).sleep(|_| {}).call());
     });
-    let policy = reflexio_policy(false, true);
-    g.bench_function("reflexio RetryPolicy::call, no deadline, on_event", |b| {
-        b.iter(|| policy.call(op));
+    // backoff: a fresh `ExponentialBackoff` per call (it is stateful); `retry` resets it, which
+    // reads the clock for its `max_elapsed_time` (15 minutes by default).
+    let proto = backoff::ExponentialBackoff::default();
+    g.bench_function("default: backoff::retry", |b| {
+        b.iter(|| backoff::retry(proto.clone(), || op().map_err(backoff::Error::transient)));
     });
-    g.bench_function("reflexio #[retry] fn, no deadline", |b| b.iter(retried));
-    g.bench_function("reflexio #[retry] fn, 60 s deadline", |b| {
-        b.iter(retried_with_deadline);
+    // retry has no default: no delay, 5 attempts.
+    g.bench_function("default: retry::retry (NoDelay, 5 attempts)", |b| {
+        b.iter(|| retry::retry(retry::delay::NoDelay.take(4), op));
     });
 
-    // backon: the builder is `Copy` and built into a backoff (with its RNG) on every call.
+    // reflexio's settings that cost more, and the shape of the tuned rows before (jittered
+    // exponential backoff, 5 attempts) for the peers.
+    let policy = reflexio_policy(|b| b.deadline(Duration::from_secs(60)));
+    g.bench_function(
+        "reflexio RetryPolicy::call, .deadline(60 s) from the start",
+        |b| {
+            b.iter(|| policy.call(op));
+        },
+    );
+    g.bench_function("reflexio #[retry] fn, deadline = 60s", |b| {
+        b.iter(retried_with_deadline);
+    });
+    let policy = reflexio_policy(reflexio::PolicyBuilder::no_deadline);
+    g.bench_function("reflexio RetryPolicy::call, no_deadline", |b| {
+        b.iter(|| policy.call(op));
+    });
+    let policy = reflexio_policy(|b| {
+        b.on_event(|event| {
+            black_box(event);
+        })
+    });
+    g.bench_function("reflexio RetryPolicy::call, on_event", |b| {
+        b.iter(|| policy.call(op));
+    });
     let builder = backon::ExponentialBuilder::new()
         .with_jitter()
         .with_min_delay(BASE)
         .with_max_delay(MAX)
         .with_max_times(4);
-    g.bench_function("backon BlockingRetryable", |b| {
+    g.bench_function("backon BlockingRetryable, jittered exponential", |b| {
         use backon::BlockingRetryable;
         b.iter(|| op.retry(builder).sleep(|_| {}).call());
-    });
-
-    // backoff: a fresh `ExponentialBackoff` per call (it is stateful); `retry` resets it, which
-    // reads the clock. Its `max_elapsed_time` plays the deadline (it cannot count attempts).
-    let proto = backoff::ExponentialBackoffBuilder::new()
-        .with_initial_interval(BASE)
-        .with_max_interval(MAX)
-        .with_max_elapsed_time(Some(Duration::from_secs(60)))
-        .build();
-    g.bench_function("backoff::retry", |b| {
-        b.iter(|| backoff::retry(proto.clone(), || op().map_err(backoff::Error::transient)));
-    });
-
-    // retry: an iterator of delays per call.
-    g.bench_function("retry::retry", |b| {
-        b.iter(|| {
-            retry::retry(
-                retry::delay::Exponential::from_millis(100)
-                    .map(retry::delay::jitter)
-                    .take(4),
-                op,
-            )
-        });
     });
     g.finish();
 }

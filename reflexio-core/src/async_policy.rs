@@ -97,7 +97,8 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         R: OkClassifier<T>,
     {
         let mut call = Call::new(&self.config, &self.ok_rule, false);
-        drive(&mut call, op).await
+        let next = call.begin();
+        drive_from(&mut call, next, op).await
     }
 
     /// A readable, multi-line snapshot of the policy; see
@@ -113,16 +114,20 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     }
 }
 
-/// Drives one call: attempt (under the attempt timeout, if any), step, sleep. The loop
-/// `#[retry]` generates for an async function is this one, inlined in the function.
-async fn drive<E, T, R, F, Fut>(call: &mut Call<'_, E, T, R>, mut op: F) -> Result<T, E>
+/// Drives a call from `next` (its `begin()`): attempt (under the attempt timeout, if any),
+/// step, sleep. The loop `#[retry]` generates for an async function is this one, inlined in
+/// the function.
+async fn drive_from<E, T, R, F, Fut>(
+    call: &mut Call<'_, E, T, R>,
+    mut next: Next<T, E>,
+    mut op: F,
+) -> Result<T, E>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: fmt::Debug,
     R: OkClassifier<T>,
 {
-    let mut next = call.begin();
     loop {
         next = match next {
             Next::Attempt => match timed_attempt(pin!(op()), pin!(call.timer())).await {
@@ -152,7 +157,8 @@ impl<E> AsyncRetryPolicy<E> {
         E: fmt::Debug,
     {
         let mut call = Call::new(&self.config, &self.ok_rule, true);
-        let result = drive(&mut call, op).await;
+        let next = call.begin();
+        let result = drive_from(&mut call, next, op).await;
         call.finish(result)
     }
 }
@@ -172,7 +178,8 @@ impl<E, T> AsyncRetryPolicy<E, OkRule<T>> {
         E: fmt::Debug,
     {
         let mut call = Call::new(&self.config, &self.ok_rule, true);
-        let result = drive(&mut call, op).await;
+        let next = call.begin();
+        let result = drive_from(&mut call, next, op).await;
         call.finish_rejecting(result)
     }
 }

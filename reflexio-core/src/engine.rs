@@ -55,6 +55,16 @@ impl Rules {
     }
 }
 
+/// The classes a policy may retry, [`ErrorClass::ALL`]'s last five: the per-class counts keep
+/// only theirs (a class never retried stops at its first failure, counting nothing).
+const RETRYABLE: usize = 5;
+
+/// The index of a retryable class among [`RETRYABLE`]'s; `None` for a class never retried.
+#[inline]
+fn retryable_index(class: ErrorClass) -> Option<usize> {
+    class.index().checked_sub(ErrorClass::ALL.len() - RETRYABLE)
+}
+
 /// No previous delay for this class yet. Delays are kept to the nanosecond up to
 /// `u64::MAX - 1` ns (584 years); longer ones are remembered as that.
 const NO_DELAY_YET: u64 = u64::MAX;
@@ -64,10 +74,12 @@ const NO_DELAY_YET: u64 = u64::MAX;
 pub(crate) struct Engine {
     /// Attempts made so far (the number of the attempt that just ended).
     attempt: u32,
-    class_failures: [u32; 8],
-    /// Each class's previous delay in nanoseconds, [`NO_DELAY_YET`] before the first: half the
-    /// size of `[Option<Duration>; 8]`, and this state lives in every async call's future.
-    prev_delay: [u64; 8],
+    /// Failures of each retryable class ([`retryable_index`]).
+    class_failures: [u32; RETRYABLE],
+    /// Each retryable class's previous delay in nanoseconds, [`NO_DELAY_YET`] before the
+    /// first: half the size of `Option<Duration>`, and this state lives in every async call's
+    /// future.
+    prev_delay: [u64; RETRYABLE],
     /// The call's own random stream, for a seeded policy: made on the first draw.
     rng: CallRng,
     /// The class of the last failure.
@@ -82,8 +94,8 @@ impl Engine {
     pub(crate) const fn new() -> Self {
         Engine {
             attempt: 0,
-            class_failures: [0; 8],
-            prev_delay: [NO_DELAY_YET; 8],
+            class_failures: [0; RETRYABLE],
+            prev_delay: [NO_DELAY_YET; RETRYABLE],
             rng: None,
             last_class: None,
             stop: None,
@@ -157,11 +169,14 @@ impl Engine {
         let i = class.index();
         self.last_class = Some(class);
         self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.class_failures[i] = self.class_failures[i].saturating_add(1);
-        let failures = self.class_failures[i];
+        let Some(r) = retryable_index(class) else {
+            return Decision::Stop(StopReason::NonRetryable);
+        };
+        self.class_failures[r] = self.class_failures[r].saturating_add(1);
+        let failures = self.class_failures[r];
 
-        // Never retried, the class's cap, the `Unknown` cap, all in one compare (`n` retries
-        // of a class means at most `n + 1` attempts end in that class).
+        // The class's cap, the `Unknown` cap, both in one compare (`n` retries of a class means
+        // at most `n + 1` attempts end in that class).
         if failures > rules.limits[i] {
             return Decision::Stop(rules.limit_reason(class, failures));
         }
@@ -181,13 +196,13 @@ impl Engine {
             0.0
         };
         let mut ctx = BackoffContext::new(self.attempt, class);
-        ctx.prev_delay = match self.prev_delay[i] {
+        ctx.prev_delay = match self.prev_delay[r] {
             NO_DELAY_YET => None,
             nanos => Some(Duration::from_nanos(nanos)),
         };
         ctx.retry_after = c.retry_after;
         let computed = rules.strategies[i].delay(&ctx, u);
-        self.prev_delay[i] = u64::try_from(computed.as_nanos())
+        self.prev_delay[r] = u64::try_from(computed.as_nanos())
             .unwrap_or(u64::MAX)
             .min(NO_DELAY_YET - 1);
         let delay = match c.retry_after {
@@ -251,6 +266,17 @@ mod tests {
             }
         }
         panic!("no stop after {failures:?}");
+    }
+
+    #[test]
+    fn the_retryable_classes_are_the_last_five() {
+        for class in ErrorClass::ALL {
+            assert_eq!(
+                retryable_index(class).is_some(),
+                class.is_retryable(),
+                "{class}"
+            );
+        }
     }
 
     #[test]

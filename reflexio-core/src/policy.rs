@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::call::{Call, Next};
+use crate::call::{Call, Next, Times};
 use crate::errors::RetryError;
 use crate::ok::{AcceptOk, OkClassifier, OkRule};
 use crate::settings::Config;
@@ -68,14 +68,59 @@ impl<E, R> fmt::Display for RetryPolicy<E, R> {
 }
 
 /// Drives one call: attempt, step, sleep.
-#[inline]
-fn drive<E, T, R, F>(call: &mut Call<'_, E, T, R>, mut op: F) -> Result<T, E>
+///
+/// A lean call (no breaker, budget or hook) has nothing to do before its first attempt but
+/// read the clock when a deadline counts from the start, so its state is made after that
+/// attempt ([`Call::lean`]): a success then costs the attempt and one check.
+#[allow(
+    clippy::inline_always,
+    reason = "a lean call's success path, inlined into the caller of `call`"
+)]
+#[inline(always)]
+fn drive<E, T, R, F>(config: &Config<E>, ok_rule: &R, timed: bool, mut op: F) -> Result<T, E>
 where
     F: FnMut() -> Result<T, E>,
     E: fmt::Debug,
     R: OkClassifier<T>,
 {
-    let mut next = call.begin();
+    if !config.lean() {
+        return drive_full(config, ok_rule, timed, op);
+    }
+    let start = Times::new(config, timed);
+    let first = op();
+    let mut call = Call::lean(config, ok_rule, start);
+    match call.record(first) {
+        Next::Done(result) => result,
+        next => drive_from(&mut call, next, op),
+    }
+}
+
+/// A call of a policy that is not lean. Out of line, so that `call` stays small enough to
+/// inline.
+#[inline(never)]
+fn drive_full<E, T, R, F>(config: &Config<E>, ok_rule: &R, timed: bool, op: F) -> Result<T, E>
+where
+    F: FnMut() -> Result<T, E>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+{
+    let mut call = Call::full(config, ok_rule, timed);
+    let next = call.begin();
+    drive_from(&mut call, next, op)
+}
+
+/// The loop of a call, from `next`: attempt, step, sleep.
+#[inline(never)]
+fn drive_from<E, T, R, F>(
+    call: &mut Call<'_, E, T, R>,
+    mut next: Next<T, E>,
+    mut op: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Result<T, E>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+{
     loop {
         next = match next {
             Next::Attempt => call.record(op()),
@@ -117,7 +162,7 @@ impl<E, R> RetryPolicy<E, R> {
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        drive(&mut Call::new(&self.config, &self.ok_rule, false), op)
+        drive(&self.config, &self.ok_rule, false, op)
     }
 
     /// A readable, multi-line snapshot of the policy: limits, per-class strategies with their
@@ -151,7 +196,8 @@ impl<E> RetryPolicy<E> {
         E: fmt::Debug,
     {
         let mut call = Call::new(&self.config, &self.ok_rule, true);
-        let result = drive(&mut call, op);
+        let next = call.begin();
+        let result = drive_from(&mut call, next, op);
         call.finish(result)
     }
 }
@@ -184,7 +230,8 @@ impl<E, T> RetryPolicy<E, OkRule<T>> {
         E: fmt::Debug,
     {
         let mut call = Call::new(&self.config, &self.ok_rule, true);
-        let result = drive(&mut call, op);
+        let next = call.begin();
+        let result = drive_from(&mut call, next, op);
         call.finish_rejecting(result)
     }
 }

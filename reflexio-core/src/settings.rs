@@ -5,6 +5,7 @@
 //! method; `describe` and `problems` when it has something to say.
 
 use core::fmt;
+use core::future::Future;
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -344,6 +345,13 @@ impl<E> Config<E> {
     #[inline]
     pub(crate) fn deadline_from_first_failure(&self) -> bool {
         matches!(self.settings.deadline, Some(Deadline::FromFirstFailure(_)))
+    }
+
+    /// The timer of one attempt: `Some` when the policy has an attempt timeout.
+    pub(crate) fn attempt_timer(&self) -> Option<impl Future<Output = ()> + Send + '_> {
+        self.settings
+            .attempt_timeout
+            .map(|timeout| self.time.timer(timeout))
     }
 
     /// The error of an attempt that exceeded the policy's attempt timeout.
