@@ -89,7 +89,7 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// # Errors
     ///
     /// The error of the last attempt, when the policy stops.
-    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, E>
+    pub async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -97,7 +97,18 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         R: OkClassifier<T>,
     {
         let mut call = Call::new(&self.config, &self.ok_rule, false);
-        let next = call.begin();
+        let mut next = call.begin();
+        // The first attempt, peeled off the loop: a call that succeeds at once is this await
+        // and one check, with no loop's state to go through.
+        if let Next::Attempt = next {
+            next = match timed_attempt(pin!(op()), pin!(call.timer())).await {
+                Some(outcome) => call.record(outcome),
+                None => call.record_timeout(),
+            };
+            if let Next::Done(result) = next {
+                return result;
+            }
+        }
         drive_from(&mut call, next, op).await
     }
 
