@@ -146,7 +146,9 @@ where
                 None => call.record_timeout(),
             },
             Next::Sleep(delay) => {
-                call.sleep(delay).await;
+                if !delay.is_zero() {
+                    call.sleep(delay).await;
+                }
                 call.resume()
             }
             Next::Done(result) => return result,

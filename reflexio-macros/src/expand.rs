@@ -333,7 +333,7 @@ impl Names {
 //                     None => __reflexio_attempts.record_timeout(),
 //                 },
 //                 Next::Sleep(delay) => {
-//                     __reflexio_attempts.sleep(delay).await;   // nothing for a zero delay
+//                     if !delay.is_zero() { __reflexio_attempts.sleep(delay).await; }
 //                     __reflexio_attempts.resume()
 //                 }
 //                 Next::Done(result) => return done(witness::<..>(), result),
@@ -739,7 +739,9 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
                     }
                 }
                 #krate::__private::Next::Sleep(#delay) => {
-                    #attempts.sleep(#delay).await;
+                    if !#delay.is_zero() {
+                        #attempts.sleep(#delay).await;
+                    }
                     #attempts.resume()
                 }
                 #krate::__private::Next::Done(#result) => {
