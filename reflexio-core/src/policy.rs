@@ -126,7 +126,10 @@ where
             Next::Attempt => call.record(op()),
             Next::Sleep(delay) => {
                 call.sleep_blocking(delay);
-                call.resume()
+                match call.resume() {
+                    Next::Attempt => call.record(op()),
+                    next => next,
+                }
             }
             Next::Done(result) => return result,
         };
