@@ -33,7 +33,7 @@ pub(crate) enum Stamp {
 /// tick, so the deadline's promise holds as stated (no attempt starts at or after it, no sleep
 /// reaches into it); a policy may stop up to one tick early, never late.
 #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
-mod coarse {
+pub(crate) mod coarse {
     use core::time::Duration;
     use std::sync::OnceLock;
 
@@ -51,6 +51,15 @@ mod coarse {
     #[inline]
     pub(crate) fn now() -> Duration {
         duration(rustix::time::clock_gettime(ClockId::MonotonicCoarse))
+    }
+
+    /// [`now`] in nanoseconds (584 years of uptime fit).
+    #[inline]
+    pub(crate) fn now_nanos() -> u64 {
+        let t = rustix::time::clock_gettime(ClockId::MonotonicCoarse);
+        let secs = u64::try_from(t.tv_sec).unwrap_or(0);
+        let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
+        secs.saturating_mul(1_000_000_000).saturating_add(nanos)
     }
 
     /// The clock's resolution (the kernel tick), read once.
