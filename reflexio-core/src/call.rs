@@ -161,12 +161,12 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
 
     /// A lean call (see [`Call`]) that started at `times`.
     ///
-    /// The sync and async drivers make it after the first attempt, from the times read before
-    /// it (a lean call has nothing to do before its first attempt): the call's state is then
-    /// made where it is used, and a success is the attempt and one check. Made before the
-    /// attempt, the state lives in memory across it (the attempt could reach it, for all the
-    /// compiler knows), and a success cost the sync policy 34 instructions where the bare call
-    /// takes 4.
+    /// The sync driver makes it after the first attempt, from the times read before it (a lean
+    /// call has nothing to do before its first attempt): the state is then made where it is
+    /// used, and a success is the attempt and one check. Made before the attempt, the state
+    /// would live in memory across it (the attempt could reach it, for all the compiler knows)
+    /// and be stored, reloaded and checked around every success (`BENCHMARKS.md` has the
+    /// figures).
     #[inline]
     pub(crate) fn lean(config: &'p Config<E>, ok_rule: &'p R, times: Times) -> Self {
         Call {
@@ -202,9 +202,8 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
     }
 
     /// Sleeps as the policy does between attempts. The async drivers do not call it for a
-    /// zero delay: a sleep future made, polled and dropped for nothing costs a tenth of a
-    /// failing call's instructions, and an `Option` of it, held across the await, makes every
-    /// call's future bigger.
+    /// zero delay: the sleep future would be made, polled and dropped for nothing (and an
+    /// `Option` of it, held across the await, would make every call's future bigger).
     pub fn sleep(&self, delay: Duration) -> impl Future<Output = ()> + Send + use<'p, E, T, R> {
         self.config.time.sleep(delay)
     }
@@ -242,9 +241,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     #[allow(
         clippy::inline_always,
         reason = "a lean call's whole step (a success's one check, a failure's decision) \
-                  inlined into the driver: out of line, each step paid a call, a reload of the \
-                  policy's fields and the moves of the outcome (a failing sync call with 4 \
-                  retries took 1.4x the instructions)"
+                  inlined into the driver: out of line, each step pays a call, a reload of the \
+                  policy's fields and the moves of the outcome (BENCHMARKS.md, section 3)"
     )]
     #[inline(always)]
     pub fn record(&mut self, outcome: Result<T, E>) -> Next<T, E> {

@@ -145,8 +145,8 @@ impl Engine {
     /// only for a strategy that reads one.
     #[allow(
         clippy::inline_always,
-        reason = "the decision of every retry: out of line, each paid a call and the reload of \
-                  the policy's fields (a sixth more instructions for a sync call with 4 retries)"
+        reason = "the decision of every retry: out of line, each pays a call and the reload of \
+                  the policy's fields"
     )]
     #[inline(always)]
     pub(crate) fn on_failure(

@@ -216,7 +216,7 @@ fn from_nanos(n: u128) -> Duration {
 }
 
 /// `x` as `f64`, from its two 64-bit halves: `u64` conversions are single instructions, where
-/// a `u128` one is a library call (most of a delay's time when it was used). Exact below 2⁶⁴ ns
+/// a `u128` one is a library call, slower than the rest of a delay's arithmetic. Exact below 2⁶⁴ ns
 /// (584 years); above, within an ulp.
 #[allow(
     clippy::cast_precision_loss,
