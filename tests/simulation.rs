@@ -8,23 +8,26 @@ mod rng;
 
 use std::time::Duration;
 
-use outage::{Guard, Scenario, simulate};
+use outage::{Clients, Guard, Scenario, simulate};
 
 /// 200 requests/s on one host; the service fails everything from 2 s to 32 s. The outage is
 /// long next to the ratio budget's 10 s window, so the budget reaches its steady state.
 fn scenario() -> Scenario {
     Scenario {
-        clients: 200,
-        hosts: 1,
-        rate_per_client: 1.0,
-        run_for: Duration::from_secs(40),
+        clients: Clients {
+            clients: 200,
+            hosts: 1,
+            rate_per_client: 1.0,
+            run_for: Duration::from_secs(40),
+            // Short backoffs: all 5 attempts of a request fit well inside the outage.
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(100),
+            attempt_timeout: None,
+            seed: 7,
+        },
         outage: Duration::from_secs(2)..Duration::from_secs(32),
         latency: Duration::from_millis(10),
         capacity_per_sec: 400,
-        // Short backoffs: all 5 attempts of a request fit well inside the outage.
-        backoff_base: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(100),
-        seed: 7,
     }
 }
 
@@ -47,7 +50,7 @@ fn retries_multiply_an_outage_and_budgets_hold_it_near_one_attempt_per_request()
     // The ratio budget: retries of at most 10 % of the calls plus the floor (10 retries/s per
     // host), plus what the budget had saved before the outage (10 % of 2 s of calls + the
     // floor's 100-token reserve over the 10 s window).
-    let request_rate = s.request_rate();
+    let request_rate = s.clients.request_rate();
     let outage_secs = s.outage.end.saturating_sub(s.outage.start).as_secs_f64();
     let saved = 0.1 * request_rate * s.outage.start.as_secs_f64() + 100.0;
     let bound = 1.0 + 0.10 + 10.0 / request_rate + saved / (request_rate * outage_secs);
@@ -98,7 +101,7 @@ fn the_breaker_sheds_the_load_and_recovers_within_its_open_period() {
 #[test]
 fn the_simulation_is_deterministic() {
     let mut s = scenario();
-    s.run_for = Duration::from_secs(12);
+    s.clients.run_for = Duration::from_secs(12);
     s.outage = Duration::from_secs(4)..Duration::from_secs(8);
     for guard in [Guard::RatioBudget, Guard::CircuitBreaker] {
         assert_eq!(simulate(&s, guard), simulate(&s, guard));
