@@ -3,7 +3,7 @@
 //! recovers when the trouble ends; with naive retries it does not: timed-out attempts are
 //! retried, the service keeps serving the ones their clients gave up on, and the extra load
 //! keeps the queue full long after the trigger (Bronson et al., "Metastable Failures in
-//! Distributed Systems", HotOS 2021). The table shows which protection gets out of it.
+//! Distributed Systems", `HotOS` 2021). The table shows which protection gets out of it.
 //!
 //! ```sh
 //! cargo run --release --example metastable --features simulation
@@ -28,7 +28,7 @@ use outage::{Clients, Guard};
 fn scenario(trigger_kind: Trigger, queue_timeout: Option<Duration>) -> Metastable {
     Metastable {
         clients: Clients {
-            clients: 1000,
+            count: 1000,
             hosts: 4,
             rate_per_client: 0.75,
             run_for: Duration::from_secs(60),
@@ -91,7 +91,7 @@ fn main() {
     );
     println!(
         "- {} clients on {} hosts, each sending Poisson requests at {}/s ({:.0} requests/s in all) for {} s;",
-        c.clients,
+        c.count,
         c.hosts,
         c.rate_per_client,
         c.request_rate(),

@@ -21,7 +21,7 @@ use outage::{Clients, Guard, Report, Scenario, simulate};
 fn scenario() -> Scenario {
     Scenario {
         clients: Clients {
-            clients: 1000,
+            count: 1000,
             hosts: 4,
             rate_per_client: 1.0,
             run_for: Duration::from_secs(60),
@@ -70,7 +70,7 @@ fn main() {
     );
     println!(
         "- {} clients on {} hosts, each client sending Poisson requests at {}/s ({total_rate:.0} requests/s in all) for {} s;",
-        c.clients,
+        c.count,
         c.hosts,
         c.rate_per_client,
         c.run_for.as_secs()

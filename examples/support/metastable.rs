@@ -8,7 +8,7 @@
 //! clients gave up, as real servers do. Retrying those failures adds load: with 5 attempts per
 //! request a service at 75 % of its capacity gets up to 3.75 times what it can serve, the queue
 //! never drains, and the failure outlives its trigger (Bronson et al., "Metastable Failures in
-//! Distributed Systems", HotOS 2021).
+//! Distributed Systems", `HotOS` 2021).
 #![allow(dead_code)] // the example and the test use different parts
 
 use std::cell::{Cell, RefCell};
@@ -121,7 +121,7 @@ impl Queue {
         let mut free_at = self.free_at.borrow_mut();
         let Reverse(free) = free_at.pop().expect("at least one worker");
         let start = free.max(now);
-        let wait = start - now;
+        let wait = start.saturating_sub(now);
         {
             let mut longest = self.longest_wait.borrow_mut();
             if longest.len() <= slot {
@@ -186,7 +186,7 @@ impl Service for Queue {
             work,
             answered: false,
         };
-        self.clock.timer(reply_at - now).await;
+        self.clock.timer(reply_at.saturating_sub(now)).await;
         pending.answered = true;
         outcome
     }
@@ -256,7 +256,7 @@ fn report(s: &Metastable, guard: Guard, requests: &[Request], queue: &Queue) -> 
             .filter(|r| r.ok && window.contains(&r.done()))
             .count();
         #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-        let per_sec = ok as f64 / (window.end - window.start).as_secs_f64();
+        let per_sec = ok as f64 / window.end.saturating_sub(window.start).as_secs_f64();
         per_sec
     };
     let after: Vec<&Request> = requests
@@ -283,7 +283,7 @@ fn report(s: &Metastable, guard: Guard, requests: &[Request], queue: &Queue) -> 
         goodput_during: goodput(s.trigger.clone()),
         goodput_after: goodput(s.trigger.end..run_for),
         attempts_after: attempts_after as f64 / after.len() as f64,
-        load_after: received_after as f64 / (run_for - s.trigger.end).as_secs_f64(),
+        load_after: received_after as f64 / run_for.saturating_sub(s.trigger.end).as_secs_f64(),
         p50: percentile(&took, 0.50),
         p99: percentile(&took, 0.99),
         wasted: queue.wasted.get().as_secs_f64() / queue.work.get().as_secs_f64(),

@@ -50,6 +50,10 @@ pub(crate) enum Guard {
     RatioBudget,
     /// 5 attempts and the AWS SDKs' standard token bucket (`RetryBudget::aws_standard()`).
     TokenBucket,
+    /// 5 attempts and gRPC's retry throttling (gRFC A6) with its example values:
+    /// `RetryBudget::grpc(10.0, 0.1)` (every failed attempt takes a token, a success returns
+    /// 0.1, no retry at or below 5 tokens).
+    GrpcThrottling,
     /// 5 attempts and a circuit breaker (opens at 50 % failures over at least 20 calls in 10 s,
     /// open for 5 s, 1 probe).
     CircuitBreaker,
@@ -58,11 +62,12 @@ pub(crate) enum Guard {
 
 impl Guard {
     /// The rows of the outage and metastable tables, in order.
-    pub(crate) const ALL: [Guard; 5] = [
+    pub(crate) const ALL: [Guard; 6] = [
         Guard::NoRetries,
         Guard::Retries,
         Guard::RatioBudget,
         Guard::TokenBucket,
+        Guard::GrpcThrottling,
         Guard::CircuitBreaker,
     ];
 
@@ -72,6 +77,7 @@ impl Guard {
             Guard::Retries => "5 attempts, no budget",
             Guard::RatioBudget => "5 attempts + ratio budget 10 %",
             Guard::TokenBucket => "5 attempts + token bucket (AWS standard)",
+            Guard::GrpcThrottling => "5 attempts + gRPC retry throttling",
             Guard::CircuitBreaker => "5 attempts + circuit breaker",
         }
     }
@@ -111,6 +117,9 @@ impl Guard {
                     .expect("a valid budget"),
             ),
             Guard::TokenBucket => builder.budget(RetryBudget::aws_standard()),
+            Guard::GrpcThrottling => {
+                builder.budget(RetryBudget::grpc(10.0, 0.1).expect("a valid budget"))
+            }
             Guard::CircuitBreaker => builder.circuit_breaker(
                 CircuitBreaker::builder()
                     .failure_rate(0.5)
@@ -130,7 +139,7 @@ impl Guard {
 #[derive(Clone, Debug)]
 pub(crate) struct Clients {
     /// Clients sending requests, each a Poisson process.
-    pub(crate) clients: usize,
+    pub(crate) count: usize,
     /// Hosts the clients are spread over: each host has one policy (so one budget, one
     /// breaker) shared by its clients, as an application shares one client object.
     pub(crate) hosts: usize,
@@ -150,7 +159,7 @@ impl Clients {
     /// Logical requests per second, all clients together.
     pub(crate) fn request_rate(&self) -> f64 {
         #[allow(clippy::cast_precision_loss)] // a few thousand clients
-        let clients = self.clients as f64;
+        let clients = self.count as f64;
         self.rate_per_client * clients
     }
 
@@ -158,7 +167,7 @@ impl Clients {
     fn arrivals(&self) -> Vec<(Duration, usize)> {
         let mean_gap = Duration::from_secs_f64(1.0 / self.rate_per_client);
         let mut all = Vec::new();
-        for client in 0..self.clients {
+        for client in 0..self.count {
             let mut rng = Rng::new(self.seed, client as u64);
             let mut t = rng.exponential(mean_gap);
             while t < self.run_for {
@@ -281,9 +290,7 @@ pub(crate) fn run_clients<S: Service + 'static>(
     };
     spawner.spawn_local(load).expect("the pool is running");
     clock.run(|| pool.run_until_stalled());
-    Rc::try_unwrap(requests)
-        .map(RefCell::into_inner)
-        .unwrap_or_else(|shared| shared.borrow().clone())
+    Rc::try_unwrap(requests).map_or_else(|shared| shared.borrow().clone(), RefCell::into_inner)
 }
 
 pub(crate) fn slot_of(t: Duration) -> usize {
