@@ -118,8 +118,9 @@ fn main() {
         c.backoff_max.as_secs()
     );
     println!(
-        "  RetryBudget::aws_standard(). Breaker: opens at 50 % failures over >= 20 calls in 10 s, open for 5 s, 1 probe.\n"
+        "  RetryBudget::aws_standard(). gRPC throttling: RetryBudget::grpc(10.0, 0.1). Breaker: opens at 50 % failures"
     );
+    println!("  over >= 20 calls in 10 s, open for 5 s, 1 probe.\n");
 
     println!(
         "Trigger: from {} s to {} s every request takes twice as long (capacity {:.0}/s, below the load);",

@@ -1,5 +1,5 @@
 //! The outage simulator: clients call a service that fails completely for a while, through
-//! five policies, and the table shows what each does to the service and to the clients.
+//! six policies, and the table shows what each does to the service and to the clients.
 //!
 //! ```sh
 //! cargo run --release --example outage --features simulation
@@ -97,9 +97,12 @@ fn main() {
         "  Ratio budget: RetryBudget::ratio(10.0) (10 % of the last 10 s of calls + 10 retries/s). Token bucket:"
     );
     println!(
-        "  RetryBudget::aws_standard() (500 tokens, a retry costs 14). Breaker: opens at 50 % failures over >= 20"
+        "  RetryBudget::aws_standard() (500 tokens, a retry costs 14). gRPC throttling: RetryBudget::grpc(10.0, 0.1)"
     );
-    println!("  calls in 10 s, open for 5 s, 1 probe.\n");
+    println!(
+        "  (a failure takes 1 token, a success returns 0.1, no retry at <= 5). Breaker: opens at 50 % failures over"
+    );
+    println!("  >= 20 calls in 10 s, open for 5 s, 1 probe.\n");
 
     println!(
         "| policy | load during the outage (attempts / request) | peak load (attempts/s) | load in the 1st s after | success | p50 latency | p99 latency | time to recover |"
