@@ -1,5 +1,5 @@
 //! The outage simulator: clients call a service that fails completely for a while, through
-//! five policies, and the table shows what each does to the service and to the clients.
+//! six policies, and the table shows what each does to the service and to the clients.
 //!
 //! ```sh
 //! cargo run --release --example outage --features simulation
@@ -16,21 +16,24 @@ mod rng;
 
 use std::time::{Duration, Instant};
 
-use outage::{Guard, Report, Scenario, simulate};
+use outage::{Clients, Guard, Report, Scenario, simulate};
 
 fn scenario() -> Scenario {
     Scenario {
-        clients: 1000,
-        hosts: 4,
-        rate_per_client: 1.0,
-        run_for: Duration::from_secs(60),
+        clients: Clients {
+            count: 1000,
+            hosts: 4,
+            rate_per_client: 1.0,
+            run_for: Duration::from_secs(60),
+            // The library's default strategy.
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(5),
+            attempt_timeout: None,
+            seed: 4,
+        },
         outage: Duration::from_secs(20)..Duration::from_secs(40),
         latency: Duration::from_millis(10),
         capacity_per_sec: 2000,
-        // The library's default strategy.
-        backoff_base: Duration::from_millis(250),
-        backoff_max: Duration::from_secs(5),
-        seed: 4,
     }
 }
 
@@ -59,17 +62,18 @@ fn row(r: &Report) -> String {
 fn main() {
     let started = Instant::now();
     let s = scenario();
-    let total_rate = s.request_rate();
+    let c = &s.clients;
+    let total_rate = c.request_rate();
     println!(
         "Outage simulation (virtual time, seed {}: the same output on every run)",
-        s.seed
+        c.seed
     );
     println!(
         "- {} clients on {} hosts, each client sending Poisson requests at {}/s ({total_rate:.0} requests/s in all) for {} s;",
-        s.clients,
-        s.hosts,
-        s.rate_per_client,
-        s.run_for.as_secs()
+        c.count,
+        c.hosts,
+        c.rate_per_client,
+        c.run_for.as_secs()
     );
     println!("  each host has one policy (so one budget, one breaker) shared by its clients.");
     println!(
@@ -86,16 +90,19 @@ fn main() {
     );
     println!(
         "- Retrying policies: 5 attempts, decorrelated jitter base {}, max {} s (the library's default), deadline 60 s.",
-        ms(s.backoff_base),
-        s.backoff_max.as_secs()
+        ms(c.backoff_base),
+        c.backoff_max.as_secs()
     );
     println!(
         "  Ratio budget: RetryBudget::ratio(10.0) (10 % of the last 10 s of calls + 10 retries/s). Token bucket:"
     );
     println!(
-        "  RetryBudget::aws_standard() (500 tokens, a retry costs 14). Breaker: opens at 50 % failures over >= 20"
+        "  RetryBudget::aws_standard() (500 tokens, a retry costs 14). gRPC throttling: RetryBudget::grpc(10.0, 0.1)"
     );
-    println!("  calls in 10 s, open for 5 s, 1 probe.\n");
+    println!(
+        "  (a failure takes 1 token, a success returns 0.1, no retry at <= 5). Breaker: opens at 50 % failures over"
+    );
+    println!("  >= 20 calls in 10 s, open for 5 s, 1 probe.\n");
 
     println!(
         "| policy | load during the outage (attempts / request) | peak load (attempts/s) | load in the 1st s after | success | p50 latency | p99 latency | time to recover |"

@@ -1,6 +1,9 @@
-//! A small run of the outage simulator (`examples/outage.rs`, same code): the headline figures
-//! of the five policies, asserted. Virtual time, seeded: deterministic and fast in debug mode.
+//! Small runs of the outage simulator (`examples/outage.rs`) and of the metastable-failure
+//! simulator (`examples/metastable.rs`), same code: the headline figures of the five policies,
+//! asserted. Virtual time, seeded: deterministic and fast in debug mode.
 
+#[path = "../examples/support/metastable.rs"]
+mod metastable;
 #[path = "../examples/support/outage.rs"]
 mod outage;
 #[path = "../examples/support/rng.rs"]
@@ -8,23 +11,27 @@ mod rng;
 
 use std::time::Duration;
 
-use outage::{Guard, Scenario, simulate};
+use metastable::{Metastable, Trigger, simulate_metastable};
+use outage::{Clients, Guard, Scenario, simulate};
 
 /// 200 requests/s on one host; the service fails everything from 2 s to 32 s. The outage is
 /// long next to the ratio budget's 10 s window, so the budget reaches its steady state.
 fn scenario() -> Scenario {
     Scenario {
-        clients: 200,
-        hosts: 1,
-        rate_per_client: 1.0,
-        run_for: Duration::from_secs(40),
+        clients: Clients {
+            count: 200,
+            hosts: 1,
+            rate_per_client: 1.0,
+            run_for: Duration::from_secs(40),
+            // Short backoffs: all 5 attempts of a request fit well inside the outage.
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(100),
+            attempt_timeout: None,
+            seed: 7,
+        },
         outage: Duration::from_secs(2)..Duration::from_secs(32),
         latency: Duration::from_millis(10),
         capacity_per_sec: 400,
-        // Short backoffs: all 5 attempts of a request fit well inside the outage.
-        backoff_base: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(100),
-        seed: 7,
     }
 }
 
@@ -47,7 +54,7 @@ fn retries_multiply_an_outage_and_budgets_hold_it_near_one_attempt_per_request()
     // The ratio budget: retries of at most 10 % of the calls plus the floor (10 retries/s per
     // host), plus what the budget had saved before the outage (10 % of 2 s of calls + the
     // floor's 100-token reserve over the 10 s window).
-    let request_rate = s.request_rate();
+    let request_rate = s.clients.request_rate();
     let outage_secs = s.outage.end.saturating_sub(s.outage.start).as_secs_f64();
     let saved = 0.1 * request_rate * s.outage.start.as_secs_f64() + 100.0;
     let bound = 1.0 + 0.10 + 10.0 / request_rate + saved / (request_rate * outage_secs);
@@ -98,9 +105,149 @@ fn the_breaker_sheds_the_load_and_recovers_within_its_open_period() {
 #[test]
 fn the_simulation_is_deterministic() {
     let mut s = scenario();
-    s.run_for = Duration::from_secs(12);
+    s.clients.run_for = Duration::from_secs(12);
     s.outage = Duration::from_secs(4)..Duration::from_secs(8);
     for guard in [Guard::RatioBudget, Guard::CircuitBreaker] {
         assert_eq!(simulate(&s, guard), simulate(&s, guard));
     }
+}
+
+// ---------- metastable failures ----------
+
+/// 200 requests/s on one host, to a service of 4 workers at 15 ms a request (266 requests/s: a
+/// 75 % load); every attempt times out after 200 ms. From 5 s to 9 s every request takes twice
+/// as long (133 requests/s), then the service is as fast as before until the end, at 30 s.
+fn metastable(trigger_kind: Trigger) -> Metastable {
+    Metastable {
+        clients: Clients {
+            count: 200,
+            hosts: 1,
+            rate_per_client: 1.0,
+            run_for: Duration::from_secs(30),
+            // The library's default strategy.
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(5),
+            attempt_timeout: Some(Duration::from_millis(200)),
+            seed: 15,
+        },
+        workers: 4,
+        service_time: Duration::from_millis(15),
+        queue_timeout: None,
+        trigger: Duration::from_secs(5)..Duration::from_secs(9),
+        trigger_kind,
+    }
+}
+
+#[test]
+fn naive_retries_keep_a_slowed_service_down_after_the_slowdown_and_protections_let_it_recover() {
+    let s = metastable(Trigger::Slowdown(2));
+    assert!((s.load() - 0.75).abs() < 1e-9, "{}", s.load());
+    let none = simulate_metastable(&s, Guard::NoRetries);
+    let retries = simulate_metastable(&s, Guard::Retries);
+    let ratio = simulate_metastable(&s, Guard::RatioBudget);
+    let bucket = simulate_metastable(&s, Guard::TokenBucket);
+    let grpc = simulate_metastable(&s, Guard::GrpcThrottling);
+    let breaker = simulate_metastable(&s, Guard::CircuitBreaker);
+    let offered = s.clients.request_rate();
+
+    // Without retries the backlog of the slowdown drains at the spare capacity (67/s): the
+    // service recovers within seconds, and serves most requests after the slowdown.
+    let none_recovery = none.recovery.expect("no retries recover");
+    assert!(none_recovery <= Duration::from_secs(5), "{none:?}");
+    assert!(none.goodput_after > 0.75 * offered, "{none:?}");
+
+    // Naive retries: every attempt times out and is retried, 5 attempts a request, 3.75 times
+    // the capacity: the queue grows for the rest of the run and nothing succeeds any more,
+    // while nearly all the service's work is for clients that gave up.
+    assert_eq!(retries.recovery, None, "{retries:?}");
+    assert!(retries.goodput_after < 0.01 * offered, "{retries:?}");
+    assert!(retries.attempts_after > 4.9, "{retries:?}");
+    assert!(retries.final_wait > Duration::from_secs(10), "{retries:?}");
+    assert!(retries.wasted > 0.9, "{retries:?}");
+
+    // The budgets and the breaker get out of it, and the queue is short again at the end.
+    for r in [&ratio, &bucket, &grpc, &breaker] {
+        let recovery = r.recovery.expect("recovers within the run");
+        assert!(recovery >= none_recovery, "{r:?}");
+        assert!(r.final_wait < Duration::from_millis(200), "{r:?}");
+        assert!(r.attempts_after < 1.1, "{r:?}");
+    }
+    // The token buckets run dry at once (AWS: 35 retries of 14 tokens; gRPC: 5 failures) and
+    // recover about as fast as no retries; the breaker within its open period (5 s) of it.
+    for r in [&bucket, &grpc] {
+        assert!(
+            r.recovery.unwrap() <= none_recovery + Duration::from_secs(1),
+            "{r:?}"
+        );
+    }
+    assert!(
+        breaker.recovery.unwrap() <= none_recovery + Duration::from_secs(5),
+        "{breaker:?}"
+    );
+}
+
+#[test]
+fn after_an_error_burst_only_naive_retries_turn_it_into_an_overload() {
+    let s = metastable(Trigger::Errors);
+    let none = simulate_metastable(&s, Guard::NoRetries);
+    let retries = simulate_metastable(&s, Guard::Retries);
+    let bucket = simulate_metastable(&s, Guard::TokenBucket);
+    let grpc = simulate_metastable(&s, Guard::GrpcThrottling);
+    let ratio = simulate_metastable(&s, Guard::RatioBudget);
+
+    // The errors cost no more than successes: without retries the load stays at 75 % and the
+    // service is healthy the moment the burst ends.
+    assert_eq!(none.recovery, Some(Duration::ZERO), "{none:?}");
+    assert_eq!(bucket.recovery, Some(Duration::ZERO), "{bucket:?}");
+    assert_eq!(grpc.recovery, Some(Duration::ZERO), "{grpc:?}");
+    assert!(
+        ratio.recovery.unwrap() <= Duration::from_secs(1),
+        "{ratio:?}"
+    );
+    // Retrying the burst's errors 5 times builds the queue that keeps it down.
+    assert_eq!(retries.recovery, None, "{retries:?}");
+    assert!(
+        retries.goodput_after < 0.01 * s.clients.request_rate(),
+        "{retries:?}"
+    );
+}
+
+#[test]
+fn the_metastable_simulation_is_deterministic() {
+    let mut s = metastable(Trigger::Slowdown(2));
+    s.clients.run_for = Duration::from_secs(15);
+    for guard in [Guard::Retries, Guard::RatioBudget, Guard::CircuitBreaker] {
+        assert_eq!(
+            simulate_metastable(&s, guard),
+            simulate_metastable(&s, guard)
+        );
+    }
+}
+
+#[test]
+fn a_server_queue_timeout_above_the_client_timeout_does_not_save_naive_retries() {
+    let mut s = metastable(Trigger::Slowdown(2));
+    s.queue_timeout = Some(Duration::from_millis(500));
+    let none = simulate_metastable(&s, Guard::NoRetries);
+    let retries = simulate_metastable(&s, Guard::Retries);
+
+    // The bound caps the backlog at 500 ms of waiting: without retries it drains in under 2 s
+    // (unbounded: about 4 s, in the test above).
+    assert!(
+        none.recovery.expect("no retries recover") <= Duration::from_secs(2),
+        "{none:?}"
+    );
+    // With retries the queue stays at the bound: the service drops what waited longer and
+    // serves the rest 300 ms after its client gave up.
+    assert_eq!(retries.recovery, None, "{retries:?}");
+    assert!(retries.dropped > 10_000, "{retries:?}");
+    assert!(retries.wasted > 0.8, "{retries:?}");
+    assert!(
+        retries.final_wait > Duration::from_millis(450),
+        "{retries:?}"
+    );
+    assert!(
+        retries.final_wait <= Duration::from_millis(500) + s.service_time * 20,
+        "{retries:?}"
+    );
 }

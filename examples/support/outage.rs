@@ -1,14 +1,19 @@
-//! The outage simulator of `examples/outage.rs`, shared with `tests/simulation.rs`.
+//! The outage simulator of `examples/outage.rs` and `examples/metastable.rs`, shared with
+//! `tests/simulation.rs`.
 //!
-//! Clients send logical requests (Poisson arrivals) to one service through reflexio policies;
-//! the service fails every attempt during an outage window, and sheds attempts beyond its
-//! capacity. Everything runs in virtual time: every request is a task on a `LocalPool`, every
-//! attempt's latency and every backoff a `VirtualClock` timer, so tens of thousands of
-//! concurrent calls interleave as they would in real time, deterministically, in a fraction of
-//! a second.
-#![allow(dead_code)] // the example and the test use different parts
+//! Clients send logical requests (Poisson arrivals) to one service through reflexio policies.
+//! Everything runs in virtual time: every request is a task on a `LocalPool`, every attempt's
+//! latency and every backoff a `VirtualClock` timer, so tens of thousands of concurrent calls
+//! interleave as they would in real time, deterministically, in a fraction of a second.
+//!
+//! This file holds what every scenario shares (the guards and their policies, the clients, the
+//! error type, the [`Service`] trait) and the outage scenario's service: one that fails every
+//! attempt during an outage window and sheds attempts beyond its capacity, with a latency that
+//! does not depend on load. The queueing service of the metastable scenario is in
+//! `metastable.rs`.
+#![allow(dead_code)] // the examples and the tests use different parts
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
@@ -18,49 +23,22 @@ use futures::task::LocalSpawnExt;
 use reflexio::strategies::decorrelated_jitter;
 use reflexio::testing::VirtualClock;
 use reflexio::{
-    AsyncRetryPolicy, CircuitBreaker, CircuitOpen, Classification, Classify, ErrorClass,
-    RetryBudget,
+    AsyncRetryPolicy, AttemptTimedOut, CircuitBreaker, CircuitOpen, Classification, Classify,
+    ErrorClass, RetryBudget,
 };
 
 use super::rng::Rng;
 
-/// The service's capacity and the traffic are counted in slots of this length.
-const SLOT: Duration = Duration::from_millis(100);
+/// The service's load and capacity are counted in slots of this length.
+pub(crate) const SLOT: Duration = Duration::from_millis(100);
 
-/// What is simulated.
-#[derive(Clone, Debug)]
-pub(crate) struct Scenario {
-    /// Clients sending requests, each a Poisson process.
-    pub(crate) clients: usize,
-    /// Hosts the clients are spread over: each host has one policy (so one budget, one
-    /// breaker) shared by its clients, as an application shares one client object.
-    pub(crate) hosts: usize,
-    /// Logical requests per second of each client.
-    pub(crate) rate_per_client: f64,
-    /// Requests are issued in `[0, run_for)`; the simulation runs until every one is over.
-    pub(crate) run_for: Duration,
-    /// When the service fails every attempt (on multiples of 100 ms).
-    pub(crate) outage: Range<Duration>,
-    /// The time every attempt takes, failed or not.
-    pub(crate) latency: Duration,
-    /// Attempts per second the service serves; beyond, it sheds them (a 503 after `latency`).
-    pub(crate) capacity_per_sec: u32,
-    /// The retrying policies' strategy: `decorrelated_jitter().base(..).max(..)`.
-    pub(crate) backoff_base: Duration,
-    pub(crate) backoff_max: Duration,
-    pub(crate) seed: u64,
-}
+// ---------- what every scenario shares ----------
 
-impl Scenario {
-    /// Logical requests per second, all clients together.
-    pub(crate) fn request_rate(&self) -> f64 {
-        #[allow(clippy::cast_precision_loss)] // a few thousand clients
-        let clients = self.clients as f64;
-        self.rate_per_client * clients
-    }
-}
-
-/// What protects the service: the five policies compared.
+/// What protects the service: the policies compared, one row each.
+///
+/// To add a protection (an adaptive rate limiter, hedging): add a variant here, its row name
+/// in [`Guard::name`], its policy in [`Guard::policy`], and list it in the `ALL` of the
+/// scenarios it belongs to ([`Guard::ALL`] for both tables, or a list of its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Guard {
     /// One attempt per request.
@@ -72,17 +50,24 @@ pub(crate) enum Guard {
     RatioBudget,
     /// 5 attempts and the AWS SDKs' standard token bucket (`RetryBudget::aws_standard()`).
     TokenBucket,
+    /// 5 attempts and gRPC's retry throttling (gRFC A6) with its example values:
+    /// `RetryBudget::grpc(10.0, 0.1)` (every failed attempt takes a token, a success returns
+    /// 0.1, no retry at or below 5 tokens).
+    GrpcThrottling,
     /// 5 attempts and a circuit breaker (opens at 50 % failures over at least 20 calls in 10 s,
     /// open for 5 s, 1 probe).
     CircuitBreaker,
+    // New protections go here (see the type's docs).
 }
 
 impl Guard {
-    pub(crate) const ALL: [Guard; 5] = [
+    /// The rows of the outage and metastable tables, in order.
+    pub(crate) const ALL: [Guard; 6] = [
         Guard::NoRetries,
         Guard::Retries,
         Guard::RatioBudget,
         Guard::TokenBucket,
+        Guard::GrpcThrottling,
         Guard::CircuitBreaker,
     ];
 
@@ -92,27 +77,37 @@ impl Guard {
             Guard::Retries => "5 attempts, no budget",
             Guard::RatioBudget => "5 attempts + ratio budget 10 %",
             Guard::TokenBucket => "5 attempts + token bucket (AWS standard)",
+            Guard::GrpcThrottling => "5 attempts + gRPC retry throttling",
             Guard::CircuitBreaker => "5 attempts + circuit breaker",
         }
     }
 
     /// The policy of one host, on the simulation's clock.
-    fn policy(self, s: &Scenario, clock: &VirtualClock, host: u64) -> AsyncRetryPolicy<CallError> {
+    pub(crate) fn policy(
+        self,
+        p: &Clients,
+        clock: &VirtualClock,
+        host: u64,
+    ) -> AsyncRetryPolicy<CallError> {
         let timers = clock.clone();
         let builder = AsyncRetryPolicy::builder()
             .strategy(
                 decorrelated_jitter()
-                    .base(s.backoff_base)
-                    .max(s.backoff_max),
+                    .base(p.backoff_base)
+                    .max(p.backoff_max),
             )
             .max_attempts(if self == Guard::NoRetries { 1 } else { 5 })
-            .seed(s.seed ^ host)
+            .seed(p.seed ^ host)
             .clock(clock.clone())
             // `move |d| timers.timer(d)` does not compile: `timer`'s future borrows the clock.
             .sleeper(move |d| {
                 let clock = timers.clone();
                 async move { clock.timer(d).await }
             });
+        let builder = match p.attempt_timeout {
+            Some(timeout) => builder.attempt_timeout(timeout),
+            None => builder,
+        };
         let builder = match self {
             Guard::NoRetries | Guard::Retries => builder,
             Guard::RatioBudget => builder.budget(
@@ -122,6 +117,9 @@ impl Guard {
                     .expect("a valid budget"),
             ),
             Guard::TokenBucket => builder.budget(RetryBudget::aws_standard()),
+            Guard::GrpcThrottling => {
+                builder.budget(RetryBudget::grpc(10.0, 0.1).expect("a valid budget"))
+            }
             Guard::CircuitBreaker => builder.circuit_breaker(
                 CircuitBreaker::builder()
                     .failure_rate(0.5)
@@ -137,13 +135,60 @@ impl Guard {
     }
 }
 
+/// The clients' side of a scenario: the traffic and the retrying policies' settings.
+#[derive(Clone, Debug)]
+pub(crate) struct Clients {
+    /// Clients sending requests, each a Poisson process.
+    pub(crate) count: usize,
+    /// Hosts the clients are spread over: each host has one policy (so one budget, one
+    /// breaker) shared by its clients, as an application shares one client object.
+    pub(crate) hosts: usize,
+    /// Logical requests per second of each client.
+    pub(crate) rate_per_client: f64,
+    /// Requests are issued in `[0, run_for)`; the simulation runs until every one is over.
+    pub(crate) run_for: Duration,
+    /// The retrying policies' strategy: `decorrelated_jitter().base(..).max(..)`.
+    pub(crate) backoff_base: Duration,
+    pub(crate) backoff_max: Duration,
+    /// `.attempt_timeout(..)` of every policy, if any.
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) seed: u64,
+}
+
+impl Clients {
+    /// Logical requests per second, all clients together.
+    pub(crate) fn request_rate(&self) -> f64 {
+        #[allow(clippy::cast_precision_loss)] // a few thousand clients
+        let clients = self.count as f64;
+        self.rate_per_client * clients
+    }
+
+    /// The arrival times of every request, each with its client's host, in order.
+    fn arrivals(&self) -> Vec<(Duration, usize)> {
+        let mean_gap = Duration::from_secs_f64(1.0 / self.rate_per_client);
+        let mut all = Vec::new();
+        for client in 0..self.count {
+            let mut rng = Rng::new(self.seed, client as u64);
+            let mut t = rng.exponential(mean_gap);
+            while t < self.run_for {
+                all.push((t, client % self.hosts));
+                t += rng.exponential(mean_gap);
+            }
+        }
+        all.sort_unstable();
+        all
+    }
+}
+
 /// How an attempt fails.
 #[derive(Debug)]
 pub(crate) enum CallError {
-    /// The outage: HTTP 503.
+    /// The service failed it (an outage, an error burst): HTTP 503.
     Down,
-    /// Over capacity, shed: HTTP 503.
+    /// Over capacity, shed (or dropped from the queue after waiting too long): HTTP 503.
     Overloaded,
+    /// The client stopped waiting after the policy's attempt timeout.
+    TimedOut(AttemptTimedOut),
     /// The circuit breaker rejected the call without calling the service.
     Rejected(CircuitOpen),
 }
@@ -152,6 +197,7 @@ impl Classify for CallError {
     fn classification(&self) -> Classification {
         match self {
             CallError::Down | CallError::Overloaded => ErrorClass::ServerError.into(),
+            CallError::TimedOut(timeout) => timeout.classification(),
             CallError::Rejected(open) => open.classification(),
         }
     }
@@ -163,8 +209,163 @@ impl From<CircuitOpen> for CallError {
     }
 }
 
-/// The service, and its count of the attempts it saw.
-struct Service {
+impl From<AttemptTimedOut> for CallError {
+    fn from(timeout: AttemptTimedOut) -> Self {
+        CallError::TimedOut(timeout)
+    }
+}
+
+/// A simulated service: what one attempt does, in virtual time.
+pub(crate) trait Service {
+    /// One attempt. The policy drops the future when the attempt times out: whatever the
+    /// service does for it then is up to the service.
+    fn attempt(&self) -> impl Future<Output = Result<(), CallError>>;
+}
+
+/// One logical request, as its client saw it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Request {
+    pub(crate) issued: Duration,
+    pub(crate) took: Duration,
+    pub(crate) ok: bool,
+    /// Attempts sent to the service (a call the breaker rejected sends none).
+    pub(crate) attempts: u32,
+}
+
+impl Request {
+    pub(crate) fn done(&self) -> Duration {
+        self.issued + self.took
+    }
+}
+
+/// Runs the clients of `c` against `service`, each host through `guard`'s policy, until every
+/// request is over; returns them in the order they ended.
+pub(crate) fn run_clients<S: Service + 'static>(
+    c: &Clients,
+    guard: Guard,
+    clock: &VirtualClock,
+    service: &Rc<S>,
+) -> Vec<Request> {
+    let policies: Vec<Rc<AsyncRetryPolicy<CallError>>> = (0..c.hosts)
+        .map(|host| Rc::new(guard.policy(c, clock, host as u64)))
+        .collect();
+    let requests: Rc<RefCell<Vec<Request>>> = Rc::default();
+
+    let mut pool = LocalPool::new();
+    let spawner = pool.spawner();
+    let load = {
+        let clock = clock.clone();
+        let service = Rc::clone(service);
+        let spawner = spawner.clone();
+        let requests = Rc::clone(&requests);
+        let arrivals = c.arrivals();
+        async move {
+            for (at, host) in arrivals {
+                clock.timer(at.saturating_sub(clock.now())).await;
+                let (clock, service, policy, requests) = (
+                    clock.clone(),
+                    Rc::clone(&service),
+                    Rc::clone(&policies[host]),
+                    Rc::clone(&requests),
+                );
+                let request = async move {
+                    let issued = clock.now();
+                    let attempts = Cell::new(0);
+                    let out = policy
+                        .call(|| {
+                            attempts.set(attempts.get() + 1);
+                            service.attempt()
+                        })
+                        .await;
+                    requests.borrow_mut().push(Request {
+                        issued,
+                        took: clock.now().saturating_sub(issued),
+                        ok: out.is_ok(),
+                        attempts: attempts.get(),
+                    });
+                };
+                spawner.spawn_local(request).expect("the pool is running");
+            }
+        }
+    };
+    spawner.spawn_local(load).expect("the pool is running");
+    clock.run(|| pool.run_until_stalled());
+    Rc::try_unwrap(requests).map_or_else(|shared| shared.borrow().clone(), RefCell::into_inner)
+}
+
+pub(crate) fn slot_of(t: Duration) -> usize {
+    usize::try_from(t.as_nanos() / SLOT.as_nanos()).expect("a short simulation")
+}
+
+pub(crate) fn bump(counts: &RefCell<Vec<u32>>, slot: usize) -> u32 {
+    let mut counts = counts.borrow_mut();
+    if counts.len() <= slot {
+        counts.resize(slot + 1, 0);
+    }
+    counts[slot] += 1;
+    counts[slot]
+}
+
+/// The `p` quantile (nearest rank) of sorted durations.
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// The recovery time after `from`: the smallest `k × 100 ms` such that, for every window
+/// `[from + j × 100 ms, … + 1 s)` with `j ≥ k` that ends within `run_for`, at least `share`
+/// of the requests issued in it succeeded (`None`: the last such window still fails).
+pub(crate) fn recovery(
+    requests: &[Request],
+    from: Duration,
+    run_for: Duration,
+    share: f64,
+) -> Option<Duration> {
+    let window = Duration::from_secs(1);
+    let healthy = |start: Duration| {
+        let (total, ok) = requests
+            .iter()
+            .filter(|r| r.issued >= start && r.issued < start + window)
+            .fold((0u32, 0u32), |(t, o), r| (t + 1, o + u32::from(r.ok)));
+        f64::from(ok) >= share * f64::from(total)
+    };
+    let last_start = run_for.saturating_sub(window);
+    let mut starts = Vec::new();
+    let mut start = from;
+    while start <= last_start {
+        starts.push(start);
+        start += SLOT;
+    }
+    // The first start after the last unhealthy window.
+    let last_bad = starts.iter().rposition(|&start| !healthy(start));
+    match last_bad {
+        None => Some(Duration::ZERO),
+        Some(i) if i + 1 < starts.len() => Some(starts[i + 1].saturating_sub(from)),
+        Some(_) => None,
+    }
+}
+
+// ---------- the outage scenario ----------
+
+/// What is simulated.
+#[derive(Clone, Debug)]
+pub(crate) struct Scenario {
+    pub(crate) clients: Clients,
+    /// When the service fails every attempt (on multiples of 100 ms).
+    pub(crate) outage: Range<Duration>,
+    /// The time every attempt takes, failed or not.
+    pub(crate) latency: Duration,
+    /// Attempts per second the service serves; beyond, it sheds them (a 503 after `latency`).
+    pub(crate) capacity_per_sec: u32,
+}
+
+/// The outage's service, and its count of the attempts it saw.
+struct Shedding {
     clock: VirtualClock,
     outage: Range<Duration>,
     latency: Duration,
@@ -174,20 +375,7 @@ struct Service {
     served: RefCell<Vec<u32>>,
 }
 
-fn slot_of(t: Duration) -> usize {
-    usize::try_from(t.as_nanos() / SLOT.as_nanos()).expect("a short simulation")
-}
-
-fn bump(counts: &RefCell<Vec<u32>>, slot: usize) -> u32 {
-    let mut counts = counts.borrow_mut();
-    if counts.len() <= slot {
-        counts.resize(slot + 1, 0);
-    }
-    counts[slot] += 1;
-    counts[slot]
-}
-
-impl Service {
+impl Service for Shedding {
     /// One attempt: the outcome is decided on arrival and given after `latency`.
     async fn attempt(&self) -> Result<(), CallError> {
         let now = self.clock.now();
@@ -204,14 +392,6 @@ impl Service {
         self.clock.timer(self.latency).await;
         outcome
     }
-}
-
-/// One logical request, as its client saw it.
-#[derive(Clone, Copy, Debug)]
-struct Request {
-    issued: Duration,
-    took: Duration,
-    ok: bool,
 }
 
 /// What one simulation measured.
@@ -254,22 +434,6 @@ impl Report {
     }
 }
 
-/// The arrival times of every request, each with its client's host, in order.
-fn arrivals(s: &Scenario) -> Vec<(Duration, usize)> {
-    let mean_gap = Duration::from_secs_f64(1.0 / s.rate_per_client);
-    let mut all = Vec::new();
-    for client in 0..s.clients {
-        let mut rng = Rng::new(s.seed, client as u64);
-        let mut t = rng.exponential(mean_gap);
-        while t < s.run_for {
-            all.push((t, client % s.hosts));
-            t += rng.exponential(mean_gap);
-        }
-    }
-    all.sort_unstable();
-    all
-}
-
 /// Runs the scenario with one guard.
 ///
 /// # Panics
@@ -282,7 +446,7 @@ pub(crate) fn simulate(s: &Scenario, guard: Guard) -> Report {
         "the outage starts and ends on a slot boundary"
     );
     let clock = VirtualClock::new();
-    let service = Rc::new(Service {
+    let service = Rc::new(Shedding {
         clock: clock.clone(),
         outage: s.outage.clone(),
         latency: s.latency,
@@ -290,45 +454,7 @@ pub(crate) fn simulate(s: &Scenario, guard: Guard) -> Report {
         received: RefCell::default(),
         served: RefCell::default(),
     });
-    let policies: Vec<Rc<AsyncRetryPolicy<CallError>>> = (0..s.hosts)
-        .map(|host| Rc::new(guard.policy(s, &clock, host as u64)))
-        .collect();
-    let requests: Rc<RefCell<Vec<Request>>> = Rc::default();
-
-    let mut pool = LocalPool::new();
-    let spawner = pool.spawner();
-    let load = {
-        let clock = clock.clone();
-        let service = Rc::clone(&service);
-        let spawner = spawner.clone();
-        let requests = Rc::clone(&requests);
-        let arrivals = arrivals(s);
-        async move {
-            for (at, host) in arrivals {
-                clock.timer(at.saturating_sub(clock.now())).await;
-                let (clock, service, policy, requests) = (
-                    clock.clone(),
-                    Rc::clone(&service),
-                    Rc::clone(&policies[host]),
-                    Rc::clone(&requests),
-                );
-                let request = async move {
-                    let issued = clock.now();
-                    let out = policy.call(|| service.attempt()).await;
-                    requests.borrow_mut().push(Request {
-                        issued,
-                        took: clock.now().saturating_sub(issued),
-                        ok: out.is_ok(),
-                    });
-                };
-                spawner.spawn_local(request).expect("the pool is running");
-            }
-        }
-    };
-    spawner.spawn_local(load).expect("the pool is running");
-    clock.run(|| pool.run_until_stalled());
-
-    let requests = requests.borrow();
+    let requests = run_clients(&s.clients, guard, &clock, &service);
     report(s, guard, &requests, &service.received.borrow())
 }
 
@@ -341,15 +467,6 @@ fn report(s: &Scenario, guard: Guard, requests: &[Request], received: &[u32]) ->
     };
     let mut took: Vec<Duration> = requests.iter().map(|r| r.took).collect();
     took.sort_unstable();
-    let percentile = |p: f64| {
-        #[allow(
-            clippy::cast_precision_loss,
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss
-        )]
-        let rank = ((p * took.len() as f64).ceil() as usize).clamp(1, took.len());
-        took[rank - 1]
-    };
     let peak = (0..received.len())
         .map(|i| {
             received[i..(i + 10).min(received.len())]
@@ -370,36 +487,8 @@ fn report(s: &Scenario, guard: Guard, requests: &[Request], received: &[u32]) ->
         attempts: received_in(0..received.len()),
         peak_attempts_per_sec: peak,
         attempts_after_outage: received_in(outage_slots.end..outage_slots.end + 10),
-        p50: percentile(0.50),
-        p99: percentile(0.99),
-        recovery: recovery(s, requests),
-    }
-}
-
-/// The recovery time: the smallest `k × 100 ms` such that, for every window
-/// `[outage end + j × 100 ms, … + 1 s)` with `j ≥ k` that ends within the run, at least 99 %
-/// of the requests issued in it succeeded.
-fn recovery(s: &Scenario, requests: &[Request]) -> Option<Duration> {
-    let window = Duration::from_secs(1);
-    let healthy = |from: Duration| {
-        let (total, ok) = requests
-            .iter()
-            .filter(|r| r.issued >= from && r.issued < from + window)
-            .fold((0u32, 0u32), |(t, o), r| (t + 1, o + u32::from(r.ok)));
-        f64::from(ok) >= 0.99 * f64::from(total)
-    };
-    let last_start = s.run_for.saturating_sub(window);
-    let mut starts = Vec::new();
-    let mut from = s.outage.end;
-    while from <= last_start {
-        starts.push(from);
-        from += SLOT;
-    }
-    // The first start after the last unhealthy window.
-    let last_bad = starts.iter().rposition(|&from| !healthy(from));
-    match last_bad {
-        None => Some(Duration::ZERO),
-        Some(i) if i + 1 < starts.len() => Some(starts[i + 1].saturating_sub(s.outage.end)),
-        Some(_) => None,
+        p50: percentile(&took, 0.50),
+        p99: percentile(&took, 0.99),
+        recovery: recovery(requests, s.outage.end, s.clients.run_for, 0.99),
     }
 }
