@@ -1,12 +1,14 @@
 //! The failure path: an operation that fails 4 times, then succeeds, under a policy of 5
-//! attempts with zero delays (so nothing sleeps): the cost of 4 retry decisions (classify,
-//! strategy and jitter, event hook, bookkeeping) and 5 calls, against the peers. Sync and async
-//! (tokio current-thread runtime). Run with `cargo bench --bench failure_path`.
+//! attempts with zero delays (so nothing sleeps): the cost of 4 retry decisions and 5 calls,
+//! against the peers. Sync and async (tokio current-thread runtime). Run with
+//! `cargo bench --bench failure_path`.
 //!
-//! reflexio's rows use `no_delay()` (zero delays are not slept) and, for the same arithmetic as
-//! the peers' jittered exponential backoff, `full_jitter()` with a zero base; the peers use their
-//! exponential backoff with jitter from a zero base, and no-op sleepers where they allow one
-//! (tokio-retry and tower always sleep on tokio's timer, here for zero time).
+//! The first rows are each crate as a user sets it up for this: reflexio's policy with a
+//! classifier, `no_delay()` and `max_attempts(5)` and nothing else (so with its default deadline,
+//! 60 s from the first failure); the peers with a zero constant delay and 4 retries, no jitter.
+//! Then reflexio without a deadline, with a hook, and with jitter against the peers' jittered
+//! exponential backoff (from a zero base, with no-op sleepers where a crate takes one;
+//! tokio-retry and tower always sleep on tokio's timer, here for zero time).
 
 use std::cell::Cell;
 use std::future::{Future, Ready, ready};
@@ -49,7 +51,7 @@ fn flaky_async() -> impl FnMut() -> Ready<Result<u32, Flaky>> {
     move || ready(op())
 }
 
-#[retry(max_attempts = 5, strategy = no_delay(), deadline = None, classifier = transient)]
+#[retry(max_attempts = 5, strategy = no_delay(), classifier = transient)]
 fn retried(failures: &Cell<u32>) -> Result<u32, Flaky> {
     if failures.get() > 0 {
         failures.set(failures.get() - 1);
@@ -59,7 +61,7 @@ fn retried(failures: &Cell<u32>) -> Result<u32, Flaky> {
     }
 }
 
-#[retry(max_attempts = 5, strategy = no_delay(), deadline = None, classifier = transient)]
+#[retry(max_attempts = 5, strategy = no_delay(), classifier = transient)]
 async fn retried_async(failures: &Cell<u32>) -> Result<u32, Flaky> {
     if failures.get() > 0 {
         failures.set(failures.get() - 1);
@@ -69,12 +71,16 @@ async fn retried_async(failures: &Cell<u32>) -> Result<u32, Flaky> {
     }
 }
 
-fn sync_policy(strategy: impl Strategy + 'static, hook: bool) -> RetryPolicy<Flaky> {
+fn sync_policy(strategy: impl Strategy + 'static, hook: bool, deadline: bool) -> RetryPolicy<Flaky> {
     let builder = RetryPolicy::builder()
         .classifier(transient)
         .strategy(strategy)
-        .max_attempts(5)
-        .no_deadline();
+        .max_attempts(5);
+    let builder = if deadline {
+        builder
+    } else {
+        builder.no_deadline()
+    };
     let builder = if hook {
         builder.on_event(|event| {
             black_box(event);
@@ -85,12 +91,20 @@ fn sync_policy(strategy: impl Strategy + 'static, hook: bool) -> RetryPolicy<Fla
     builder.build().expect("valid policy")
 }
 
-fn async_policy(strategy: impl Strategy + 'static, hook: bool) -> AsyncRetryPolicy<Flaky> {
+fn async_policy(
+    strategy: impl Strategy + 'static,
+    hook: bool,
+    deadline: bool,
+) -> AsyncRetryPolicy<Flaky> {
     let builder = AsyncRetryPolicy::builder()
         .classifier(transient)
         .strategy(strategy)
-        .max_attempts(5)
-        .no_deadline();
+        .max_attempts(5);
+    let builder = if deadline {
+        builder
+    } else {
+        builder.no_deadline()
+    };
     let builder = if hook {
         builder.on_event(|event| {
             black_box(event);
@@ -106,6 +120,13 @@ fn backon_builder() -> backon::ExponentialBuilder {
         .with_jitter()
         .with_min_delay(Duration::ZERO)
         .with_max_delay(MAX)
+        .with_max_times(4)
+}
+
+/// backon's constant backoff: zero delay, 4 retries, no jitter.
+fn backon_constant() -> backon::ConstantBuilder {
+    backon::ConstantBuilder::new()
+        .with_delay(Duration::ZERO)
         .with_max_times(4)
 }
 
@@ -128,39 +149,56 @@ fn failure_sync(c: &mut Criterion) {
             op()
         });
     });
-    let policy = sync_policy(no_delay(), false);
-    g.bench_function("reflexio call, no_delay", |b| {
+    // As a user sets each crate up for this.
+    let policy = sync_policy(no_delay(), false, true);
+    g.bench_function("default: reflexio call, no_delay", |b| {
         b.iter(|| policy.call(flaky()));
     });
-    let policy = sync_policy(no_delay(), true);
-    g.bench_function("reflexio call, no_delay, on_event", |b| {
-        b.iter(|| policy.call(flaky()));
-    });
-    let policy = sync_policy(full_jitter().base(Duration::ZERO).max(MAX), false);
-    g.bench_function("reflexio call, full_jitter(0)", |b| {
-        b.iter(|| policy.call(flaky()));
-    });
-    let policy = sync_policy(full_jitter().base(Duration::ZERO).max(MAX), true);
-    g.bench_function("reflexio call, full_jitter(0), on_event", |b| {
-        b.iter(|| policy.call(flaky()));
-    });
-    g.bench_function("reflexio #[retry] fn, no_delay", |b| {
+    g.bench_function("default: reflexio #[retry] fn, no_delay", |b| {
         b.iter(|| retried(&Cell::new(FAILURES)));
     });
+    let constant = backon_constant();
+    g.bench_function("default: backon BlockingRetryable, zero constant", |b| {
+        use backon::BlockingRetryable;
+        b.iter(|| flaky().retry(constant).sleep(|_| {}).call());
+    });
+    g.bench_function("default: retry::retry, NoDelay", |b| {
+        b.iter(|| retry::retry(retry::delay::NoDelay.take(4), flaky()));
+    });
+    g.bench_function("default: backoff::retry, zero constant", |b| {
+        b.iter(|| {
+            let mut op = flaky();
+            backoff::retry(backoff::backoff::Constant::new(Duration::ZERO), || {
+                op().map_err(backoff::Error::transient)
+            })
+        });
+    });
 
+    let policy = sync_policy(no_delay(), false, false);
+    g.bench_function("reflexio call, no_delay, no_deadline", |b| {
+        b.iter(|| policy.call(flaky()));
+    });
+    let policy = sync_policy(no_delay(), true, false);
+    g.bench_function("reflexio call, no_delay, no_deadline, on_event", |b| {
+        b.iter(|| policy.call(flaky()));
+    });
+    let policy = sync_policy(full_jitter().base(Duration::ZERO).max(MAX), false, false);
+    g.bench_function("reflexio call, full_jitter(0), no_deadline", |b| {
+        b.iter(|| policy.call(flaky()));
+    });
     let builder = backon_builder();
-    g.bench_function("backon BlockingRetryable", |b| {
+    g.bench_function("backon BlockingRetryable, jittered exponential", |b| {
         use backon::BlockingRetryable;
         b.iter(|| flaky().retry(builder).sleep(|_| {}).call());
     });
     let proto = backoff_proto();
-    g.bench_function("backoff::retry", |b| {
+    g.bench_function("backoff::retry, jittered exponential", |b| {
         b.iter(|| {
             let mut op = flaky();
             backoff::retry(proto.clone(), || op().map_err(backoff::Error::transient))
         });
     });
-    g.bench_function("retry::retry", |b| {
+    g.bench_function("retry::retry, jittered exponential", |b| {
         b.iter(|| {
             retry::retry(
                 retry::delay::Exponential::from_millis(0)
@@ -238,19 +276,12 @@ fn failure_async(c: &mut Criterion) {
             })
         });
     });
-    let policy = async_policy(no_delay(), false);
-    g.bench_function("reflexio call, no_delay", |b| {
+    // As a user sets each crate up for this.
+    let policy = async_policy(no_delay(), false, true);
+    g.bench_function("default: reflexio call, no_delay", |b| {
         b.iter_custom(|n| run(&rt, n, || policy.call(flaky_async())));
     });
-    let policy = async_policy(no_delay(), true);
-    g.bench_function("reflexio call, no_delay, on_event", |b| {
-        b.iter_custom(|n| run(&rt, n, || policy.call(flaky_async())));
-    });
-    let policy = async_policy(full_jitter().base(Duration::ZERO).max(MAX), false);
-    g.bench_function("reflexio call, full_jitter(0)", |b| {
-        b.iter_custom(|n| run(&rt, n, || policy.call(flaky_async())));
-    });
-    g.bench_function("reflexio #[retry] async fn, no_delay", |b| {
+    g.bench_function("default: reflexio #[retry] async fn, no_delay", |b| {
         b.iter_custom(|n| {
             run(&rt, n, || async {
                 let failures = Cell::new(FAILURES);
@@ -258,9 +289,27 @@ fn failure_async(c: &mut Criterion) {
             })
         });
     });
+    let constant = backon_constant();
+    g.bench_function("default: backon Retryable, zero constant", |b| {
+        use backon::Retryable;
+        b.iter_custom(|n| run(&rt, n, || flaky_async().retry(constant).sleep(|_| ready(()))));
+    });
+
+    let policy = async_policy(no_delay(), false, false);
+    g.bench_function("reflexio call, no_delay, no_deadline", |b| {
+        b.iter_custom(|n| run(&rt, n, || policy.call(flaky_async())));
+    });
+    let policy = async_policy(no_delay(), true, false);
+    g.bench_function("reflexio call, no_delay, no_deadline, on_event", |b| {
+        b.iter_custom(|n| run(&rt, n, || policy.call(flaky_async())));
+    });
+    let policy = async_policy(full_jitter().base(Duration::ZERO).max(MAX), false, false);
+    g.bench_function("reflexio call, full_jitter(0), no_deadline", |b| {
+        b.iter_custom(|n| run(&rt, n, || policy.call(flaky_async())));
+    });
 
     let builder = backon_builder();
-    g.bench_function("backon Retryable", |b| {
+    g.bench_function("backon Retryable, jittered exponential", |b| {
         use backon::Retryable;
         b.iter_custom(|n| run(&rt, n, || flaky_async().retry(builder).sleep(|_| ready(()))));
     });

@@ -1,15 +1,15 @@
 //! The success path, async, on a tokio current-thread runtime: what wrapping a future that
-//! succeeds at once costs, against the bare `.await` and the peers, all with the same policy
-//! shape (5 attempts, exponential backoff with jitter, no sleeping). Each sample runs its
-//! iterations inside one `block_on`, so only the awaits are timed. Run with
-//! `cargo bench --bench success_async`.
+//! succeeds at once costs, against the bare `.await` and the peers. The first rows use each
+//! crate's defaults (reflexio's with only a classifier set; the peers' default builders, or 5
+//! attempts with no delay where a crate has no default), then reflexio's settings that cost
+//! more. Each sample runs its iterations inside one `block_on`, so only the awaits are timed.
+//! Run with `cargo bench --bench success_async`.
 
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use reflexio::strategies::full_jitter;
 use reflexio::{AsyncRetryPolicy, ErrorClass, retry};
 use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use tower::util::rng::HasherRng;
@@ -29,27 +29,26 @@ async fn op() -> Result<u64, Flaky> {
     Ok(black_box(42))
 }
 
-#[retry(max_attempts = 5, strategy = full_jitter().base(BASE).max(MAX), deadline = None, classifier = transient)]
+/// A `#[retry]` function with the defaults: only the classifier is set.
+#[retry(classifier = transient)]
 async fn retried() -> Result<u64, Flaky> {
     Ok(black_box(42))
 }
 
-#[retry(max_attempts = 5, strategy = full_jitter().base(BASE).max(MAX), classifier = transient)]
+#[retry(classifier = transient, deadline = "60s")]
 async fn retried_with_deadline() -> Result<u64, Flaky> {
     Ok(black_box(42))
 }
 
-fn reflexio_policy(deadline: bool) -> AsyncRetryPolicy<Flaky> {
-    let builder = AsyncRetryPolicy::builder()
-        .classifier(transient)
-        .strategy(full_jitter().base(BASE).max(MAX))
-        .max_attempts(5);
-    let builder = if deadline {
-        builder
-    } else {
-        builder.no_deadline()
-    };
-    builder.build().expect("valid policy")
+/// The builder with only the classifier set.
+type Builder = reflexio::AsyncRetryPolicyBuilder<Flaky, fn(&Flaky) -> ErrorClass>;
+
+/// The default policy with one change.
+fn reflexio_policy(tune: impl FnOnce(Builder) -> Builder) -> AsyncRetryPolicy<Flaky> {
+    let classify: fn(&Flaky) -> ErrorClass = transient;
+    tune(AsyncRetryPolicy::builder().classifier(classify))
+        .build()
+        .expect("valid policy")
 }
 
 /// A no-op sleeper for backoff's async `Retry`.
@@ -120,51 +119,30 @@ fn success_async(c: &mut Criterion) {
     let mut g = c.benchmark_group("success_async");
     g.bench_function("bare .await", |b| b.iter_custom(|n| run(&rt, n, op)));
 
-    let policy = reflexio_policy(false);
-    g.bench_function("reflexio AsyncRetryPolicy::call, no deadline", |b| {
+    // Each crate's defaults.
+    let policy = reflexio_policy(|b| b);
+    g.bench_function("default: reflexio AsyncRetryPolicy::call", |b| {
         b.iter_custom(|n| run(&rt, n, || policy.call(op)));
     });
-    let policy = reflexio_policy(true);
-    g.bench_function("reflexio AsyncRetryPolicy::call, 60 s deadline", |b| {
-        b.iter_custom(|n| run(&rt, n, || policy.call(op)));
-    });
-    g.bench_function("reflexio #[retry] async fn, no deadline", |b| {
+    g.bench_function("default: reflexio #[retry] async fn", |b| {
         b.iter_custom(|n| run(&rt, n, retried));
     });
-    g.bench_function("reflexio #[retry] async fn, 60 s deadline", |b| {
-        b.iter_custom(|n| run(&rt, n, retried_with_deadline));
-    });
-
-    let builder = backon::ExponentialBuilder::new()
-        .with_jitter()
-        .with_min_delay(BASE)
-        .with_max_delay(MAX)
-        .with_max_times(4);
-    g.bench_function("backon Retryable", |b| {
+    g.bench_function("default: backon Retryable", |b| {
         use backon::Retryable;
+        let builder = backon::ExponentialBuilder::default();
         b.iter_custom(|n| run(&rt, n, || op.retry(builder).sleep(|_| ready(()))));
     });
-
-    g.bench_function("tokio-retry Retry::start", |b| {
-        use tokio_retry::strategy::{ExponentialBackoff, jitter};
+    // tokio-retry has no default: no delay, 5 attempts.
+    g.bench_function("default: tokio-retry Retry::start (no delay, 5 attempts)", |b| {
         b.iter_custom(|n| {
             run(&rt, n, || {
-                let strategy = ExponentialBackoff::from_millis(2)
-                    .factor(50)
-                    .max_delay(MAX)
-                    .map(jitter)
-                    .take(4);
+                let strategy = tokio_retry::strategy::FixedInterval::from_millis(0).take(4);
                 tokio_retry::Retry::start(strategy, op)
             })
         });
     });
-
-    let proto = backoff::ExponentialBackoffBuilder::new()
-        .with_initial_interval(BASE)
-        .with_max_interval(MAX)
-        .with_max_elapsed_time(Some(Duration::from_secs(60)))
-        .build();
-    g.bench_function("backoff future::Retry", |b| {
+    let proto = backoff::ExponentialBackoff::default();
+    g.bench_function("default: backoff future::Retry", |b| {
         use backoff::backoff::Backoff as _;
         b.iter_custom(|n| {
             run(&rt, n, || {
@@ -176,6 +154,42 @@ fn success_async(c: &mut Criterion) {
                     |_: Flaky, _: Duration| {},
                     || async { op().await.map_err(backoff::Error::transient) },
                 )
+            })
+        });
+    });
+
+    // reflexio's settings that cost more, and the jittered exponential shape for the peers.
+    let policy = reflexio_policy(|b| b.deadline(Duration::from_secs(60)));
+    g.bench_function("reflexio AsyncRetryPolicy::call, .deadline(60 s) from the start", |b| {
+        b.iter_custom(|n| run(&rt, n, || policy.call(op)));
+    });
+    g.bench_function("reflexio #[retry] async fn, deadline = 60s", |b| {
+        b.iter_custom(|n| run(&rt, n, retried_with_deadline));
+    });
+    let policy = reflexio_policy(reflexio::PolicyBuilder::no_deadline);
+    g.bench_function("reflexio AsyncRetryPolicy::call, no_deadline", |b| {
+        b.iter_custom(|n| run(&rt, n, || policy.call(op)));
+    });
+    let builder = backon::ExponentialBuilder::new()
+        .with_jitter()
+        .with_min_delay(BASE)
+        .with_max_delay(MAX)
+        .with_max_times(4);
+    g.bench_function("backon Retryable, jittered exponential", |b| {
+        use backon::Retryable;
+        b.iter_custom(|n| run(&rt, n, || op.retry(builder).sleep(|_| ready(()))));
+    });
+
+    g.bench_function("tokio-retry Retry::start, jittered exponential", |b| {
+        use tokio_retry::strategy::{ExponentialBackoff, jitter};
+        b.iter_custom(|n| {
+            run(&rt, n, || {
+                let strategy = ExponentialBackoff::from_millis(2)
+                    .factor(50)
+                    .max_delay(MAX)
+                    .map(jitter)
+                    .take(4);
+                tokio_retry::Retry::start(strategy, op)
             })
         });
     });
