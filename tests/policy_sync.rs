@@ -623,7 +623,11 @@ fn slow_failures(
             Err::<(), _>(Scripted::new(ErrorClass::Transient, calls))
         };
         let stop = if execute {
-            Some(policy.execute(op).unwrap_err().stop_reason())
+            let err = policy.execute(op).unwrap_err();
+            // `execute`'s error reports the time since the start of the call, whatever the
+            // deadline counts from.
+            assert_eq!(err.elapsed(), clock.now(), "{err}");
+            Some(err.stop_reason())
         } else {
             policy.call(op).unwrap_err();
             None

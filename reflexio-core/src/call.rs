@@ -313,7 +313,8 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
             },
             (None, Err(error)) => config.classifier.classify(error),
         };
-        let (_, since_origin) = times.at_failure(config, attempt);
+        let (elapsed, since_origin) = times.at_failure(config, attempt);
+        engine.record_elapsed(elapsed);
         match engine.on_failure(&config.rules, c, since_origin) {
             Decision::Retry(delay) if !aborted(config) => Next::Sleep(delay),
             Decision::Retry(_) => {
@@ -414,8 +415,9 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         // The retry never starts: its tokens go back to the budget.
         self.reserved = None;
         self.engine.stopped(StopReason::CircuitOpen);
+        let elapsed = config.since(self.times.start);
+        self.engine.record_elapsed(elapsed);
         if config.settings.hook.is_some() {
-            let elapsed = config.since(self.times.start);
             emit(
                 config,
                 &event(config, EventKind::CircuitRejected, attempt, elapsed),
@@ -483,6 +485,7 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         error: Option<&E>,
     ) -> Option<Duration> {
         let (elapsed, since_origin) = self.times.at_failure(config, attempt);
+        self.engine.record_elapsed(elapsed);
         if let Some(admission) = self.admission.take() {
             let t = admission.record(Some(c.class));
             self.emit_transition(config, t, attempt, Some(c.class));

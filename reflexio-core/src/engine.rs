@@ -86,7 +86,8 @@ pub(crate) struct Engine {
     last_class: Option<ErrorClass>,
     /// Why the call stopped, once it did.
     stop: Option<StopReason>,
-    /// The time passed in with the last failure, in nanoseconds, for `execute`'s error.
+    /// The time from the call's start to its last decision, in nanoseconds, for `execute`'s
+    /// error ([`Engine::record_elapsed`]).
     elapsed_nanos: u64,
 }
 
@@ -118,9 +119,16 @@ impl Engine {
         self.stop
     }
 
-    /// The time passed with the last failure.
+    /// The time from the call's start to its last decision.
     pub(crate) fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.elapsed_nanos)
+    }
+
+    /// Records the time from the call's start to this decision (the call state measures it:
+    /// the engine is given only the time since the deadline's origin).
+    #[inline]
+    pub(crate) fn record_elapsed(&mut self, elapsed: Duration) {
+        self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
     }
 
     /// Records the start of an attempt and returns its 1-based number.
@@ -168,7 +176,6 @@ impl Engine {
         let class = c.class;
         let i = class.index();
         self.last_class = Some(class);
-        self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let Some(r) = retryable_index(class) else {
             return Decision::Stop(StopReason::NonRetryable);
         };
@@ -401,12 +408,13 @@ mod tests {
     }
 
     #[test]
-    fn the_elapsed_time_of_the_last_decision_is_kept() {
+    fn the_call_records_its_elapsed_time_and_outside_stops() {
         let r = rules(|_| {});
         let mut engine = Engine::new();
         engine.begin_attempt();
         let _ = engine.on_failure(&r, class(ErrorClass::Transient), 3 * S);
-        assert_eq!((engine.elapsed(), engine.attempts()), (3 * S, 1));
+        engine.record_elapsed(5 * S);
+        assert_eq!((engine.elapsed(), engine.attempts()), (5 * S, 1));
         engine.stopped(StopReason::Aborted);
         assert_eq!(engine.stop_reason(), Some(StopReason::Aborted));
     }
