@@ -71,7 +71,11 @@ async fn retried_async(failures: &Cell<u32>) -> Result<u32, Flaky> {
     }
 }
 
-fn sync_policy(strategy: impl Strategy + 'static, hook: bool, deadline: bool) -> RetryPolicy<Flaky> {
+fn sync_policy(
+    strategy: impl Strategy + 'static,
+    hook: bool,
+    deadline: bool,
+) -> RetryPolicy<Flaky> {
     let builder = RetryPolicy::builder()
         .classifier(transient)
         .strategy(strategy)
@@ -292,7 +296,11 @@ fn failure_async(c: &mut Criterion) {
     let constant = backon_constant();
     g.bench_function("default: backon Retryable, zero constant", |b| {
         use backon::Retryable;
-        b.iter_custom(|n| run(&rt, n, || flaky_async().retry(constant).sleep(|_| ready(()))));
+        b.iter_custom(|n| {
+            run(&rt, n, || {
+                flaky_async().retry(constant).sleep(|_| ready(()))
+            })
+        });
     });
 
     let policy = async_policy(no_delay(), false, false);

@@ -36,10 +36,15 @@ fn ok() -> Result<u64, Flaky> {
 
 /// An operation failing 4 times, then succeeding.
 fn flaky() -> impl FnMut() -> Result<u64, Flaky> {
+    flaky_n(4)
+}
+
+/// An operation failing `n` times, then succeeding.
+fn flaky_n(n: u64) -> impl FnMut() -> Result<u64, Flaky> {
     let mut calls = 0;
     move || {
         calls += 1;
-        if black_box(calls) <= 4 {
+        if black_box(calls) <= n {
             Err(Flaky)
         } else {
             Ok(calls)
@@ -154,6 +159,8 @@ fn main() {
             }
             "failure/reflexio-call" => add(failing.call(flaky())),
             "failure/reflexio-call-no-deadline" => add(failing_nodl.call(flaky())),
+            "failure1/reflexio-call-no-deadline" => add(failing_nodl.call(flaky_n(1))),
+            "failure2/reflexio-call-no-deadline" => add(failing_nodl.call(flaky_n(2))),
             "failure/reflexio-retry" => add(retried_flaky(&mut 0)),
             "failure/backon" => {
                 use backon::BlockingRetryable;

@@ -133,14 +133,17 @@ fn success_async(c: &mut Criterion) {
         b.iter_custom(|n| run(&rt, n, || op.retry(builder).sleep(|_| ready(()))));
     });
     // tokio-retry has no default: no delay, 5 attempts.
-    g.bench_function("default: tokio-retry Retry::start (no delay, 5 attempts)", |b| {
-        b.iter_custom(|n| {
-            run(&rt, n, || {
-                let strategy = tokio_retry::strategy::FixedInterval::from_millis(0).take(4);
-                tokio_retry::Retry::start(strategy, op)
-            })
-        });
-    });
+    g.bench_function(
+        "default: tokio-retry Retry::start (no delay, 5 attempts)",
+        |b| {
+            b.iter_custom(|n| {
+                run(&rt, n, || {
+                    let strategy = tokio_retry::strategy::FixedInterval::from_millis(0).take(4);
+                    tokio_retry::Retry::start(strategy, op)
+                })
+            });
+        },
+    );
     let proto = backoff::ExponentialBackoff::default();
     g.bench_function("default: backoff future::Retry", |b| {
         use backoff::backoff::Backoff as _;
@@ -160,9 +163,12 @@ fn success_async(c: &mut Criterion) {
 
     // reflexio's settings that cost more, and the jittered exponential shape for the peers.
     let policy = reflexio_policy(|b| b.deadline(Duration::from_secs(60)));
-    g.bench_function("reflexio AsyncRetryPolicy::call, .deadline(60 s) from the start", |b| {
-        b.iter_custom(|n| run(&rt, n, || policy.call(op)));
-    });
+    g.bench_function(
+        "reflexio AsyncRetryPolicy::call, .deadline(60 s) from the start",
+        |b| {
+            b.iter_custom(|n| run(&rt, n, || policy.call(op)));
+        },
+    );
     g.bench_function("reflexio #[retry] async fn, deadline = 60s", |b| {
         b.iter_custom(|n| run(&rt, n, retried_with_deadline));
     });

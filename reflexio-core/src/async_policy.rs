@@ -5,8 +5,11 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
-use crate::call::{Call, Next};
+use core::ops::ControlFlow;
+
+use crate::call::{Call, Lean, Next, Times};
 use crate::errors::RetryError;
+use crate::ok::first_outcome;
 use crate::ok::{AcceptOk, OkClassifier, OkRule};
 use crate::settings::Config;
 
@@ -89,27 +92,53 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// # Errors
     ///
     /// The error of the last attempt, when the policy stops.
-    pub async fn call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
+    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        let mut call = Call::new(&self.config, &self.ok_rule, false);
-        let mut next = call.begin();
-        // The first attempt, peeled off the loop: a call that succeeds at once is this await
-        // and one check, with no loop's state to go through.
-        if let Next::Attempt = next {
-            next = match timed_attempt(pin!(op()), pin!(call.timer())).await {
-                Some(outcome) => call.record(outcome),
-                None => call.record_timeout(),
-            };
-            if let Next::Done(result) = next {
-                return result;
-            }
+        let config = &self.config;
+        if config.lean() && config.settings.attempt_timeout.is_none() {
+            return self.lean_call(op).await;
         }
+        let mut call = Call::new(config, &self.ok_rule, false);
+        let next = call.begin();
         drive_from(&mut call, next, op).await
+    }
+
+    /// A call of a lean policy with no attempt timeout: each attempt awaited as it is, a
+    /// success returned at once, and each failure decided by the lean step ([`Lean::decide`],
+    /// the step `Call` takes for a lean call too) in a loop of its own, where the general loop
+    /// would go through the call's state, its `Next` and the attempt's timer at every step: a
+    /// fifth of a failing call's work (BENCHMARKS.md, section 3).
+    async fn lean_call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        R: OkClassifier<T>,
+    {
+        let config = &self.config;
+        let start = Times::new(config, false);
+        let mut outcome = op().await;
+        let rejected = match first_outcome(&self.ok_rule, &outcome) {
+            ControlFlow::Break(()) => return outcome,
+            ControlFlow::Continue(rejected) => rejected,
+        };
+        let mut lean = Lean::new(start);
+        let mut next = lean.decide(config, &self.ok_rule, &outcome, rejected);
+        while let Some(delay) = next {
+            // The outcome is dropped before the sleep: the future holds an attempt or a sleep,
+            // never a result as well.
+            drop(outcome);
+            if !delay.is_zero() {
+                config.time.sleep(delay).await;
+            }
+            outcome = op().await;
+            next = lean.decide(config, &self.ok_rule, &outcome, None);
+        }
+        outcome
     }
 
     /// A readable, multi-line snapshot of the policy; see

@@ -61,7 +61,7 @@ enum State<'p, E, T> {
     /// A lean call before its first outcome.
     Fresh(Times),
     /// A lean call after a failure: the engine's counts.
-    Lean(Times, Engine),
+    Lean(Lean),
     /// Everything: breaker admissions, budget tokens, events.
     Full(Full<'p, E, T>),
 }
@@ -89,20 +89,25 @@ impl Times {
         }
     }
 
-    /// At the end of failed attempt `attempt`: the time since the start, and the time since
-    /// the deadline's origin. Reads the clock only when something needs it: a call with no
-    /// deadline and no need of its start time reads none.
+    /// At the end of failed attempt `attempt`: records the time since the start in `engine`
+    /// (for `execute`'s error), and returns the time since the deadline's origin. Reads the
+    /// clock only when something needs it: a call with no deadline and no need of its start
+    /// time reads none, and records nothing.
     #[inline]
-    fn at_failure<E>(&mut self, config: &Config<E>, attempt: u32) -> (Duration, Duration) {
+    fn at_failure<E>(&mut self, config: &Config<E>, attempt: u32, engine: &mut Engine) -> Duration {
         match self.start {
-            None if !config.deadline_from_first_failure() => (Duration::ZERO, Duration::ZERO),
+            None if !config.deadline_from_first_failure() => Duration::ZERO,
             None => {
                 // The first failure of a call whose deadline counts from it (and which needs
                 // no start time of its own): the origin, now.
                 self.start = Some(config.time.now());
-                (Duration::ZERO, Duration::ZERO)
+                Duration::ZERO
             }
-            Some(start) => self.since_start(config, start, attempt),
+            Some(start) => {
+                let (elapsed, since_origin) = self.since_start(config, start, attempt);
+                engine.record_elapsed(elapsed);
+                since_origin
+            }
         }
     }
 
@@ -120,6 +125,58 @@ impl Times {
         }
         let origin = Duration::from_nanos(self.origin_nanos);
         (elapsed, elapsed.saturating_sub(origin))
+    }
+}
+
+/// The state of a lean call after its first failure: its clock readings and the engine.
+#[derive(Debug)]
+pub(crate) struct Lean {
+    times: Times,
+    engine: Engine,
+}
+
+impl Lean {
+    /// The state of a lean call that started at `times`, at its first failure.
+    #[inline]
+    pub(crate) fn new(times: Times) -> Self {
+        Lean {
+            times,
+            engine: Engine::new(),
+        }
+    }
+
+    /// A lean call's step: the engine's decision after an attempt with this outcome, and
+    /// nothing else (no events, breaker or budget). `None` when the call is over (the outcome
+    /// is its result), `Some(delay)` to sleep and try again. `forced` is the outcome's class
+    /// when it is already known (a timeout, or an `Ok` value the rule already rejected).
+    #[allow(
+        clippy::inline_always,
+        reason = "the whole decision inlined into the drivers' loops: out of line, each pays a \
+                  call and the reload of the policy's fields (BENCHMARKS.md, section 3)"
+    )]
+    #[inline(always)]
+    pub(crate) fn decide<E, T, R: OkClassifier<T>>(
+        &mut self,
+        config: &Config<E>,
+        ok_rule: &R,
+        outcome: &Result<T, E>,
+        forced: Option<Classification>,
+    ) -> Option<Duration> {
+        let attempt = self.engine.begin_attempt();
+        let c = match (forced, outcome) {
+            (Some(c), _) => c,
+            (None, Ok(value)) => ok_rule.classify_ok(value)?,
+            (None, Err(error)) => config.classifier.classify(error),
+        };
+        let since_origin = self.times.at_failure(config, attempt, &mut self.engine);
+        match self.engine.on_failure(&config.rules, c, since_origin) {
+            Decision::Retry(delay) if !aborted(config) => Some(delay),
+            Decision::Retry(_) => {
+                self.engine.stopped(StopReason::Aborted);
+                None
+            }
+            Decision::Stop(_) => None,
+        }
     }
 }
 
@@ -141,7 +198,7 @@ impl<E, T, R> fmt::Debug for Call<'_, E, T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
             State::Fresh(_) => f.write_str("Call(Fresh)"),
-            State::Lean(_, engine) => f.debug_tuple("Call(Lean)").field(engine).finish(),
+            State::Lean(lean) => f.debug_tuple("Call(Lean)").field(&lean.engine).finish(),
             State::Full(full) => f.debug_tuple("Call(Full)").field(&full.engine).finish(),
         }
     }
@@ -283,7 +340,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
         forced: Option<Classification>,
     ) -> Next<T, E> {
         if let State::Fresh(times) = self.state {
-            self.state = State::Lean(times, Engine::new());
+            self.state = State::Lean(Lean::new(times));
         }
         self.step(outcome, forced)
     }
@@ -298,30 +355,14 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     #[inline(always)]
     fn step(&mut self, outcome: Result<T, E>, forced: Option<Classification>) -> Next<T, E> {
         let config = self.config;
-        let (times, engine) = match &mut self.state {
+        let lean = match &mut self.state {
             State::Full(full) => return full.record(config, self.ok_rule, outcome, forced),
-            State::Lean(times, engine) => (times, engine),
+            State::Lean(lean) => lean,
             State::Fresh(_) => return self.first_failure(outcome, forced),
         };
-        // A lean call: the engine's decision, and nothing else.
-        let attempt = engine.begin_attempt();
-        let c = match (forced, &outcome) {
-            (Some(c), _) => c,
-            (None, Ok(value)) => match self.ok_rule.classify_ok(value) {
-                Some(c) => c,
-                None => return Next::Done(outcome),
-            },
-            (None, Err(error)) => config.classifier.classify(error),
-        };
-        let (elapsed, since_origin) = times.at_failure(config, attempt);
-        engine.record_elapsed(elapsed);
-        match engine.on_failure(&config.rules, c, since_origin) {
-            Decision::Retry(delay) if !aborted(config) => Next::Sleep(delay),
-            Decision::Retry(_) => {
-                engine.stopped(StopReason::Aborted);
-                Next::Done(outcome)
-            }
-            Decision::Stop(_) => Next::Done(outcome),
+        match lean.decide(config, self.ok_rule, &outcome, forced) {
+            Some(delay) => Next::Sleep(delay),
+            None => Next::Done(outcome),
         }
     }
 
@@ -329,7 +370,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     fn engine(&self) -> Option<&Engine> {
         match &self.state {
             State::Fresh(_) => None,
-            State::Lean(_, engine) => Some(engine),
+            State::Lean(lean) => Some(&lean.engine),
             State::Full(full) => Some(&full.engine),
         }
     }
@@ -484,8 +525,8 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         c: Classification,
         error: Option<&E>,
     ) -> Option<Duration> {
-        let (elapsed, since_origin) = self.times.at_failure(config, attempt);
-        self.engine.record_elapsed(elapsed);
+        let since_origin = self.times.at_failure(config, attempt, &mut self.engine);
+        let elapsed = self.engine.elapsed();
         if let Some(admission) = self.admission.take() {
             let t = admission.record(Some(c.class));
             self.emit_transition(config, t, attempt, Some(c.class));

@@ -2,8 +2,12 @@
 
 use core::fmt;
 
-use crate::call::{Call, Next, Times};
+use core::ops::ControlFlow;
+
+use crate::call::{Call, Lean, Next, Times};
+use crate::class::Classification;
 use crate::errors::RetryError;
+use crate::ok::first_outcome;
 use crate::ok::{AcceptOk, OkClassifier, OkRule};
 use crate::settings::Config;
 
@@ -88,10 +92,42 @@ where
     }
     let start = Times::new(config, timed);
     let first = op();
-    let mut call = Call::lean(config, ok_rule, start);
-    match call.record(first) {
-        Next::Done(result) => result,
-        next => drive_from(&mut call, next, op),
+    match first_outcome(ok_rule, &first) {
+        ControlFlow::Break(()) => first,
+        ControlFlow::Continue(rejected) => {
+            lean_after_first(config, ok_rule, start, first, rejected, op)
+        }
+    }
+}
+
+/// The rest of a lean call whose first attempt failed: its own loop around the lean step
+/// ([`Lean::decide`], the step `Call` takes for a lean call too), where the general loop
+/// (`drive_from`) would go through the call's state and its `Next` at every step: a quarter of
+/// a failing call's work (BENCHMARKS.md, section 3).
+#[cold]
+#[inline(never)]
+fn lean_after_first<E, T, R, F>(
+    config: &Config<E>,
+    ok_rule: &R,
+    start: Times,
+    first: Result<T, E>,
+    rejected: Option<Classification>,
+    mut op: F,
+) -> Result<T, E>
+where
+    F: FnMut() -> Result<T, E>,
+    R: OkClassifier<T>,
+{
+    let mut lean = Lean::new(start);
+    let (mut outcome, mut forced) = (first, rejected);
+    loop {
+        let Some(delay) = lean.decide(config, ok_rule, &outcome, forced) else {
+            return outcome;
+        };
+        if !delay.is_zero() {
+            config.time.sleep_blocking(delay);
+        }
+        (outcome, forced) = (op(), None);
     }
 }
 
