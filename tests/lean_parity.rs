@@ -1,6 +1,6 @@
-//! A policy with no breaker, budget or hook is *lean*: it retries through a loop around the
-//! engine alone (sync and async), reading the clock only for its deadline; any of those sends it
-//! through the full per-call state instead.
+//! A policy with no breaker, budget or hook is *lean*: its calls retry through a loop around the
+//! lean step (`Lean::decide`: the engine alone, sync and async), reading the clock only for a
+//! deadline; any of those sends it through the full per-call state instead.
 //! Both must decide exactly alike: for random scripts of outcomes and random settings (async
 //! attempt timeouts included), the same result (the same error value), the same number of
 //! calls, of runs of the `Ok` rule, and the same sleeps.

@@ -85,7 +85,8 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// Returns the value, or the last attempt's own error, untouched. The returned future is
     /// `Send` when `op`, its futures, `T` and `E` are; it does not box `op`'s future. Its cost
     /// is [`RetryPolicy::call`](crate::RetryPolicy::call)'s: a success costs the attempt (and a
-    /// clock read with a deadline) unless a breaker, budget or hook asks for more; with an
+    /// clock read for a deadline counted from the start) unless a breaker, budget or hook asks
+    /// for more; with an
     /// [attempt timeout](crate::PolicyBuilder::attempt_timeout), every attempt also makes and
     /// polls its timer.
     ///

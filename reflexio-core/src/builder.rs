@@ -494,7 +494,7 @@ impl<E, C, K, R> fmt::Debug for PolicyBuilder<E, C, K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PolicyBuilder")
             .field("max_attempts", &self.settings.max_attempts)
-            .field("deadline", &self.settings.deadline.map(Deadline::duration))
+            .field("deadline", &self.settings.deadline)
             .field("operation", &self.settings.operation)
             .finish_non_exhaustive()
     }

@@ -1,6 +1,9 @@
 //! The one per-call state, [`Call`], and its step function: every driver (the sync loop, the
 //! async loop, the loop `#[retry]` generates) is "attempt, [`Call::record`], sleep,
-//! [`Call::resume`]" around it.
+//! [`Call::resume`]" around it. The step of a *lean* call (no breaker, budget or hook) is
+//! [`Lean::decide`]; each policy's `call` also runs it in a loop of its own for lean policies,
+//! where going through `Call` and its `Next` at every step cost a failing call 40 % more work
+//! (`BENCHMARKS.md`, section 3). Both loops take the same step.
 //!
 //! A failed call, read top to bottom: the driver (`policy.rs` or `async_policy.rs`, or the
 //! expansion of `#[retry]`) runs the attempt and hands its outcome to [`Call::record`]; the
@@ -25,8 +28,8 @@ use crate::event::{EventKind, RetryEvent};
 use crate::ok::{OkClassifier, first_outcome};
 use crate::settings::Config;
 use crate::stop::StopReason;
-use crate::time::Stamp;
 use crate::time::saturating_nanos;
+use crate::time::{Stamp, TimeSource};
 
 /// What a driver does next.
 #[derive(Debug)]
@@ -73,10 +76,17 @@ pub(crate) struct Times {
     /// The call's start; for a deadline counted from the first failure (and no other need of
     /// the start), that failure's time instead.
     start: Option<Stamp>,
-    /// The deadline's origin, in nanoseconds after `start` (the first failure's time, when
-    /// the start was read for something else).
+    /// The deadline's origin, in nanoseconds after `start` as the clock read them, unrounded:
+    /// the first failure's time, for a deadline counted from it when the start was read for
+    /// something else.
     origin_nanos: u64,
 }
+
+/// How close to its deadline a retry may be scheduled, by the coarse clock, before the
+/// deadline is checked again on the fine clock. The coarse clock lags the real time by a
+/// kernel tick (1-4 ms), and by more on a loaded virtual machine (8-20 ms seen): far from the
+/// deadline, that cannot matter; near it, one fine reading (25 ns) keeps the promise exact.
+const COARSE_GUARD: Duration = Duration::from_secs(1);
 
 impl Times {
     /// The readings of a call starting now. `timed` reads the clock whatever the policy (for
@@ -104,27 +114,48 @@ impl Times {
                 Duration::ZERO
             }
             Some(start) => {
-                let (elapsed, since_origin) = self.since_start(config, start, attempt);
+                let elapsed = config.time.since(start);
                 engine.record_elapsed(elapsed);
-                since_origin
+                if attempt == 1 && config.deadline_from_first_failure() {
+                    // The origin, as read: `since` rounds every measured time up (see
+                    // `TimeSource::since`), and the origin must not take that rounding off the
+                    // times measured from it.
+                    let raw = elapsed.saturating_sub(TimeSource::rounding(start));
+                    self.origin_nanos = saturating_nanos(raw);
+                    return Duration::ZERO;
+                }
+                elapsed.saturating_sub(Duration::from_nanos(self.origin_nanos))
             }
         }
     }
 
+    /// Whether the deadline allows a retry after `delay`, the engine having allowed it with
+    /// `since_origin` read on the call's clock: on a clock that lags (the coarse one), a retry
+    /// scheduled within [`COARSE_GUARD`] of the deadline is checked again on the fine clock,
+    /// so that no attempt starts at or after the deadline however late the coarse clock is.
     #[inline]
-    fn since_start<E>(
-        &mut self,
+    fn deadline_allows<E>(
+        &self,
         config: &Config<E>,
-        start: Stamp,
-        attempt: u32,
-    ) -> (Duration, Duration) {
-        let elapsed = config.time.since(start);
-        if attempt == 1 && config.deadline_from_first_failure() {
-            self.origin_nanos = saturating_nanos(elapsed);
-            return (elapsed, Duration::ZERO);
+        delay: Duration,
+        since_origin: Duration,
+    ) -> bool {
+        let (Some(deadline), Some(start)) = (config.rules.deadline, self.start) else {
+            return true;
+        };
+        if !TimeSource::lags(start)
+            || since_origin
+                .saturating_add(delay)
+                .saturating_add(COARSE_GUARD)
+                < deadline
+        {
+            return true;
         }
-        let origin = Duration::from_nanos(self.origin_nanos);
-        (elapsed, elapsed.saturating_sub(origin))
+        let exactly = config
+            .time
+            .since_exactly(start)
+            .saturating_sub(Duration::from_nanos(self.origin_nanos));
+        exactly.saturating_add(delay) < deadline
     }
 }
 
@@ -170,9 +201,15 @@ impl Lean {
         };
         let since_origin = self.times.at_failure(config, attempt, &mut self.engine);
         match self.engine.on_failure(&config.rules, c, since_origin) {
-            Decision::Retry(delay) if !aborted(config) => Some(delay),
-            Decision::Retry(_) => {
-                self.engine.stopped(StopReason::Aborted);
+            Decision::Retry(delay) => {
+                let stop = if !self.times.deadline_allows(config, delay, since_origin) {
+                    StopReason::DeadlineExceeded
+                } else if aborted(config) {
+                    StopReason::Aborted
+                } else {
+                    return Some(delay);
+                };
+                self.engine.stopped(stop);
                 None
             }
             Decision::Stop(_) => None,
@@ -217,13 +254,6 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
     }
 
     /// A lean call (see [`Call`]) that started at `times`.
-    ///
-    /// The sync driver makes it after the first attempt, from the times read before it (a lean
-    /// call has nothing to do before its first attempt): the state is then made where it is
-    /// used, and a success is the attempt and one check. Made before the attempt, the state
-    /// would live in memory across it (the attempt could reach it, for all the compiler knows)
-    /// and be stored, reloaded and checked around every success (`BENCHMARKS.md` has the
-    /// figures).
     #[inline]
     pub(crate) fn lean(config: &'p Config<E>, ok_rule: &'p R, times: Times) -> Self {
         Call {
@@ -269,9 +299,7 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
     /// a zero delay).
     #[inline]
     pub(crate) fn sleep_blocking(&self, delay: Duration) {
-        if !delay.is_zero() {
-            self.config.time.sleep_blocking(delay);
-        }
+        self.config.time.sleep_blocking(delay);
     }
 }
 
@@ -537,7 +565,7 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         }
         let mut decision = self.engine.on_failure(&config.rules, c, since_origin);
         if let Decision::Retry(delay) = decision
-            && let Some(reason) = self.protect(config, c.class, delay)
+            && let Some(reason) = self.protect(config, c.class, delay, since_origin)
         {
             self.engine.stopped(reason);
             decision = Decision::Stop(reason);
@@ -566,15 +594,20 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         }
     }
 
-    /// What may still stop a retry the engine allowed, in order: the abort condition, a
-    /// circuit that will still be open after the delay, an empty budget. Otherwise the
+    /// What may still stop a retry the engine allowed, in order: the deadline checked on the
+    /// fine clock near its end, the abort condition, a circuit that will still be open after
+    /// the delay, an empty budget. Otherwise the
     /// budget's tokens are reserved for the retry.
     fn protect(
         &mut self,
         config: &'p Config<E>,
         class: ErrorClass,
         delay: Duration,
+        since_origin: Duration,
     ) -> Option<StopReason> {
+        if !self.times.deadline_allows(config, delay, since_origin) {
+            return Some(StopReason::DeadlineExceeded);
+        }
         if aborted(config) {
             return Some(StopReason::Aborted);
         }
@@ -647,5 +680,77 @@ fn event<E>(
         rejected: false,
         status: None,
         std_error: None,
+    }
+}
+
+#[cfg(all(test, feature = "coarse-clock", target_os = "linux"))]
+mod coarse_tests {
+    //! The deadline on Linux's coarse clock, whose readings lag the real time: by a tick
+    //! (`clock_getres`), and on a loaded virtual machine by several.
+
+    use super::*;
+    use crate::classify::Classifier;
+    use crate::settings::{Conversions, Deadline, Settings};
+    use crate::time::coarse;
+    use std::sync::Arc;
+
+    fn config(deadline: Deadline) -> Config<()> {
+        let mut settings = Settings::new();
+        settings.deadline = Some(deadline);
+        let classifier: Arc<dyn Classifier<()> + Send + Sync> =
+            Arc::new(|(): &()| ErrorClass::Transient);
+        Config::new(
+            settings,
+            classifier,
+            Conversions::NONE,
+            TimeSource::Blocking,
+        )
+    }
+
+    const DEADLINE: Duration = Duration::from_secs(60);
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_retry_near_the_deadline_is_checked_on_the_fine_clock() {
+        let config = config(Deadline::FromStart(DEADLINE));
+        // A call that started 59.99 s ago (by both clocks: a stamp of the coarse clock's own
+        // timeline, which the fine clock shares).
+        let start = coarse::now().saturating_sub(DEADLINE.saturating_sub(10 * MS));
+        let times = Times {
+            start: Some(Stamp::Coarse(start)),
+            origin_nanos: 0,
+        };
+        // A coarse reading 20 ms behind the real time: 59.97 s. A retry in 15 ms then looks
+        // 15 ms early by it, and is 5 ms late (at least) by the fine clock.
+        let lagging = DEADLINE.saturating_sub(30 * MS);
+        assert!(lagging + 15 * MS < DEADLINE);
+        assert!(!times.deadline_allows(&config, 15 * MS, lagging));
+        // Far from the deadline (by more than the guard), no fine reading is taken, and the
+        // retry is allowed.
+        let early = Times {
+            start: Some(Stamp::Coarse(coarse::now())),
+            origin_nanos: 0,
+        };
+        assert!(early.deadline_allows(&config, 15 * MS, Duration::ZERO));
+        // Near it, the fine clock allows what it should.
+        assert!(times.deadline_allows(&config, MS, lagging));
+    }
+
+    #[test]
+    fn the_origin_of_the_default_deadline_keeps_the_rounding_up() {
+        // A call that read its start (for `execute` or a hook), with the default deadline.
+        let config = config(Deadline::FromFirstFailure(DEADLINE));
+        let mut times = Times::new(&config, true);
+        let mut engine = Engine::new();
+        assert_eq!(times.at_failure(&config, 1, &mut engine), Duration::ZERO);
+        // At once after the first failure: the time since it is measured rounded up by a
+        // tick, as every time on this clock is, so the deadline is never judged late. (Two
+        // rounded readings subtracted would cancel the rounding out.)
+        let since_origin = times.at_failure(&config, 2, &mut engine);
+        assert!(
+            since_origin >= coarse::resolution(),
+            "{since_origin:?} < {:?}",
+            coarse::resolution()
+        );
     }
 }

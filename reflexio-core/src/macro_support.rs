@@ -303,10 +303,9 @@ where
 
 /// Starts a call of an async `#[retry]` function. The loop itself is generated inline in the
 /// function: a generic async driver taking a closure would make the future not `Send`
-/// (rust-lang/rust#138207). It drives the policy's [`Call`] state (as
-/// [`AsyncRetryPolicy::call`] does for a policy that is not lean, or has an attempt timeout):
-/// on a lean policy (no breaker, budget or hook) a success costs the attempt and one check of
-/// the `Ok` rule, and a failure makes only the engine's counts.
+/// (rust-lang/rust#138207). It drives the policy's [`Call`] state: on a lean policy (no
+/// breaker, budget or hook) a success costs the attempt and one check of the `Ok` rule, and a
+/// failure makes only the engine's counts.
 #[inline]
 #[must_use]
 pub fn start_async<R, T, E, K>(

@@ -74,8 +74,10 @@ impl<E, R> fmt::Display for RetryPolicy<E, R> {
 /// Drives one call: attempt, step, sleep.
 ///
 /// A lean call (no breaker, budget or hook) has nothing to do before its first attempt but
-/// read the clock when a deadline counts from the start, so its state is made after that
-/// attempt ([`Call::lean`]): a success then costs the attempt and one check.
+/// read the clock when a deadline counts from the start: a success is the attempt and one
+/// check of the `Ok` rule, and a failure goes on in [`lean_after_first`]. Making a `Call`
+/// before the attempt would keep its state in memory across it (the attempt could reach it,
+/// for all the compiler knows), stored, reloaded and checked around every success.
 #[allow(
     clippy::inline_always,
     reason = "a lean call's success path, inlined into the caller of `call`"
@@ -124,9 +126,7 @@ where
         let Some(delay) = lean.decide(config, ok_rule, &outcome, forced) else {
             return outcome;
         };
-        if !delay.is_zero() {
-            config.time.sleep_blocking(delay);
-        }
+        config.time.sleep_blocking(delay);
         (outcome, forced) = (op(), None);
     }
 }
@@ -282,7 +282,7 @@ mod tests {
     use core::time::Duration;
     use std::io;
 
-    /// Which policies are lean decides which loop their calls take (the lean loops, or the full
+    /// Which policies are lean decides which loop their calls take (the lean one, or the full
     /// per-call state); `tests/lean_parity.rs` checks that both decide alike, relying on this.
     #[test]
     fn policies_without_breaker_budget_or_hook_are_lean() {

@@ -389,7 +389,7 @@ impl<E> Config<E> {
     /// The fields of the policies' `Debug`.
     pub(crate) fn debug_fields(&self, f: &mut fmt::DebugStruct<'_, '_>) {
         f.field("max_attempts", &self.settings.max_attempts)
-            .field("deadline", &self.settings.deadline.map(Deadline::duration))
+            .field("deadline", &self.settings.deadline)
             .field("operation", &self.settings.operation);
     }
 }

@@ -672,11 +672,10 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// the closure captures references (rust-lang/rust#138207, "implementation of `Send` is not
 /// general enough"). Inlined, the future is `Send` exactly when the body's is.
 ///
-/// The body appears once. It drives the `Call` state that `start_async` returns (the one
-/// `AsyncRetryPolicy::call` drives for a policy that is not lean, or has an attempt timeout):
-/// on a lean policy (no breaker, budget or hook) it makes no per-call state before the first
-/// failure, so a success is one attempt and one check of the `Ok` rule, and later failures are
-/// decided by the engine alone.
+/// The body appears once. It drives the `Call` state that `start_async` returns: on a lean
+/// policy (no breaker, budget or hook) it makes no per-call state before the first failure, so
+/// a success is one attempt and one check of the `Ok` rule, and later failures are decided by
+/// the engine alone.
 fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
     let Names {
         krate,

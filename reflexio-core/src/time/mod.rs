@@ -30,8 +30,11 @@ pub(crate) enum Stamp {
 /// the hardware counter (3 ns on the machine of `BENCHMARKS.md`, where `Instant::now()`, the
 /// fine monotonic clock, takes 25-29 ns). Its resolution is the kernel's tick (1-4 ms, from
 /// `clock_getres`): a deadline of seconds needs no more. Elapsed times are rounded *up* by one
-/// tick, so the deadline's promise holds as stated (no attempt starts at or after it, no sleep
-/// reaches into it); a policy may stop up to one tick early, never late.
+/// tick, and a retry that the coarse clock schedules within a second of the deadline is
+/// checked again on the fine clock (the coarse one lags by a tick, and by more on a loaded
+/// virtual machine: 8-20 ms seen), so the deadline's promise holds as stated (no attempt starts
+/// at or after it, no sleep reaches into it); a policy may stop up to one tick early, never
+/// late.
 #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
 pub(crate) mod coarse {
     use core::time::Duration;
@@ -60,6 +63,14 @@ pub(crate) mod coarse {
         let secs = u64::try_from(t.tv_sec).unwrap_or(0);
         let nanos = u64::try_from(t.tv_nsec).unwrap_or(0);
         secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+    }
+
+    /// The time since boot on the fine monotonic clock (`CLOCK_MONOTONIC`, the coarse
+    /// clock's own timeline, read from the hardware counter): for the deadline's checks near
+    /// its end, where the coarse clock's lag matters.
+    #[inline]
+    pub(crate) fn fine_now() -> Duration {
+        duration(rustix::time::clock_gettime(ClockId::Monotonic))
     }
 
     /// The clock's resolution (the kernel tick), read once.
@@ -137,6 +148,39 @@ impl TimeSource {
         }
     }
 
+    /// The amount [`since`](Self::since) adds to a measured time to round it up: the coarse
+    /// clock's resolution for its stamps, zero for the others.
+    pub(crate) fn rounding(start: Stamp) -> Duration {
+        match start {
+            #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
+            Stamp::Coarse(_) => coarse::resolution(),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// The time since `start`, exactly, whatever clock stamped it: for a coarse stamp, the fine
+    /// clock's time since it (the coarse clock runs behind the fine one on the same timeline,
+    /// so this is never less than the real time since `start`); for any other, [`since`].
+    ///
+    /// [`since`]: Self::since
+    pub(crate) fn since_exactly(&self, start: Stamp) -> Duration {
+        match start {
+            #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
+            Stamp::Coarse(start) => coarse::fine_now().saturating_sub(start),
+            _ => self.since(start),
+        }
+    }
+
+    /// Whether stamps of this source lag the real time by an unknown amount (the coarse clock:
+    /// nominally one tick, more on a loaded virtual machine).
+    pub(crate) fn lags(start: Stamp) -> bool {
+        match start {
+            #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
+            Stamp::Coarse(_) => true,
+            _ => false,
+        }
+    }
+
     /// Time elapsed since `start`, which this same source stamped.
     pub(crate) fn since(&self, start: Stamp) -> Duration {
         match (self.now(), start) {
@@ -153,7 +197,9 @@ impl TimeSource {
         }
     }
 
-    /// Sleeps by blocking the thread (the sync policy).
+    /// Sleeps by blocking the thread (the sync policy); not at all for a zero delay (a system
+    /// call for nothing).
+    #[inline]
     pub(crate) fn sleep_blocking(&self, delay: Duration) {
         if delay.is_zero() {
             return;
@@ -175,7 +221,8 @@ impl TimeSource {
     /// dependencies of its own, and is the timer the `futures-timer` feature already uses. A
     /// thread of our own would do the same with more code to get right.
     pub(crate) async fn sleep(&self, delay: Duration) {
-        // A zero delay is not slept: no timer is made.
+        // A zero delay is not slept: no timer is made (tokio's would round it up to a
+        // millisecond). The policies' loops skip zero delays before making this future at all.
         if delay.is_zero() {
             return;
         }
