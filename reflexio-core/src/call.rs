@@ -82,12 +82,6 @@ pub(crate) struct Times {
     origin_nanos: u64,
 }
 
-/// How close to its deadline a retry may be scheduled, by the coarse clock, before the
-/// deadline is checked again on the fine clock. The coarse clock lags the real time by a
-/// kernel tick (1-4 ms), and by more on a loaded virtual machine (8-20 ms seen): far from the
-/// deadline, that cannot matter; near it, one fine reading (25 ns) keeps the promise exact.
-const COARSE_GUARD: Duration = Duration::from_secs(1);
-
 impl Times {
     /// The readings of a call starting now. `timed` reads the clock whatever the policy (for
     /// `execute`'s elapsed time).
@@ -103,7 +97,11 @@ impl Times {
     /// (for `execute`'s error), and returns the time since the deadline's origin. Reads the
     /// clock only when something needs it: a call with no deadline and no need of its start
     /// time reads none, and records nothing.
-    #[inline]
+    #[allow(
+        clippy::inline_always,
+        reason = "part of the lean step, inlined with it; out of line, a call per failure"
+    )]
+    #[inline(always)]
     fn at_failure<E>(&mut self, config: &Config<E>, attempt: u32, engine: &mut Engine) -> Duration {
         match self.start {
             None if !config.deadline_from_first_failure() => Duration::ZERO,
@@ -129,28 +127,16 @@ impl Times {
         }
     }
 
-    /// Whether the deadline allows a retry after `delay`, the engine having allowed it with
-    /// `since_origin` read on the call's clock: on a clock that lags (the coarse one), a retry
-    /// scheduled within [`COARSE_GUARD`] of the deadline is checked again on the fine clock,
-    /// so that no attempt starts at or after the deadline however late the coarse clock is.
-    #[inline]
-    fn deadline_allows<E>(
-        &self,
-        config: &Config<E>,
-        delay: Duration,
-        since_origin: Duration,
-    ) -> bool {
+    /// Whether the deadline allows a retry after `delay`, checked exactly: the engine's
+    /// `confirm` for a retry its clock scheduled near the deadline (see
+    /// `Rules::deadline_guard`). The fine clock's time since the deadline's origin is never
+    /// less than the real one, however late the coarse clock that stamped the origin.
+    #[cold]
+    #[inline(never)]
+    fn allows_exactly<E>(&self, config: &Config<E>, delay: Duration) -> bool {
         let (Some(deadline), Some(start)) = (config.rules.deadline, self.start) else {
             return true;
         };
-        if !TimeSource::lags(start)
-            || since_origin
-                .saturating_add(delay)
-                .saturating_add(COARSE_GUARD)
-                < deadline
-        {
-            return true;
-        }
         let exactly = config
             .time
             .since_exactly(start)
@@ -200,16 +186,15 @@ impl Lean {
             (None, Err(error)) => config.classifier.classify(error),
         };
         let since_origin = self.times.at_failure(config, attempt, &mut self.engine);
-        match self.engine.on_failure(&config.rules, c, since_origin) {
-            Decision::Retry(delay) => {
-                let stop = if !self.times.deadline_allows(config, delay, since_origin) {
-                    StopReason::DeadlineExceeded
-                } else if aborted(config) {
-                    StopReason::Aborted
-                } else {
-                    return Some(delay);
-                };
-                self.engine.stopped(stop);
+        let times = &self.times;
+        let confirm = |delay| times.allows_exactly(config, delay);
+        match self
+            .engine
+            .on_failure(&config.rules, c, since_origin, confirm)
+        {
+            Decision::Retry(delay) if !aborted(config) => Some(delay),
+            Decision::Retry(_) => {
+                self.engine.stopped(StopReason::Aborted);
                 None
             }
             Decision::Stop(_) => None,
@@ -563,9 +548,13 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         if let Some(budget) = &config.settings.budget {
             budget.record_failure();
         }
-        let mut decision = self.engine.on_failure(&config.rules, c, since_origin);
+        let times = &self.times;
+        let confirm = |delay| times.allows_exactly(config, delay);
+        let mut decision = self
+            .engine
+            .on_failure(&config.rules, c, since_origin, confirm);
         if let Decision::Retry(delay) = decision
-            && let Some(reason) = self.protect(config, c.class, delay, since_origin)
+            && let Some(reason) = self.protect(config, c.class, delay)
         {
             self.engine.stopped(reason);
             decision = Decision::Stop(reason);
@@ -594,20 +583,15 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         }
     }
 
-    /// What may still stop a retry the engine allowed, in order: the deadline checked on the
-    /// fine clock near its end, the abort condition, a circuit that will still be open after
-    /// the delay, an empty budget. Otherwise the
+    /// What may still stop a retry the engine allowed, in order: the abort condition, a
+    /// circuit that will still be open after the delay, an empty budget. Otherwise the
     /// budget's tokens are reserved for the retry.
     fn protect(
         &mut self,
         config: &'p Config<E>,
         class: ErrorClass,
         delay: Duration,
-        since_origin: Duration,
     ) -> Option<StopReason> {
-        if !self.times.deadline_allows(config, delay, since_origin) {
-            return Some(StopReason::DeadlineExceeded);
-        }
         if aborted(config) {
             return Some(StopReason::Aborted);
         }
@@ -721,19 +705,34 @@ mod coarse_tests {
             origin_nanos: 0,
         };
         // A coarse reading 20 ms behind the real time: 59.97 s. A retry in 15 ms then looks
-        // 15 ms early by it, and is 5 ms late (at least) by the fine clock.
+        // 15 ms early by it, and is 5 ms late (at least) by the fine clock: the engine asks for
+        // it to be confirmed, and it is not.
         let lagging = DEADLINE.saturating_sub(30 * MS);
-        assert!(lagging + 15 * MS < DEADLINE);
-        assert!(!times.deadline_allows(&config, 15 * MS, lagging));
-        // Far from the deadline (by more than the guard), no fine reading is taken, and the
-        // retry is allowed.
-        let early = Times {
-            start: Some(Stamp::Coarse(coarse::now())),
-            origin_nanos: 0,
-        };
-        assert!(early.deadline_allows(&config, 15 * MS, Duration::ZERO));
-        // Near it, the fine clock allows what it should.
-        assert!(times.deadline_allows(&config, MS, lagging));
+        let rules = &config.rules;
+        assert_eq!(rules.deadline_guard, Duration::from_secs(1));
+        let mut engine = Engine::new();
+        engine.begin_attempt();
+        let confirm = |delay| times.allows_exactly(&config, delay);
+        let transient = Classification::new(ErrorClass::Transient);
+        let mut strategy_settings = Settings::new();
+        strategy_settings.default_strategy = Arc::new(crate::strategies::constant(15 * MS));
+        strategy_settings.deadline = Some(Deadline::FromStart(DEADLINE));
+        let rules = strategy_settings.rules(&TimeSource::Blocking);
+        assert_eq!(
+            engine.on_failure(&rules, transient, lagging, confirm),
+            Decision::Stop(crate::stop::StopReason::DeadlineExceeded)
+        );
+        // Near the deadline, the fine clock allows what it should; far from it, the engine
+        // does not ask.
+        assert!(times.allows_exactly(&config, MS));
+        let mut engine = Engine::new();
+        engine.begin_attempt();
+        let asked = core::cell::Cell::new(false);
+        let decision = engine.on_failure(&rules, transient, Duration::ZERO, |_| {
+            asked.set(true);
+            true
+        });
+        assert_eq!((decision, asked.get()), (Decision::Retry(15 * MS), false));
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub(crate) struct Rules {
     pub(crate) class_caps: [Option<u32>; 8],
     pub(crate) max_attempts: u32,
     pub(crate) deadline: Option<Duration>,
+    /// How far from the deadline a retry must be scheduled for the time the engine is given to
+    /// be trusted: zero for an exact clock; for one that lags (the coarse clock), a retry
+    /// scheduled nearer than this is confirmed on an exact clock.
+    pub(crate) deadline_guard: Duration,
     pub(crate) max_server_delay: Duration,
     pub(crate) randomness: Randomness,
 }
@@ -162,8 +166,9 @@ impl Engine {
         rules: &Rules,
         c: Classification,
         elapsed: Duration,
+        confirm: impl FnOnce(Duration) -> bool,
     ) -> Decision {
-        let decision = self.decide(rules, c, elapsed);
+        let decision = self.decide(rules, c, elapsed, confirm);
         if let Decision::Stop(reason) = decision {
             self.stop = Some(reason);
         }
@@ -172,7 +177,13 @@ impl Engine {
 
     #[allow(clippy::inline_always, reason = "the body of `on_failure`")]
     #[inline(always)]
-    fn decide(&mut self, rules: &Rules, c: Classification, elapsed: Duration) -> Decision {
+    fn decide(
+        &mut self,
+        rules: &Rules,
+        c: Classification,
+        elapsed: Duration,
+        confirm: impl FnOnce(Duration) -> bool,
+    ) -> Decision {
         let class = c.class;
         let i = class.index();
         self.last_class = Some(class);
@@ -218,11 +229,15 @@ impl Engine {
         };
 
         // The next attempt must start strictly before the deadline: sleeping up to it (or past
-        // it) would only delay the failure.
-        if let Some(deadline) = rules.deadline
-            && elapsed.saturating_add(delay) >= deadline
-        {
-            return Decision::Stop(StopReason::DeadlineExceeded);
+        // it) would only delay the failure. Near it, on a clock that lags, `confirm` checks the
+        // retry again on an exact one.
+        if let Some(deadline) = rules.deadline {
+            let reach = elapsed.saturating_add(delay);
+            if reach >= deadline
+                || (reach.saturating_add(rules.deadline_guard) >= deadline && !confirm(delay))
+            {
+                return Decision::Stop(StopReason::DeadlineExceeded);
+            }
         }
         // A server asking for more than the bound stops the call now (when the deadline did
         // not already): sleeping that long could park the caller for as long as the server
@@ -247,7 +262,7 @@ mod tests {
         settings.default_strategy = Arc::new(no_delay());
         settings.deadline = None;
         edit(&mut settings);
-        settings.rules()
+        settings.rules(&crate::time::TimeSource::Blocking)
     }
 
     const S: Duration = Duration::from_secs(1);
@@ -263,7 +278,7 @@ mod tests {
         let mut delays = Vec::new();
         for &(c, elapsed) in failures {
             engine.begin_attempt();
-            match engine.on_failure(rules, class(c), elapsed) {
+            match engine.on_failure(rules, class(c), elapsed, |_| true) {
                 Decision::Retry(d) => delays.push(d),
                 Decision::Stop(reason) => {
                     assert_eq!(engine.stop_reason(), Some(reason));
@@ -355,19 +370,19 @@ mod tests {
         engine.begin_attempt();
         let asked = class(ErrorClass::RateLimit).with_retry_after(2 * S);
         assert_eq!(
-            engine.on_failure(&r, asked, Duration::ZERO),
+            engine.on_failure(&r, asked, Duration::ZERO, |_| true),
             Decision::Retry(2 * S)
         );
         engine.begin_attempt();
         let small = class(ErrorClass::RateLimit).with_retry_after(MS);
         assert_eq!(
-            engine.on_failure(&r, small, Duration::ZERO),
+            engine.on_failure(&r, small, Duration::ZERO, |_| true),
             Decision::Retry(100 * MS)
         );
         engine.begin_attempt();
         let too_long = class(ErrorClass::RateLimit).with_retry_after(11 * S);
         assert_eq!(
-            engine.on_failure(&r, too_long, Duration::ZERO),
+            engine.on_failure(&r, too_long, Duration::ZERO, |_| true),
             Decision::Stop(StopReason::ServerDelayTooLong)
         );
     }
@@ -412,7 +427,7 @@ mod tests {
         let r = rules(|_| {});
         let mut engine = Engine::new();
         engine.begin_attempt();
-        let _ = engine.on_failure(&r, class(ErrorClass::Transient), 3 * S);
+        let _ = engine.on_failure(&r, class(ErrorClass::Transient), 3 * S, |_| true);
         engine.record_elapsed(5 * S);
         assert_eq!((engine.elapsed(), engine.attempts()), (5 * S, 1));
         engine.stopped(StopReason::Aborted);

@@ -143,7 +143,7 @@ impl Settings {
     /// What the engine decides with: per class, the strategy (the class's own or the default),
     /// the most failures that may still be retried, and whether the strategy draws a random
     /// number.
-    pub(crate) fn rules(&self) -> Rules {
+    pub(crate) fn rules(&self, time: &TimeSource) -> Rules {
         let strategies = ErrorClass::ALL.map(|class| {
             self.class_strategies[class.index()]
                 .clone()
@@ -168,6 +168,7 @@ impl Settings {
             class_caps: self.class_caps,
             max_attempts: self.max_attempts,
             deadline: self.deadline.map(Deadline::duration),
+            deadline_guard: time.deadline_guard(),
             max_server_delay: self.max_server_delay,
             randomness: self.randomness.clone(),
         }
@@ -307,7 +308,7 @@ impl<E> Config<E> {
         time: TimeSource,
     ) -> Self {
         Config {
-            rules: settings.rules(),
+            rules: settings.rules(&time),
             is_lean: settings.breaker.is_none()
                 && settings.budget.is_none()
                 && settings.hook.is_none(),

@@ -171,13 +171,15 @@ impl TimeSource {
         }
     }
 
-    /// Whether stamps of this source lag the real time by an unknown amount (the coarse clock:
-    /// nominally one tick, more on a loaded virtual machine).
-    pub(crate) fn lags(start: Stamp) -> bool {
-        match start {
+    /// How near the deadline a retry may be scheduled by this source's clock before it is
+    /// confirmed on the fine clock: a second for the coarse clock, which lags the real time by
+    /// a kernel tick (1-4 ms), and by more on a loaded virtual machine (8-20 ms seen); zero for
+    /// the exact clocks.
+    pub(crate) fn deadline_guard(&self) -> Duration {
+        match self {
             #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
-            Stamp::Coarse(_) => true,
-            _ => false,
+            TimeSource::Blocking | TimeSource::Custom(_) => Duration::from_secs(1),
+            _ => Duration::ZERO,
         }
     }
 
