@@ -3,11 +3,11 @@
 //!
 //! rustc's wording changes between releases, so the `.stderr` files are pinned to the stable
 //! toolchain this repository is developed with (1.95). After a toolchain update, re-bless with
-//! `TRYBUILD=overwrite cargo test -p reflexio --test compiletest` and review the diff.
+//! `TRYBUILD=overwrite cargo test -p reflexio-tests --test compiletest` and review the diff.
 
 #[test]
 #[cfg_attr(miri, ignore = "incompatible with miri")]
 fn ui() {
     let t = trybuild::TestCases::new();
-    t.compile_fail("tests/ui/*.rs");
+    t.compile_fail("ui/*.rs");
 }

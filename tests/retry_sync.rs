@@ -20,17 +20,19 @@ use support::{Recorder, Scripted, ms};
 
 extern crate reflexio as renamed;
 
+// `?` cannot know the call number: 0.
 impl From<TransientError> for Scripted {
     fn from(_: TransientError) -> Self {
-        Scripted(ErrorClass::Transient)
+        Scripted::new(ErrorClass::Transient, 0)
     }
 }
 
-/// Fails with `classes[n]` on call `n`, then succeeds with the call number.
+/// Fails with `classes[n]` on call `n + 1` (its `Scripted::call`), then succeeds with the call
+/// number.
 fn script(calls: &AtomicU32, classes: &[ErrorClass]) -> Result<u32, Scripted> {
     let n = calls.fetch_add(1, Ordering::SeqCst);
     match classes.get(n as usize) {
-        Some(&class) => Err(Scripted(class)),
+        Some(&class) => Err(Scripted::new(class, n + 1)),
         None => Ok(n + 1),
     }
 }
@@ -49,25 +51,25 @@ fn retries_until_success_and_counts_calls() {
 #[test]
 fn max_attempts_counts_every_call_and_returns_the_last_error() {
     static CALLS: AtomicU32 = AtomicU32::new(0);
-    static EVENTS: Recorder = Recorder::new();
+    static EVENTS: LazyLock<Recorder> = LazyLock::new(Recorder::default);
     #[retry(strategy = no_delay(), max_attempts = 4, on_event = EVENTS.hook())]
     fn always_down() -> Result<u32, Scripted> {
         script(&CALLS, &[ErrorClass::Transient; 10])
     }
-    assert_eq!(always_down(), Err(Scripted(ErrorClass::Transient)));
+    assert_eq!(always_down(), Err(Scripted::new(ErrorClass::Transient, 4)));
     assert_eq!(CALLS.load(Ordering::SeqCst), 4);
     let events = EVENTS.take();
     assert_eq!(events.len(), 4);
     let last = events.last().unwrap();
     assert_eq!(
-        (last.0, last.1, last.4),
+        (last.kind, last.attempt, last.stop),
         (EventKind::GaveUp, 4, Some(StopReason::MaxAttempts))
     );
 }
 
 #[test]
 fn events_name_the_function_by_default() {
-    static EVENTS: Recorder = Recorder::new();
+    static EVENTS: LazyLock<Recorder> = LazyLock::new(Recorder::default);
     static CALLS: AtomicU32 = AtomicU32::new(0);
     #[retry(strategy = no_delay(), on_event = EVENTS.hook())]
     fn load_profile() -> Result<u32, Scripted> {
@@ -78,7 +80,7 @@ fn events_name_the_function_by_default() {
     assert_eq!(
         events
             .iter()
-            .map(|e| (e.0, e.1, e.5.as_deref()))
+            .map(|e| (e.kind, e.attempt, e.operation.as_deref()))
             .collect::<Vec<_>>(),
         [
             (EventKind::Retry, 1, Some("load_profile")),
@@ -89,13 +91,13 @@ fn events_name_the_function_by_default() {
 
 #[test]
 fn operation_overrides_the_name() {
-    static EVENTS: Recorder = Recorder::new();
+    static EVENTS: LazyLock<Recorder> = LazyLock::new(Recorder::default);
     #[retry(operation = "GET /users", on_event = |e| EVENTS.record(e))]
     fn r#get() -> Result<(), Scripted> {
         Ok(())
     }
     get().unwrap();
-    assert_eq!(EVENTS.take()[0].5.as_deref(), Some("GET /users"));
+    assert_eq!(EVENTS.take()[0].operation.as_deref(), Some("GET /users"));
 }
 
 #[test]
@@ -139,7 +141,7 @@ fn the_default_strategy_covers_classes_without_their_own() {
 fn deadline_literal_stops_before_sleeping_into_it() {
     static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
     static CALLS: AtomicU32 = AtomicU32::new(0);
-    static EVENTS: Recorder = Recorder::new();
+    static EVENTS: LazyLock<Recorder> = LazyLock::new(Recorder::default);
     #[retry(
         strategy = constant(ms(100)),
         max_attempts = 100,
@@ -153,7 +155,7 @@ fn deadline_literal_stops_before_sleeping_into_it() {
     assert!(slow().is_err());
     assert_eq!(CALLS.load(Ordering::SeqCst), 3);
     assert_eq!(
-        EVENTS.take().last().unwrap().4,
+        EVENTS.take().last().unwrap().stop,
         Some(StopReason::DeadlineExceeded)
     );
 }
@@ -163,7 +165,7 @@ fn deadline_takes_a_duration_expression_or_a_const() {
     const DEADLINE: Duration = Duration::from_millis(250);
     static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
     static CALLS: AtomicU32 = AtomicU32::new(0);
-    static EVENTS: Recorder = Recorder::new();
+    static EVENTS: LazyLock<Recorder> = LazyLock::new(Recorder::default);
     #[retry(
         strategy = constant(ms(100)),
         max_attempts = 100,
@@ -177,7 +179,7 @@ fn deadline_takes_a_duration_expression_or_a_const() {
     assert!(by_expression().is_err());
     assert_eq!(CALLS.swap(0, Ordering::SeqCst), 2);
     assert_eq!(
-        EVENTS.take().last().unwrap().4,
+        EVENTS.take().last().unwrap().stop,
         Some(StopReason::DeadlineExceeded)
     );
 
@@ -194,7 +196,7 @@ fn deadline_takes_a_duration_expression_or_a_const() {
     assert!(by_const().is_err());
     assert_eq!(CALLS.load(Ordering::SeqCst), 3);
     assert_eq!(
-        EVENTS.take().last().unwrap().4,
+        EVENTS.take().last().unwrap().stop,
         Some(StopReason::DeadlineExceeded)
     );
 }
@@ -216,7 +218,7 @@ fn max_unknown_retries_and_no_deadline() {
     fn unknown() -> Result<u32, Scripted> {
         script(&CALLS, &[ErrorClass::Unknown; 10])
     }
-    assert_eq!(unknown(), Err(Scripted(ErrorClass::Unknown)));
+    assert_eq!(unknown(), Err(Scripted::new(ErrorClass::Unknown, 2)));
     assert_eq!(CALLS.load(Ordering::SeqCst), 2);
 }
 
@@ -227,7 +229,7 @@ fn never_retried_classes_make_one_call() {
     fn denied() -> Result<u32, Scripted> {
         script(&CALLS, &[ErrorClass::Permanent; 3])
     }
-    assert_eq!(denied(), Err(Scripted(ErrorClass::Permanent)));
+    assert_eq!(denied(), Err(Scripted::new(ErrorClass::Permanent, 1)));
     assert_eq!(CALLS.load(Ordering::SeqCst), 1);
 }
 
@@ -255,11 +257,11 @@ fn the_same_seed_gives_the_same_delays() {
     static B: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
     #[retry(strategy = decorrelated_jitter(), seed = 7, max_attempts = 6, clock = A.clone())]
     fn a() -> Result<(), Scripted> {
-        Err(Scripted(ErrorClass::Transient))
+        Err(Scripted::new(ErrorClass::Transient, 0))
     }
     #[retry(strategy = decorrelated_jitter(), seed = 7, max_attempts = 6, clock = B.clone())]
     fn b() -> Result<(), Scripted> {
-        Err(Scripted(ErrorClass::Transient))
+        Err(Scripted::new(ErrorClass::Transient, 0))
     }
     a().unwrap_err();
     b().unwrap_err();
@@ -322,7 +324,7 @@ fn return_and_question_mark_end_one_attempt() {
     fn early(fail_until: u32) -> Result<String, Scripted> {
         let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
         if n == 1 {
-            return Err(Scripted(ErrorClass::Transient));
+            return Err(Scripted::new(ErrorClass::Transient, n));
         }
         if n < fail_until {
             // `?` converts with `From`, and ends this attempt only.
@@ -365,7 +367,7 @@ impl Client {
     fn name(&self) -> Result<&str, Scripted> {
         self.calls.set(self.calls.get() + 1);
         if self.calls.get() <= self.fails {
-            return Err(Scripted(ErrorClass::Transient));
+            return Err(Scripted::new(ErrorClass::Transient, self.calls.get()));
         }
         Ok(&self.name)
     }
@@ -374,7 +376,7 @@ impl Client {
     fn rename(&mut self, to: &str) -> Result<(), Scripted> {
         self.calls.set(self.calls.get() + 1);
         if self.calls.get() <= self.fails {
-            return Err(Scripted(ErrorClass::Transient));
+            return Err(Scripted::new(ErrorClass::Transient, self.calls.get()));
         }
         to.clone_into(&mut self.name);
         Ok(())
@@ -404,7 +406,7 @@ fn methods_with_ref_and_mut_self() {
 fn generic<T: Clone + Default + PartialEq>(value: &T, calls: &Cell<u32>) -> Result<T, Scripted> {
     calls.set(calls.get() + 1);
     if calls.get() < 2 {
-        Err(Scripted(ErrorClass::Transient))
+        Err(Scripted::new(ErrorClass::Transient, calls.get()))
     } else {
         Ok(value.clone())
     }
@@ -451,7 +453,7 @@ fn inner_attributes_stay_on_the_function() {
         #![allow(clippy::let_and_return, unused_variables)]
         let unused = 1;
         let x = 2_u32;
-        x.checked_add(0).ok_or(Scripted(ErrorClass::Permanent))
+        x.checked_add(0).ok_or(Scripted::new(ErrorClass::Permanent, 1))
     }
     assert_eq!(with_inner(), Ok(2));
 }
@@ -485,7 +487,7 @@ fn no_real_sleep_with_a_virtual_clock() {
     static CLOCK: LazyLock<VirtualClock> = LazyLock::new(VirtualClock::new);
     #[retry(strategy = constant(Duration::from_secs(3600)), max_attempts = 3, clock = CLOCK.clone(), deadline = "3h")]
     fn hours() -> Result<(), Scripted> {
-        Err(Scripted(ErrorClass::Transient))
+        Err(Scripted::new(ErrorClass::Transient, 0))
     }
     let start = std::time::Instant::now();
     hours().unwrap_err();
