@@ -453,7 +453,8 @@ fn inner_attributes_stay_on_the_function() {
         #![allow(clippy::let_and_return, unused_variables)]
         let unused = 1;
         let x = 2_u32;
-        x.checked_add(0).ok_or(Scripted::new(ErrorClass::Permanent, 1))
+        x.checked_add(0)
+            .ok_or(Scripted::new(ErrorClass::Permanent, 1))
     }
     assert_eq!(with_inner(), Ok(2));
 }
