@@ -21,27 +21,31 @@ pub struct Seen {
     pub status: Option<u16>,
 }
 
-/// Records every event a policy reports.
+/// Records every event a policy reports. Clones share one record, so a hook (or a
+/// `static EVENTS: LazyLock<Recorder>` named in `#[retry(on_event = EVENTS.hook())]`) records
+/// into what the test reads.
 #[derive(Clone, Default)]
 pub struct Recorder(Arc<Mutex<Vec<Seen>>>);
 
 impl Recorder {
     pub fn hook(&self) -> impl Fn(&RetryEvent<'_>) + Send + Sync + 'static {
-        let events = self.0.clone();
-        move |e: &RetryEvent<'_>| {
-            events.lock().unwrap().push(Seen {
-                kind: e.kind,
-                stop: e.stop,
-                attempt: e.attempt,
-                class: e.class,
-                delay: e.delay,
-                elapsed: e.elapsed,
-                operation: e.operation.map(str::to_owned),
-                error: e.error.map(|d| format!("{d:?}")),
-                rejected: e.rejected,
-                status: e.status,
-            });
-        }
+        let recorder = self.clone();
+        move |e: &RetryEvent<'_>| recorder.record(e)
+    }
+
+    pub fn record(&self, e: &RetryEvent<'_>) {
+        self.0.lock().unwrap().push(Seen {
+            kind: e.kind,
+            stop: e.stop,
+            attempt: e.attempt,
+            class: e.class,
+            delay: e.delay,
+            elapsed: e.elapsed,
+            operation: e.operation.map(str::to_owned),
+            error: e.error.map(|d| format!("{d:?}")),
+            rejected: e.rejected,
+            status: e.status,
+        });
     }
 
     pub fn events(&self) -> Vec<Seen> {
@@ -51,6 +55,11 @@ impl Recorder {
     /// `(kind, attempt)` of every event, the shape most tests assert.
     pub fn trace(&self) -> Vec<(EventKind, u32)> {
         self.events().iter().map(|e| (e.kind, e.attempt)).collect()
+    }
+
+    /// The events recorded so far, leaving the record empty (for a recorder shared by calls).
+    pub fn take(&self) -> Vec<Seen> {
+        std::mem::take(&mut *self.0.lock().unwrap())
     }
 
     pub fn last(&self) -> Seen {
