@@ -213,7 +213,7 @@ impl<E, R> RetryPolicy<E, R> {
     /// let text = policy.describe();
     /// assert!(text.starts_with("retry policy `sync_users`"));
     /// assert!(text.contains("max attempts: 6"));
-    /// assert!(text.contains("deadline: 60s from the first failure"));
+    /// assert!(text.contains("deadline: 1m from the first failure"));
     /// assert!(text.contains("decorrelated_jitter(base 250ms, max 5s)"));
     /// ```
     #[must_use]
