@@ -12,6 +12,7 @@ use crate::class::{Classification, ErrorClass};
 use crate::classify::{Classifier, DefaultClassifier};
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem};
 use crate::event::RetryEvent;
+use crate::hedge::Hedging;
 use crate::ok::{AcceptOk, OkRule};
 use crate::policy::RetryPolicy;
 use crate::random::Randomness;
@@ -456,6 +457,27 @@ impl<E, C, R> PolicyBuilder<E, C, NonBlocking, R> {
     {
         self.settings.attempt_timeout = Some(timeout);
         self.conversions.timed_out = Some(E::from);
+        self
+    }
+
+    /// Hedges the calls that state their operation is idempotent
+    /// ([`call_idempotent`](AsyncRetryPolicy::call_idempotent),
+    /// [`execute_idempotent`](AsyncRetryPolicy::execute_idempotent)): see [`Hedging`].
+    /// [`call`](AsyncRetryPolicy::call) and [`execute`](AsyncRetryPolicy::execute) never
+    /// hedge, so the policy still serves operations that must not run twice.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflexio::{AsyncRetryPolicy, Hedging, TransientError};
+    ///
+    /// let policy = AsyncRetryPolicy::<TransientError>::builder()
+    ///     .hedging(Hedging::at_percentile(95.0).min_delay(Duration::from_millis(2)).build().unwrap())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(policy.describe().contains("hedging (idempotent calls): after the p95 latency"));
+    /// ```
+    pub fn hedging(mut self, hedging: Hedging) -> Self {
+        self.settings.hedging = Some(hedging);
         self
     }
 }

@@ -652,7 +652,7 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
 }
 
 /// Calls the policy's hook, if any, with `event`.
-fn emit<E>(config: &Config<E>, event: &RetryEvent<'_>) {
+pub(crate) fn emit<E>(config: &Config<E>, event: &RetryEvent<'_>) {
     if let Some(hook) = &config.settings.hook {
         // A panicking hook is contained: the panic is reported by the panic hook as usual, and
         // the decision it was told about stands (the value is still returned, the error still
@@ -662,7 +662,7 @@ fn emit<E>(config: &Config<E>, event: &RetryEvent<'_>) {
 }
 
 /// An event of `kind` with nothing else set.
-fn event<E>(
+pub(crate) fn event<E>(
     config: &Config<E>,
     kind: EventKind,
     attempt: u32,
@@ -680,6 +680,8 @@ fn event<E>(
         rejected: false,
         status: None,
         std_error: None,
+        hedge: false,
+        duration: None,
     }
 }
 

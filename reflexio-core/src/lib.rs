@@ -41,6 +41,7 @@ pub mod config;
 mod engine;
 mod errors;
 mod event;
+mod hedge;
 pub mod http;
 pub mod integrations;
 mod macro_support;
@@ -70,6 +71,7 @@ pub use errors::{
     RateLimitError, RetryError, ServerError, TransientError,
 };
 pub use event::{EventKind, RetryEvent};
+pub use hedge::{Hedging, HedgingBuilder, MAX_IN_FLIGHT};
 pub use ok::{AcceptOk, OkClassifier, OkRule};
 pub use policy::RetryPolicy;
 pub use stop::StopReason;
