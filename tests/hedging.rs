@@ -58,7 +58,9 @@ fn run<T>(clock: &VirtualClock, fut: impl Future<Output = T>) -> T {
         if let Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
             return out;
         }
-        let next = clock.next_timer().expect("a pending future waits on a timer");
+        let next = clock
+            .next_timer()
+            .expect("a pending future waits on a timer");
         clock.advance(next.saturating_sub(clock.now()));
     }
 }
@@ -239,10 +241,16 @@ fn a_never_retried_error_from_a_hedge_ends_the_call() {
         .hedging(after(ms(10), 2))
         .build()
         .unwrap();
-    let svc = Service::new(&clock, vec![(ms(100), OK1), (ms(5), Err(Fail::Permanent(2)))]);
+    let svc = Service::new(
+        &clock,
+        vec![(ms(100), OK1), (ms(5), Err(Fail::Permanent(2)))],
+    );
     let err = run(&clock, policy.execute_idempotent(|| svc.attempt())).unwrap_err();
     assert_eq!(err.inner(), &Fail::Permanent(2));
-    assert_eq!((err.stop_reason(), err.attempts()), (StopReason::NonRetryable, 2));
+    assert_eq!(
+        (err.stop_reason(), err.attempts()),
+        (StopReason::NonRetryable, 2)
+    );
     assert_eq!(clock.now(), ms(15));
     assert_eq!(svc.dropped(), [1], "the first attempt is cancelled");
     let kinds: Vec<_> = events.lock().unwrap().iter().map(|e| e.0).collect();
@@ -262,7 +270,11 @@ fn a_retryable_failure_lets_the_others_run_and_a_replacement_starts_after_the_ba
     // while the first attempt still runs.
     let svc = Service::new(
         &clock,
-        vec![(ms(100), OK1), (ms(2), Err(Fail::Transient(2))), (ms(1), OK3)],
+        vec![
+            (ms(100), OK1),
+            (ms(2), Err(Fail::Transient(2))),
+            (ms(1), OK3),
+        ],
     );
     assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(3));
     assert_eq!(svc.started(), [ms(0), ms(10), ms(17)]);
@@ -296,10 +308,17 @@ fn with_nothing_in_flight_a_failure_is_retried_after_a_sleep() {
     let fail = |n| (ms(1), Err(Fail::Transient(n)));
     let svc = Service::new(&clock, vec![fail(1), fail(2), fail(3)]);
     let err = run(&clock, policy.execute_idempotent(|| svc.attempt())).unwrap_err();
-    assert_eq!((err.stop_reason(), err.attempts()), (StopReason::MaxAttempts, 3));
+    assert_eq!(
+        (err.stop_reason(), err.attempts()),
+        (StopReason::MaxAttempts, 3)
+    );
     assert_eq!(err.inner(), &Fail::Transient(3));
     assert_eq!(svc.started(), [ms(0), ms(6), ms(12)]);
-    assert_eq!(clock.sleeps(), [ms(5), ms(5)], "the policy's backoff, slept");
+    assert_eq!(
+        clock.sleeps(),
+        [ms(5), ms(5)],
+        "the policy's backoff, slept"
+    );
 }
 
 #[test]
@@ -312,18 +331,27 @@ fn when_the_retries_stop_the_attempts_in_flight_still_run() {
         .build()
         .unwrap();
     // The hedge fails: no attempt may follow (max 2), but the first one still answers.
-    let svc = Service::new(&clock, vec![(ms(50), OK1), (ms(1), Err(Fail::Transient(2)))]);
+    let svc = Service::new(
+        &clock,
+        vec![(ms(50), OK1), (ms(1), Err(Fail::Transient(2)))],
+    );
     assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(1));
     assert_eq!((svc.started(), clock.now()), (vec![ms(0), ms(10)], ms(50)));
     // Both fail: the last error, with the stop of the first.
     let start = clock.now();
     let svc = Service::new(
         &clock,
-        vec![(ms(50), Err(Fail::Transient(1))), (ms(1), Err(Fail::Transient(2)))],
+        vec![
+            (ms(50), Err(Fail::Transient(1))),
+            (ms(1), Err(Fail::Transient(2))),
+        ],
     );
     let err = run(&clock, policy.execute_idempotent(|| svc.attempt())).unwrap_err();
     assert_eq!(err.inner(), &Fail::Transient(1));
-    assert_eq!((err.stop_reason(), err.attempts()), (StopReason::MaxAttempts, 2));
+    assert_eq!(
+        (err.stop_reason(), err.attempts()),
+        (StopReason::MaxAttempts, 2)
+    );
     assert_eq!(clock.now(), start + ms(50));
 }
 
@@ -355,7 +383,11 @@ fn a_hedge_takes_a_budget_token_and_an_empty_budget_only_stops_hedging() {
     let slow = || (ms(1000), OK1);
     let svc = Service::new(&clock, vec![slow(), slow(), slow()]);
     assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(1));
-    assert_eq!(svc.started(), [ms(0), ms(10)], "the second hedge has no token");
+    assert_eq!(
+        svc.started(),
+        [ms(0), ms(10)],
+        "the second hedge has no token"
+    );
     assert_eq!(budget.available(), 0.0, "the hedge ran: its token is spent");
 }
 
@@ -372,7 +404,10 @@ fn a_scheduled_retry_gives_its_tokens_back_when_another_attempt_wins() {
         .unwrap();
     // The hedge (1 token) fails at 11 ms; its retry (1 token, reserved) is due at 211 ms, but
     // the first attempt wins at 100 ms.
-    let svc = Service::new(&clock, vec![(ms(100), OK1), (ms(1), Err(Fail::Transient(2)))]);
+    let svc = Service::new(
+        &clock,
+        vec![(ms(100), OK1), (ms(1), Err(Fail::Transient(2)))],
+    );
     assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(1));
     assert_eq!(svc.started(), [ms(0), ms(10)]);
     assert_eq!(budget.available(), 1.0, "the reserved token came back");
@@ -424,7 +459,11 @@ fn a_cancelled_hedged_probe_gives_its_place_back_and_records_nothing() {
     let svc = Service::new(&clock, vec![(ms(100), OK1), (ms(1), OK2)]);
     assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(2));
     assert_eq!(svc.dropped(), [1]);
-    assert_eq!(breaker.state(), CircuitState::HalfOpen, "one of two probes succeeded");
+    assert_eq!(
+        breaker.state(),
+        CircuitState::HalfOpen,
+        "one of two probes succeeded"
+    );
     // The cancelled probe's place is free: another call probes, and its success closes.
     let svc = Service::new(&clock, vec![(ms(1), OK1)]);
     assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(1));

@@ -188,7 +188,9 @@ impl Hedging {
 
 impl fmt::Debug for Hedging {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Hedging").field(&self.inner.describe).finish()
+        f.debug_tuple("Hedging")
+            .field(&self.inner.describe)
+            .finish()
     }
 }
 
@@ -272,10 +274,7 @@ impl HedgingBuilder {
                 problems.push(invalid("min_samples", "must be at least 1".into()));
             }
             if self.min_delay > self.max_delay {
-                problems.push(invalid(
-                    "min_delay",
-                    "must not be above `max_delay`".into(),
-                ));
+                problems.push(invalid("min_delay", "must not be above `max_delay`".into()));
             }
         }
         ConfigError::from_problems(problems)?;
@@ -381,9 +380,7 @@ impl LatencyWindow {
             total: AtomicU64::new(0),
         };
         LatencyWindow {
-            period_nanos: u64::try_from(window.as_nanos())
-                .unwrap_or(u64::MAX)
-                .max(1),
+            period_nanos: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1),
             periods: [period(), period()],
             rotating: Mutex::new(()),
             base: OnceLock::new(),
@@ -440,9 +437,8 @@ impl LatencyWindow {
             clippy::cast_sign_loss
         )]
         let rank = ((quantile * samples as f64).ceil() as u64).clamp(1, samples);
-        let count = |p: Option<&Period>, i: usize| {
-            p.map_or(0, |p| p.counts[i].load(Ordering::Relaxed))
-        };
+        let count =
+            |p: Option<&Period>, i: usize| p.map_or(0, |p| p.counts[i].load(Ordering::Relaxed));
         let mut seen = 0;
         for i in 0..BUCKETS {
             seen += count(a, i) + count(b, i);
@@ -829,9 +825,9 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
             budget.record_failure();
         }
         let origin = *self.origin.get_or_insert(now);
-        let mut decision = self
-            .engine
-            .on_failure(&self.config.rules, c, now.saturating_sub(origin));
+        let mut decision =
+            self.engine
+                .on_failure(&self.config.rules, c, now.saturating_sub(origin));
         let mut reserved = None;
         if let Decision::Retry(delay) = decision {
             decision = if self.no_more {
@@ -1119,7 +1115,15 @@ mod tests {
             assert!(end >= last, "bucket {b}");
             last = end;
         }
-        for nanos in [0, 1_000, 7_999, 10_000, 1_000_000, 12_345_678, 9_000_000_000] {
+        for nanos in [
+            0,
+            1_000,
+            7_999,
+            10_000,
+            1_000_000,
+            12_345_678,
+            9_000_000_000,
+        ] {
             let b = bucket(nanos);
             let end = bucket_end(b);
             assert!(end >= nanos, "{nanos} in bucket {b} ending at {end}");
