@@ -12,7 +12,7 @@
 //! runs the attempts' futures in a fixed array of pinned slots and calls them. The decisions
 //! after a failure are the [`Engine`]'s, the guards the breaker's and the budget's own.
 
-use core::fmt;
+use core::fmt::{self, Write as _};
 use core::time::Duration;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
@@ -101,6 +101,8 @@ struct HedgingInner {
     describe: String,
 }
 
+// Behind the setting's one `Arc`: the size of the larger variant costs nothing per call.
+#[allow(clippy::large_enum_variant)]
 enum HedgeDelay {
     Fixed(Duration),
     Percentile {
@@ -278,26 +280,24 @@ impl HedgingBuilder {
             }
         }
         ConfigError::from_problems(problems)?;
-        let mut describe = String::new();
-        let delay = match self.fixed {
-            Some(d) => {
-                describe.push_str("after ");
-                push_duration(&mut describe, d);
-                HedgeDelay::Fixed(d)
-            }
-            None => {
-                describe = format!("after the p{} latency over ", self.percentile);
-                push_duration(&mut describe, self.window);
-                HedgeDelay::Percentile {
-                    quantile: self.percentile / 100.0,
-                    latencies: LatencyWindow::new(self.window),
-                    min_samples: u64::from(self.min_samples),
-                    min: self.min_delay,
-                    max: self.max_delay,
-                }
-            }
+        let (delay, mut describe) = if let Some(d) = self.fixed {
+            (HedgeDelay::Fixed(d), format!("after {}", Show(d)))
+        } else {
+            let delay = HedgeDelay::Percentile {
+                quantile: self.percentile / 100.0,
+                latencies: LatencyWindow::new(self.window),
+                min_samples: u64::from(self.min_samples),
+                min: self.min_delay,
+                max: self.max_delay,
+            };
+            let describe = format!(
+                "after the p{} latency over {}",
+                self.percentile,
+                Show(self.window)
+            );
+            (delay, describe)
         };
-        describe.push_str(&format!(", at most {} in flight", self.max_in_flight));
+        let _ = write!(describe, ", at most {} in flight", self.max_in_flight);
         Ok(Hedging {
             inner: Arc::new(HedgingInner {
                 delay,
@@ -308,14 +308,13 @@ impl HedgingBuilder {
     }
 }
 
-fn push_duration(s: &mut String, d: Duration) {
-    struct D(Duration);
-    impl fmt::Display for D {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            fmt_duration(self.0, f)
-        }
+/// A duration as `describe()` shows it.
+struct Show(Duration);
+
+impl fmt::Display for Show {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_duration(self.0, f)
     }
-    s.push_str(&D(d).to_string());
 }
 
 /// Buckets per power of two of a latency histogram.
@@ -332,7 +331,7 @@ fn bucket(nanos: u64) -> usize {
         #[allow(clippy::cast_possible_truncation)] // below 8
         return v as usize;
     }
-    let exp = u64::from(63 - v.leading_zeros()); // at least 3
+    let exp = u64::from(v.ilog2()); // at least 3
     let mantissa = (v >> (exp - 3)) & (SUB_BUCKETS - 1);
     #[allow(clippy::cast_possible_truncation)] // at most 415
     let b = ((exp - 2) * SUB_BUCKETS + mantissa) as usize;
@@ -926,19 +925,19 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
     fn cancel_rest(&mut self) {
         self.next = None;
         let now = self.now();
-        for slot in &mut self.slots {
-            if let Some(attempt) = slot.take() {
-                if self.config.settings.hook.is_some() {
-                    let mut e = event(
-                        self.config,
-                        EventKind::AttemptCancelled,
-                        attempt.number,
-                        now,
-                    );
-                    e.hedge = attempt.hedge;
-                    e.duration = Some(now.saturating_sub(attempt.started));
-                    emit(self.config, &e);
-                }
+        let hook = self.hook();
+        // Taking an attempt out drops its admission: a probe's place goes back, unrecorded.
+        for attempt in self.slots.iter_mut().filter_map(Option::take) {
+            if hook {
+                let mut e = event(
+                    self.config,
+                    EventKind::AttemptCancelled,
+                    attempt.number,
+                    now,
+                );
+                e.hedge = attempt.hedge;
+                e.duration = Some(now.saturating_sub(attempt.started));
+                emit(self.config, &e);
             }
         }
         self.in_flight = 0;
