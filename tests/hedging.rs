@@ -43,6 +43,12 @@ impl Classify for Fail {
     }
 }
 
+impl From<reflexio::AttemptTimedOut> for Fail {
+    fn from(_: reflexio::AttemptTimedOut) -> Self {
+        Fail::Transient(0)
+    }
+}
+
 impl From<CircuitOpen> for Fail {
     fn from(open: CircuitOpen) -> Self {
         Fail::Rejected(open)
@@ -498,6 +504,61 @@ fn a_dropped_hedged_call_gives_back_every_probe_place() {
         assert_eq!(run(&clock, policy.call(|| svc.attempt())), Ok(1));
     }
     assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[test]
+fn each_attempt_has_its_own_timeout() {
+    let clock = VirtualClock::new();
+    let events = Events::default();
+    let policy = builder(&clock, &events)
+        .hedging(after(ms(10), 2))
+        .attempt_timeout(ms(30))
+        .build()
+        .unwrap();
+    // The first attempt times out at 30 ms (the hedge, started at 10, still runs); its
+    // replacement starts 5 ms later and wins at 36 ms.
+    let svc = Service::new(&clock, vec![(ms(1000), OK1), (ms(1000), OK2), (ms(1), OK3)]);
+    assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(3));
+    assert_eq!(svc.started(), [ms(0), ms(10), ms(35)]);
+    assert_eq!(clock.now(), ms(36));
+    assert_eq!(svc.dropped(), [1, 2], "timed out, then cancelled");
+}
+
+#[test]
+fn attempt_events_carry_each_attempt_s_duration_and_outcome() {
+    let clock = VirtualClock::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let policy = AsyncRetryPolicy::builder()
+        .strategy(constant(ms(5)))
+        .clock(clock.clone())
+        .hedging(after(ms(10), 2))
+        .operation("get")
+        .on_event(move |e| sink.lock().unwrap().push(e.to_string()))
+        .build()
+        .unwrap();
+    let svc = Service::new(
+        &clock,
+        vec![
+            (ms(100), OK1),
+            (ms(4), Err(Fail::Transient(2))),
+            (ms(1), OK3),
+        ],
+    );
+    assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(3));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "get: attempt 1 started [elapsed 0s]",
+            "get: attempt 2 (hedge) started [elapsed 10ms]",
+            "get: attempt 2 (hedge) finished: failed (transient) after 4ms [elapsed 14ms]: Transient(2)",
+            "get: attempt 2 (hedge) failed (transient), retrying in 5ms [elapsed 14ms]: Transient(2)",
+            "get: attempt 3 started [elapsed 19ms]",
+            "get: attempt 3 finished: ok after 1ms [elapsed 20ms]",
+            "get: attempt 1 cancelled after 20ms [elapsed 20ms]",
+            "get: attempt 3 succeeded [elapsed 20ms]",
+        ]
+    );
 }
 
 #[test]

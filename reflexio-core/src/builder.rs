@@ -230,6 +230,52 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
         self
     }
 
+    /// Also reports the start and the end of every attempt to the [`on_event`](Self::on_event)
+    /// hook ([`EventKind::AttemptStarted`](crate::EventKind::AttemptStarted), then
+    /// [`EventKind::AttemptFinished`](crate::EventKind::AttemptFinished) with the attempt's
+    /// [`duration`](RetryEvent::duration) and its outcome's class, before the decision's own
+    /// event), for observers who want per-attempt latency. Without a hook it does nothing; with
+    /// one, each attempt costs one more clock reading and two more calls of the hook. Hedged
+    /// calls ([`call_idempotent`](crate::AsyncRetryPolicy::call_idempotent)) report them
+    /// whenever there is a hook, since their attempts overlap.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use reflexio::{strategies::no_delay, testing::VirtualClock, EventKind, RetryPolicy, TransientError};
+    ///
+    /// let clock = VirtualClock::new();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let policy = RetryPolicy::builder()
+    ///     .strategy(no_delay())
+    ///     .clock(clock.clone())
+    ///     .attempt_events()
+    ///     .on_event(move |e| sink.lock().unwrap().push((e.kind, e.attempt, e.duration)))
+    ///     .build()
+    ///     .unwrap();
+    /// let mut calls = 0;
+    /// let out = policy.call(|| {
+    ///     calls += 1;
+    ///     clock.advance(Duration::from_millis(7)); // the attempt's work
+    ///     if calls < 2 { Err(TransientError::new("timed out")) } else { Ok(calls) }
+    /// });
+    /// assert_eq!(out, Ok(2));
+    /// let ms7 = Some(Duration::from_millis(7));
+    /// assert_eq!(*seen.lock().unwrap(), [
+    ///     (EventKind::AttemptStarted, 1, None),
+    ///     (EventKind::AttemptFinished, 1, ms7),
+    ///     (EventKind::Retry, 1, None),
+    ///     (EventKind::AttemptStarted, 2, None),
+    ///     (EventKind::AttemptFinished, 2, ms7),
+    ///     (EventKind::Success, 2, None),
+    /// ]);
+    /// ```
+    pub fn attempt_events(mut self) -> Self {
+        self.settings.attempt_events = true;
+        self
+    }
+
     /// Tells the policy how to see `E` as a [`std::error::Error`], so that every event carries it
     /// ([`RetryEvent::std_error`]) and log lines show its message and its sources
     /// ([`RetryEvent::error_message`]: `connect failed: connection refused`) rather than its

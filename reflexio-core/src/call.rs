@@ -229,6 +229,8 @@ struct Full<'p, E, T> {
     /// With a breaker, the last outcome, kept during the sleep: a retry the breaker then
     /// rejects returns it, the last attempt's own result, rather than a `CircuitOpen`.
     kept: Option<Result<T, E>>,
+    /// With attempt events, when the attempt in flight started.
+    attempt_started: Option<Stamp>,
 }
 
 impl<E, T, R> fmt::Debug for Call<'_, E, T, R> {
@@ -278,6 +280,7 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
                 admission: None,
                 reserved: None,
                 kept: None,
+                attempt_started: None,
             }),
         }
     }
@@ -454,19 +457,34 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
 
     /// Asks the breaker, if any, for the next attempt.
     fn admit(&mut self, config: &'p Config<E>) -> Next<T, E> {
+        let next_attempt = self.engine.attempts().saturating_add(1);
         let Some(breaker) = &config.settings.breaker else {
             self.start_attempt();
+            self.attempt_event(config, next_attempt);
             return Next::Attempt;
         };
-        let next_attempt = self.engine.attempts().saturating_add(1);
         match breaker.admit() {
             Ok((admission, transition)) => {
                 self.admission = Some(admission);
                 self.start_attempt();
                 self.emit_transition(config, transition, next_attempt, None);
+                self.attempt_event(config, next_attempt);
                 Next::Attempt
             }
             Err(open) => self.reject(config, open, next_attempt),
+        }
+    }
+
+    /// With [attempt events](crate::PolicyBuilder::attempt_events), reports the start of
+    /// attempt `attempt` and notes the time.
+    fn attempt_event(&mut self, config: &Config<E>, attempt: u32) {
+        if config.settings.attempt_events && config.settings.hook.is_some() {
+            self.attempt_started = Some(config.time.now());
+            let elapsed = config.since(self.times.start);
+            emit(
+                config,
+                &event(config, EventKind::AttemptStarted, attempt, elapsed),
+            );
         }
     }
 
@@ -517,6 +535,26 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
             (None, Ok(value)) => ok_rule.classify_ok(value),
             (None, Err(error)) => Some(config.classifier.classify(error)),
         };
+        if let Some(started) = self.attempt_started.take() {
+            let mut e = event(
+                config,
+                EventKind::AttemptFinished,
+                attempt,
+                config.since(self.times.start),
+            );
+            e.duration = Some(config.time.since(started));
+            if let Some(c) = failure {
+                let error = outcome.as_ref().err();
+                e.class = Some(c.class);
+                e.status = c.status;
+                e.rejected = error.is_none();
+                e.error = error.map(|e| e as &dyn fmt::Debug);
+                e.std_error = error
+                    .zip(config.conversions.error_chain)
+                    .map(|(e, as_std)| as_std(e));
+            }
+            emit(config, &e);
+        }
         let Some(c) = failure else {
             self.succeed(config, attempt);
             return Next::Done(outcome);

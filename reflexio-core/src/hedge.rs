@@ -862,20 +862,22 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
         }
         match decision {
             Decision::Retry(delay) => {
-                if self.hook() {
-                    let mut e = self.failure_event(EventKind::Retry, &attempt, Some(c), &outcome);
-                    e.delay = Some(delay);
-                    emit(self.config, &e);
-                }
                 let at = now.saturating_add(delay);
                 // With nothing in flight, a scheduled hedge has nothing left to hedge: the
-                // retry replaces it. Otherwise the earlier launch serves as the replacement.
+                // retry replaces it. Otherwise the earlier launch serves as the replacement
+                // (and the retry's tokens go back).
                 if self.in_flight == 0 || self.next.as_ref().is_none_or(|n| n.at > at) {
                     self.next = Some(Scheduled {
                         at,
                         hedge: false,
                         reserved,
                     });
+                }
+                if self.hook() {
+                    let mut e = self.failure_event(EventKind::Retry, &attempt, Some(c), &outcome);
+                    // The time until the next launch, the retry's or an earlier hedge's.
+                    e.delay = self.next_at().map(|at| at.saturating_sub(now));
+                    emit(self.config, &e);
                 }
                 self.kept = Some(outcome);
                 if self.in_flight == 0 {

@@ -80,6 +80,8 @@ pub(crate) struct Settings {
     pub(crate) abort: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     /// How `call_idempotent` hedges (async policies only).
     pub(crate) hedging: Option<Hedging>,
+    /// Report `AttemptStarted` and `AttemptFinished` to the hook for every call.
+    pub(crate) attempt_events: bool,
 }
 
 impl Settings {
@@ -103,6 +105,7 @@ impl Settings {
             attempt_timeout: None,
             abort: None,
             hedging: None,
+            attempt_events: false,
         }
     }
 
