@@ -350,6 +350,10 @@ pub fn hedge_after(delay: Duration) -> crate::hedge::Hedging {
 
 /// The call of an async `#[retry(idempotent = true)]` function: its body, as a closure's
 /// async block, through [`AsyncRetryPolicy::call_idempotent`] (hedged when the policy hedges).
+///
+/// # Errors
+///
+/// The error `call_idempotent` returns.
 pub async fn call_idempotent<R, T, E, K, F, Fut>(
     policy: &AsyncRetryPolicy<E, K>,
     w: Witness<R, T, E>,

@@ -247,34 +247,18 @@ impl Args {
             "clock" => store(&mut self.clock, key, value, errors),
             "budget" => store(&mut self.budget, key, value, errors),
             "circuit_breaker" => store(&mut self.circuit_breaker, key, value, errors),
-            "attempt_timeout" => {
-                let d = duration_value("attempt_timeout", &value, errors)
+            "attempt_timeout" | "max_server_delay" | "hedge_after" => {
+                let d = duration_value(name, &value, errors)
                     .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
-                store(&mut self.attempt_timeout, key, d, errors);
-            }
-            "max_server_delay" => {
-                let d = duration_value("max_server_delay", &value, errors)
-                    .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
-                store(&mut self.max_server_delay, key, d, errors);
-            }
-            "hedge_after" => {
-                let d = duration_value("hedge_after", &value, errors)
-                    .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
-                store(&mut self.hedge_after, key, d, errors);
+                let slot = match name {
+                    "attempt_timeout" => &mut self.attempt_timeout,
+                    "max_server_delay" => &mut self.max_server_delay,
+                    _ => &mut self.hedge_after,
+                };
+                store(slot, key, d, errors);
             }
             "idempotent" => {
-                let b = match &value {
-                    Expr::Lit(syn::ExprLit {
-                        lit: Lit::Bool(b), ..
-                    }) => b.value,
-                    other => {
-                        errors.spanned(
-                            other,
-                            "`idempotent` must be `true` or `false`, such as `idempotent = true`",
-                        );
-                        false
-                    }
-                };
+                let b = idempotent(&value, errors);
                 store(&mut self.idempotent, key, b, errors);
             }
             "policy" => store(&mut self.policy, key, value, errors),
@@ -512,6 +496,21 @@ fn max_attempts(value: &Expr, errors: &mut Errors) -> Option<u32> {
             None
         }
     }
+}
+
+/// `idempotent = true` or `false`; anything else is reported (and read as `false`).
+fn idempotent(value: &Expr, errors: &mut Errors) -> bool {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Bool(b), ..
+    }) = value
+    {
+        return b.value;
+    }
+    errors.spanned(
+        value,
+        "`idempotent` must be `true` or `false`, such as `idempotent = true`",
+    );
+    false
 }
 
 fn is_none(value: &Expr) -> bool {
