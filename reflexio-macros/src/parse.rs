@@ -789,7 +789,8 @@ mod tests {
                 "unknown `#[retry]` argument `retries`\nexpected one of: `classifier`, `strategy`, \
                  `transient`, `rate_limit`, `server_error`, `concurrency`, `unknown`, `max_attempts`, \
                  `max_unknown_retries`, `deadline`, `max_server_delay`, `on_event`, `operation`, `seed`, `clock`, \
-                 `budget`, `circuit_breaker`, `attempt_timeout`, `policy`, `crate`",
+                 `budget`, `circuit_breaker`, `attempt_timeout`, `hedge_after`, `idempotent`, `policy`, \
+                 `crate`",
                 "duplicate `strategy` argument\nremove one: `strategy` is already set",
                 "invalid duration \"30 sec\": unexpected space; write the number and its unit together, \
                  as in \"30s\"",
