@@ -612,6 +612,63 @@ fn an_open_circuit_rejects_a_hedged_call_with_its_error() {
     assert_eq!(svc.started(), []);
 }
 
+#[test]
+fn the_abort_condition_stops_hedging() {
+    let clock = VirtualClock::new();
+    let events = Events::default();
+    let policy = builder(&clock, &events)
+        .hedging(after(ms(10), 2))
+        .abort_if(|| true)
+        .build()
+        .unwrap();
+    let svc = Service::new(&clock, vec![(ms(100), OK1), (ms(1), OK2)]);
+    assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(1));
+    assert_eq!(svc.started(), [ms(0)]);
+}
+
+#[test]
+fn attempt_events_of_a_plain_async_call() {
+    use EventKind as K;
+    let clock = VirtualClock::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let policy = AsyncRetryPolicy::builder()
+        .strategy(constant(ms(5)))
+        .clock(clock.clone())
+        .attempt_events()
+        .on_event(move |e| sink.lock().unwrap().push((e.kind, e.attempt, e.duration)))
+        .build()
+        .unwrap();
+    let svc = Service::new(&clock, vec![(ms(7), Err(Fail::Transient(1))), (ms(3), OK2)]);
+    assert_eq!(run(&clock, policy.call(|| svc.attempt())), Ok(2));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (K::AttemptStarted, 1, None),
+            (K::AttemptFinished, 1, Some(ms(7))),
+            (K::Retry, 1, None),
+            (K::AttemptStarted, 2, None),
+            (K::AttemptFinished, 2, Some(ms(3))),
+            (K::Success, 2, None),
+        ]
+    );
+    // Without `.attempt_events()`, the decisions only.
+    let sink = Arc::clone(&seen);
+    seen.lock().unwrap().clear();
+    let policy = AsyncRetryPolicy::builder()
+        .strategy(constant(ms(5)))
+        .clock(clock.clone())
+        .on_event(move |e| sink.lock().unwrap().push((e.kind, e.attempt, e.duration)))
+        .build()
+        .unwrap();
+    let svc = Service::new(&clock, vec![(ms(7), Err(Fail::Transient(1))), (ms(3), OK2)]);
+    assert_eq!(run(&clock, policy.call(|| svc.attempt())), Ok(2));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(K::Retry, 1, None), (K::Success, 2, None)]
+    );
+}
+
 /// The same on tokio's paused clock, with the policy's default sleeper.
 #[tokio::test(start_paused = true)]
 async fn tokio_paused_time_drives_a_hedged_call() {

@@ -725,10 +725,17 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
                 (Some(origin), Some(deadline)) => now.saturating_sub(origin) >= deadline,
                 _ => false,
             };
+            let aborted = self
+                .config
+                .settings
+                .abort
+                .as_ref()
+                .is_some_and(|abort| abort());
             if self.no_more
                 || past_deadline
                 || self.in_flight >= self.max_in_flight
                 || self.engine.attempts() >= self.config.rules.max_attempts
+                || aborted
             {
                 return self.idle();
             }
