@@ -481,9 +481,18 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
     }
 
     /// With [attempt events](crate::PolicyBuilder::attempt_events), reports the start of
-    /// attempt `attempt` and notes the time.
+    /// attempt `attempt` and notes the time. One check of a flag without them.
+    #[inline]
     fn attempt_event(&mut self, config: &Config<E>, attempt: u32) {
-        if config.settings.attempt_events && config.settings.hook.is_some() {
+        if config.settings.attempt_events {
+            self.attempt_started(config, attempt);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn attempt_started(&mut self, config: &Config<E>, attempt: u32) {
+        if config.settings.hook.is_some() {
             // A hook's call reads the clock at its start, so `times.start` is set.
             let elapsed = config.since(self.times.start);
             self.attempt_started = saturating_nanos(elapsed).min(NOT_STARTED - 1);
@@ -492,6 +501,34 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
                 &event(config, EventKind::AttemptStarted, attempt, elapsed),
             );
         }
+    }
+
+    /// Reports the end of the attempt whose start [`attempt_started`](Self::attempt_started)
+    /// noted.
+    #[cold]
+    #[inline(never)]
+    fn attempt_finished(
+        &mut self,
+        config: &Config<E>,
+        attempt: u32,
+        failure: Option<Classification>,
+        outcome: &Result<T, E>,
+    ) {
+        let elapsed = config.since(self.times.start);
+        let started = core::mem::replace(&mut self.attempt_started, NOT_STARTED);
+        let mut e = event(config, EventKind::AttemptFinished, attempt, elapsed);
+        e.duration = Some(elapsed.saturating_sub(Duration::from_nanos(started)));
+        if let Some(c) = failure {
+            let error = outcome.as_ref().err();
+            e.class = Some(c.class);
+            e.status = c.status;
+            e.rejected = error.is_none();
+            e.error = error.map(|e| e as &dyn fmt::Debug);
+            e.std_error = error
+                .zip(config.conversions.error_chain)
+                .map(|(e, as_std)| as_std(e));
+        }
+        emit(config, &e);
     }
 
     /// The next attempt starts: its budget tokens are spent, and the last outcome is no
@@ -542,21 +579,7 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
             (None, Err(error)) => Some(config.classifier.classify(error)),
         };
         if self.attempt_started != NOT_STARTED {
-            let elapsed = config.since(self.times.start);
-            let started = core::mem::replace(&mut self.attempt_started, NOT_STARTED);
-            let mut e = event(config, EventKind::AttemptFinished, attempt, elapsed);
-            e.duration = Some(elapsed.saturating_sub(Duration::from_nanos(started)));
-            if let Some(c) = failure {
-                let error = outcome.as_ref().err();
-                e.class = Some(c.class);
-                e.status = c.status;
-                e.rejected = error.is_none();
-                e.error = error.map(|e| e as &dyn fmt::Debug);
-                e.std_error = error
-                    .zip(config.conversions.error_chain)
-                    .map(|(e, as_std)| as_std(e));
-            }
-            emit(config, &e);
+            self.attempt_finished(config, attempt, failure, &outcome);
         }
         let Some(c) = failure else {
             self.succeed(config, attempt);
