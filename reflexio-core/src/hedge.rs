@@ -34,10 +34,8 @@ use crate::strategies::fmt_duration;
 use crate::sync::{AtomicU64, Mutex, Ordering, lock};
 use crate::time::{Stamp, TimeSource};
 
-/// The most attempts a hedged call keeps in flight: the size of the array of pinned slots its
-/// future holds the attempts' futures in (no allocation per attempt).
-pub const MAX_IN_FLIGHT: u32 = 4;
-const SLOTS: usize = MAX_IN_FLIGHT as usize;
+/// The number of pinned slots a hedged call's future holds its attempts' futures in.
+const SLOTS: usize = Hedging::MAX_IN_FLIGHT as usize;
 
 /// How a policy hedges its idempotent calls: when to start another attempt while the
 /// attempts in flight are still running, and how many may run at once.
@@ -75,6 +73,9 @@ const SLOTS: usize = MAX_IN_FLIGHT as usize;
 ///
 /// `max_in_flight` 2 (the attempt and one hedge, as in the paper and tower's `hedge`); for a
 /// percentile: a 10 s window, at least 20 samples before it hedges, no bounds on the delay.
+///
+/// Share one `Hedging` only between policies on the same clock: its window rotates on the
+/// clock of the first policy that reads it.
 ///
 /// # Examples
 ///
@@ -129,6 +130,10 @@ pub struct HedgingBuilder {
 }
 
 impl Hedging {
+    /// The most attempts a hedged call keeps in flight: its future holds room for this many
+    /// attempts' futures, pinned in place (no allocation per attempt).
+    pub const MAX_IN_FLIGHT: u32 = 4;
+
     /// Hedges after a fixed `delay`: the paper's "defer a secondary request until the first has
     /// been outstanding for more than" a known latency, and gRPC's `hedgingDelay`. Zero starts
     /// `max_in_flight` attempts at once.
@@ -210,7 +215,7 @@ impl HedgingBuilder {
     }
 
     /// The most attempts of one call in flight at once, the first included: 2 to
-    /// [`MAX_IN_FLIGHT`] (default 2). Each hedge is still an attempt of the policy's
+    /// [`Hedging::MAX_IN_FLIGHT`] (default 2). Each hedge is still an attempt of the policy's
     /// `max_attempts`.
     pub fn max_in_flight(mut self, n: u32) -> Self {
         self.max_in_flight = n;
@@ -253,11 +258,12 @@ impl HedgingBuilder {
     pub fn build(self) -> Result<Hedging, ConfigError> {
         let mut problems = Vec::new();
         let invalid = |setting, reason: String| ConfigProblem::Invalid { setting, reason };
-        if !(2..=MAX_IN_FLIGHT).contains(&self.max_in_flight) {
+        if !(2..=Hedging::MAX_IN_FLIGHT).contains(&self.max_in_flight) {
             problems.push(invalid(
                 "max_in_flight",
                 format!(
-                    "must be in 2..={MAX_IN_FLIGHT} (got {})",
+                    "must be in 2..={} (got {})",
+                    Hedging::MAX_IN_FLIGHT,
                     self.max_in_flight
                 ),
             ));
@@ -466,7 +472,7 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// runs two attempts at once, whatever the policy's hedging setting, and keeps its cost
     /// and its future's size.
     ///
-    /// The returned future holds room for [`MAX_IN_FLIGHT`] attempts' futures (pinned in
+    /// The returned future holds room for [`Hedging::MAX_IN_FLIGHT`] attempts' futures (pinned in
     /// place, no allocation per attempt): box the operation's future if it is large.
     ///
     /// # Errors
@@ -679,7 +685,12 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
     /// Records the start of an attempt; returns its slot.
     fn launch(&mut self, admission: Option<Admission<'p>>, hedge: bool) -> usize {
         let number = self.engine.begin_attempt();
-        let now = self.now();
+        // The first attempt starts with the call: no clock reading.
+        let now = if number == 1 {
+            Duration::ZERO
+        } else {
+            self.now()
+        };
         let slot = self
             .slots
             .iter()
@@ -933,6 +944,9 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
     /// record nothing) and the next launch (its tokens go back), reporting the cancellations.
     fn cancel_rest(&mut self) {
         self.next = None;
+        if self.in_flight == 0 {
+            return;
+        }
         let now = self.now();
         let hook = self.hook();
         // Taking an attempt out drops its admission: a probe's place goes back, unrecorded.
@@ -1067,11 +1081,6 @@ where
                 return result;
             }
             Step::Wait => {
-                let at = call.next_at();
-                if at != launch_at {
-                    launch_at = at;
-                    launch_timer.set(at.map(|at| call.timer_until(at)));
-                }
                 let woke = poll_fn(|cx| {
                     for slot in 0..SLOTS {
                         let Some(attempt) = attempts[slot].as_mut().as_pin_mut() else {
@@ -1085,6 +1094,13 @@ where
                         {
                             return Poll::Ready(Woke::Ended(slot, None));
                         }
+                    }
+                    // Armed only once the attempts are pending: an attempt that is ready at
+                    // once (a cache hit) makes no timer.
+                    let at = call.next_at();
+                    if at != launch_at {
+                        launch_at = at;
+                        launch_timer.set(at.map(|at| call.timer_until(at)));
                     }
                     if let Some(timer) = launch_timer.as_mut().as_pin_mut()
                         && timer.poll(cx).is_ready()

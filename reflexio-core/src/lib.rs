@@ -71,7 +71,7 @@ pub use errors::{
     RateLimitError, RetryError, ServerError, TransientError,
 };
 pub use event::{EventKind, RetryEvent};
-pub use hedge::{Hedging, HedgingBuilder, MAX_IN_FLIGHT};
+pub use hedge::{Hedging, HedgingBuilder};
 pub use ok::{AcceptOk, OkClassifier, OkRule};
 pub use policy::RetryPolicy;
 pub use stop::StopReason;
