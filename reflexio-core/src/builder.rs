@@ -12,7 +12,7 @@ use crate::class::{Classification, ErrorClass};
 use crate::classify::{Classifier, DefaultClassifier};
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigError, ConfigProblem};
 use crate::event::RetryEvent;
-use crate::hedge::Hedging;
+use crate::hedging::Hedging;
 use crate::ok::{AcceptOk, OkRule};
 use crate::policy::RetryPolicy;
 use crate::random::Randomness;

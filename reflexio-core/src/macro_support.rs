@@ -342,8 +342,8 @@ where
 ///
 /// Never: `Hedging::after`'s other settings keep their valid defaults.
 #[must_use]
-pub fn hedge_after(delay: Duration) -> crate::hedge::Hedging {
-    crate::hedge::Hedging::after(delay)
+pub fn hedge_after(delay: Duration) -> crate::hedging::Hedging {
+    crate::hedging::Hedging::after(delay)
         .build()
         .expect("a fixed delay with the default `max_in_flight` is valid")
 }

@@ -16,7 +16,7 @@ use crate::classify::Classifier;
 use crate::engine::Rules;
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigProblem};
 use crate::event::RetryEvent;
-use crate::hedge::Hedging;
+use crate::hedging::Hedging;
 use crate::random::Randomness;
 use crate::strategies::{DecorrelatedJitter, Strategy, decorrelated_jitter, fmt_duration};
 use crate::time::VirtualClock;
