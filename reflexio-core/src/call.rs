@@ -22,7 +22,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::budget::Reserved;
 use crate::circuit::{Admission, Transition};
 use crate::class::{Classification, ErrorClass};
-use crate::engine::{Decision, Engine};
+use crate::engine::{Decision, Engine, NO_ATTEMPT_START};
 use crate::errors::{CircuitOpen, RetryError};
 use crate::event::{EventKind, RetryEvent};
 use crate::ok::{OkClassifier, first_outcome};
@@ -217,9 +217,6 @@ impl Lean {
     }
 }
 
-/// No attempt start recorded (see `Full::attempt_started`).
-const NOT_STARTED: u64 = u64::MAX;
-
 /// The full state of a call: the engine, and what the call holds on shared structures.
 struct Full<'p, E, T> {
     engine: Engine,
@@ -232,10 +229,6 @@ struct Full<'p, E, T> {
     /// With a breaker, the last outcome, kept during the sleep: a retry the breaker then
     /// rejects returns it, the last attempt's own result, rather than a `CircuitOpen`.
     kept: Option<Result<T, E>>,
-    /// With attempt events, when the attempt in flight started, in nanoseconds after
-    /// `times.start` ([`NOT_STARTED`] without): 8 bytes where an `Option<Stamp>` took 24, in
-    /// the state every async call's future makes room for.
-    attempt_started: u64,
 }
 
 impl<E, T, R> fmt::Debug for Call<'_, E, T, R> {
@@ -285,7 +278,6 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
                 admission: None,
                 reserved: None,
                 kept: None,
-                attempt_started: NOT_STARTED,
             }),
         }
     }
@@ -495,7 +487,10 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         if config.settings.hook.is_some() {
             // A hook's call reads the clock at its start, so `times.start` is set.
             let elapsed = config.since(self.times.start);
-            self.attempt_started = saturating_nanos(elapsed).min(NOT_STARTED - 1);
+            // Microseconds, saturating at 71 minutes (see `Engine::attempt_started_us`).
+            self.engine.attempt_started_us = u32::try_from(elapsed.as_micros())
+                .unwrap_or(NO_ATTEMPT_START - 1)
+                .min(NO_ATTEMPT_START - 1);
             emit(
                 config,
                 &event(config, EventKind::AttemptStarted, attempt, elapsed),
@@ -515,9 +510,9 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         outcome: &Result<T, E>,
     ) {
         let elapsed = config.since(self.times.start);
-        let started = core::mem::replace(&mut self.attempt_started, NOT_STARTED);
+        let started = core::mem::replace(&mut self.engine.attempt_started_us, NO_ATTEMPT_START);
         let mut e = event(config, EventKind::AttemptFinished, attempt, elapsed);
-        e.duration = Some(elapsed.saturating_sub(Duration::from_nanos(started)));
+        e.duration = Some(elapsed.saturating_sub(Duration::from_micros(u64::from(started))));
         if let Some(c) = failure {
             let error = outcome.as_ref().err();
             e.class = Some(c.class);
@@ -578,7 +573,7 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
             (None, Ok(value)) => ok_rule.classify_ok(value),
             (None, Err(error)) => Some(config.classifier.classify(error)),
         };
-        if self.attempt_started != NOT_STARTED {
+        if self.engine.attempt_started_us != NO_ATTEMPT_START {
             self.attempt_finished(config, attempt, failure, &outcome);
         }
         let Some(c) = failure else {
