@@ -51,6 +51,12 @@ fn reflexio_policy(tune: impl FnOnce(Builder) -> Builder) -> AsyncRetryPolicy<Fl
         .expect("valid policy")
 }
 
+fn hedge_after_10ms() -> reflexio::Hedging {
+    reflexio::Hedging::after(Duration::from_millis(10))
+        .build()
+        .expect("valid hedging")
+}
+
 /// A no-op sleeper for backoff's async `Retry`.
 struct NoSleep;
 
@@ -173,6 +179,12 @@ fn success_async(c: &mut Criterion) {
         b.iter_custom(|n| run(&rt, n, retried_with_deadline));
     });
     let policy = reflexio_policy(reflexio::PolicyBuilder::no_deadline);
+    // The hedged path on a success before the delay (an operation ready at once: the hedge's
+    // timer is never made).
+    let hedged = reflexio_policy(|b| b.hedging(hedge_after_10ms()));
+    g.bench_function("reflexio call_idempotent, hedge after 10 ms", |b| {
+        b.iter_custom(|n| run(&rt, n, || hedged.call_idempotent(op)));
+    });
     g.bench_function("reflexio AsyncRetryPolicy::call, no_deadline", |b| {
         b.iter_custom(|n| run(&rt, n, || policy.call(op)));
     });

@@ -47,7 +47,7 @@ use crate::settings::Config;
 /// ```
 pub struct AsyncRetryPolicy<E, R = AcceptOk> {
     pub(crate) config: Config<E>,
-    ok_rule: R,
+    pub(crate) ok_rule: R,
 }
 
 impl<E, R: Clone> Clone for AsyncRetryPolicy<E, R> {

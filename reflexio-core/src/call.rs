@@ -22,7 +22,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::budget::Reserved;
 use crate::circuit::{Admission, Transition};
 use crate::class::{Classification, ErrorClass};
-use crate::engine::{Decision, Engine};
+use crate::engine::{Decision, Engine, NO_ATTEMPT_START};
 use crate::errors::{CircuitOpen, RetryError};
 use crate::event::{EventKind, RetryEvent};
 use crate::ok::{OkClassifier, first_outcome};
@@ -439,20 +439,76 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
 
     /// Asks the breaker, if any, for the next attempt.
     fn admit(&mut self, config: &'p Config<E>) -> Next<T, E> {
+        let next_attempt = self.engine.attempts().saturating_add(1);
         let Some(breaker) = &config.settings.breaker else {
             self.start_attempt();
+            self.attempt_event(config, next_attempt);
             return Next::Attempt;
         };
-        let next_attempt = self.engine.attempts().saturating_add(1);
         match breaker.admit() {
             Ok((admission, transition)) => {
                 self.admission = Some(admission);
                 self.start_attempt();
                 self.emit_transition(config, transition, next_attempt, None);
+                self.attempt_event(config, next_attempt);
                 Next::Attempt
             }
             Err(open) => self.reject(config, open, next_attempt),
         }
+    }
+
+    /// With [attempt events](crate::PolicyBuilder::attempt_events), reports the start of
+    /// attempt `attempt` and notes the time. One check of a flag without them.
+    #[inline]
+    fn attempt_event(&mut self, config: &Config<E>, attempt: u32) {
+        if config.settings.attempt_events {
+            self.attempt_started(config, attempt);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn attempt_started(&mut self, config: &Config<E>, attempt: u32) {
+        if config.settings.hook.is_some() {
+            // A hook's call reads the clock at its start, so `times.start` is set.
+            let elapsed = config.since(self.times.start);
+            // Microseconds, saturating at 71 minutes (see `Engine::attempt_started_us`).
+            self.engine.attempt_started_us = u32::try_from(elapsed.as_micros())
+                .unwrap_or(NO_ATTEMPT_START - 1)
+                .min(NO_ATTEMPT_START - 1);
+            emit(
+                config,
+                &event(config, EventKind::AttemptStarted, attempt, elapsed),
+            );
+        }
+    }
+
+    /// Reports the end of the attempt whose start [`attempt_started`](Self::attempt_started)
+    /// noted.
+    #[cold]
+    #[inline(never)]
+    fn attempt_finished(
+        &mut self,
+        config: &Config<E>,
+        attempt: u32,
+        failure: Option<Classification>,
+        outcome: &Result<T, E>,
+    ) {
+        let elapsed = config.since(self.times.start);
+        let started = core::mem::replace(&mut self.engine.attempt_started_us, NO_ATTEMPT_START);
+        let mut e = event(config, EventKind::AttemptFinished, attempt, elapsed);
+        e.duration = Some(elapsed.saturating_sub(Duration::from_micros(u64::from(started))));
+        if let Some(c) = failure {
+            let error = outcome.as_ref().err();
+            e.class = Some(c.class);
+            e.status = c.status;
+            e.rejected = error.is_none();
+            e.error = error.map(|e| e as &dyn fmt::Debug);
+            e.std_error = error
+                .zip(config.conversions.error_chain)
+                .map(|(e, as_std)| as_std(e));
+        }
+        emit(config, &e);
     }
 
     /// The next attempt starts: its budget tokens are spent, and the last outcome is no
@@ -502,6 +558,9 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
             (None, Ok(value)) => ok_rule.classify_ok(value),
             (None, Err(error)) => Some(config.classifier.classify(error)),
         };
+        if self.engine.attempt_started_us != NO_ATTEMPT_START {
+            self.attempt_finished(config, attempt, failure, &outcome);
+        }
         let Some(c) = failure else {
             self.succeed(config, attempt);
             return Next::Done(outcome);
@@ -636,7 +695,7 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
 }
 
 /// Calls the policy's hook, if any, with `event`.
-fn emit<E>(config: &Config<E>, event: &RetryEvent<'_>) {
+pub(crate) fn emit<E>(config: &Config<E>, event: &RetryEvent<'_>) {
     if let Some(hook) = &config.settings.hook {
         // A panicking hook is contained: the panic is reported by the panic hook as usual, and
         // the decision it was told about stands (the value is still returned, the error still
@@ -646,7 +705,7 @@ fn emit<E>(config: &Config<E>, event: &RetryEvent<'_>) {
 }
 
 /// An event of `kind` with nothing else set.
-fn event<E>(
+pub(crate) fn event<E>(
     config: &Config<E>,
     kind: EventKind,
     attempt: u32,
@@ -664,6 +723,8 @@ fn event<E>(
         rejected: false,
         status: None,
         std_error: None,
+        hedge: false,
+        duration: None,
     }
 }
 

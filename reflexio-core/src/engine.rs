@@ -93,7 +93,15 @@ pub(crate) struct Engine {
     /// The time from the call's start to its last decision, in nanoseconds, for `execute`'s
     /// error ([`Engine::record_elapsed`]).
     elapsed_nanos: u64,
+    /// Not a count of the engine's: the start of the attempt in flight, in microseconds after
+    /// the call's start ([`NO_ATTEMPT_START`] when none), for the call's attempt events. Kept
+    /// here because it fits in this struct's padding: the async call's future, which makes
+    /// room for the call's full state, does not grow.
+    pub(crate) attempt_started_us: u32,
 }
+
+/// No attempt start recorded (see [`Engine::attempt_started_us`]).
+pub(crate) const NO_ATTEMPT_START: u32 = u32::MAX;
 
 impl Engine {
     pub(crate) const fn new() -> Self {
@@ -105,6 +113,7 @@ impl Engine {
             last_class: None,
             stop: None,
             elapsed_nanos: 0,
+            attempt_started_us: NO_ATTEMPT_START,
         }
     }
 

@@ -28,6 +28,19 @@ pub enum EventKind {
     /// The open circuit breaker rejected this attempt; the operation was not called. A
     /// `GaveUp` event with [`StopReason::CircuitOpen`] follows.
     CircuitRejected,
+    /// An attempt started; [`hedge`](RetryEvent::hedge) tells whether it is a hedge (started
+    /// because the attempts in flight were slow, not because one failed). Reported by hedged
+    /// calls ([`AsyncRetryPolicy::call_idempotent`](crate::AsyncRetryPolicy::call_idempotent))
+    /// to a policy with a hook.
+    AttemptStarted,
+    /// An attempt ended: [`duration`](RetryEvent::duration) is how long it ran, `class` its
+    /// outcome (`None` for a success). The decision about it (`Success`, `Retry` or `GaveUp`)
+    /// follows, unless other attempts are still in flight.
+    AttemptFinished,
+    /// An attempt was dropped before it ended, because another attempt of its hedged call
+    /// won or ended the call; `duration` is how long it ran. Its outcome is never known, so it
+    /// is not reported to the circuit breaker or the budget.
+    AttemptCancelled,
 }
 
 impl EventKind {
@@ -46,6 +59,9 @@ impl EventKind {
             EventKind::CircuitHalfOpen => "circuit_half_open",
             EventKind::CircuitClosed => "circuit_closed",
             EventKind::CircuitRejected => "circuit_rejected",
+            EventKind::AttemptStarted => "attempt_started",
+            EventKind::AttemptFinished => "attempt_finished",
+            EventKind::AttemptCancelled => "attempt_cancelled",
         }
     }
 }
@@ -120,6 +136,12 @@ pub struct RetryEvent<'a> {
     /// (the builder's `.error_chain(..)`): its message and its sources, for log lines. `None`
     /// otherwise, and on success.
     pub std_error: Option<&'a (dyn Error + 'static)>,
+    /// The attempt is a hedge: started by a hedged call because the attempts in flight were
+    /// slower than the hedging delay, not because one failed. On `Success`, the hedge won.
+    pub hedge: bool,
+    /// How long the attempt ran; set with [`EventKind::AttemptFinished`] and
+    /// [`EventKind::AttemptCancelled`] only.
+    pub duration: Option<Duration>,
 }
 
 impl<'a> RetryEvent<'a> {
@@ -187,6 +209,8 @@ impl fmt::Debug for RetryEvent<'_> {
             .field("rejected", &self.rejected)
             .field("status", &self.status)
             .field("std_error", &self.std_error)
+            .field("hedge", &self.hedge)
+            .field("duration", &self.duration)
             .finish()
     }
 }
@@ -197,8 +221,26 @@ impl fmt::Display for RetryEvent<'_> {
             write!(f, "{op}: ")?;
         }
         write!(f, "attempt {}", self.attempt)?;
+        if self.hedge {
+            f.write_str(" (hedge)")?;
+        }
         match self.kind {
             EventKind::Success => f.write_str(" succeeded")?,
+            EventKind::AttemptStarted => f.write_str(" started")?,
+            EventKind::AttemptFinished | EventKind::AttemptCancelled => {
+                f.write_str(match (self.kind, self.class) {
+                    (EventKind::AttemptCancelled, _) => " cancelled",
+                    (_, None) => " finished: ok",
+                    (_, Some(_)) => " finished: failed",
+                })?;
+                if let Some(class) = self.class {
+                    write!(f, " ({class})")?;
+                }
+                if let Some(d) = self.duration {
+                    f.write_str(" after ")?;
+                    fmt_duration(d, f)?;
+                }
+            }
             EventKind::CircuitOpened => f.write_str(": circuit opened")?,
             EventKind::CircuitHalfOpen => f.write_str(": circuit half-open, probing")?,
             EventKind::CircuitClosed => f.write_str(": circuit closed")?,

@@ -41,6 +41,8 @@ pub mod config;
 mod engine;
 mod errors;
 mod event;
+mod hedge;
+mod hedging;
 pub mod http;
 pub mod integrations;
 mod macro_support;
@@ -70,6 +72,7 @@ pub use errors::{
     RateLimitError, RetryError, ServerError, TransientError,
 };
 pub use event::{EventKind, RetryEvent};
+pub use hedging::{Hedging, HedgingBuilder};
 pub use ok::{AcceptOk, OkClassifier, OkRule};
 pub use policy::RetryPolicy;
 pub use stop::StopReason;

@@ -336,6 +336,43 @@ where
     call.record((w.into)(result))
 }
 
+/// `#[retry(hedge_after = ..)]`'s hedging setting: after a fixed delay, at most 2 in flight.
+///
+/// # Panics
+///
+/// Never: `Hedging::after`'s other settings keep their valid defaults.
+#[must_use]
+pub fn hedge_after(delay: Duration) -> crate::hedging::Hedging {
+    crate::hedging::Hedging::after(delay)
+        .build()
+        .expect("a fixed delay with the default `max_in_flight` is valid")
+}
+
+/// The call of an async `#[retry(idempotent = true)]` function: its body, as a closure's
+/// async block, through [`AsyncRetryPolicy::call_idempotent`] (hedged when the policy hedges).
+///
+/// # Errors
+///
+/// The error `call_idempotent` returns.
+pub async fn call_idempotent<R, T, E, K, F, Fut>(
+    policy: &AsyncRetryPolicy<E, K>,
+    w: Witness<R, T, E>,
+    mut op: F,
+) -> Result<T, E>
+where
+    E: fmt::Debug,
+    K: OkClassifier<T>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = R>,
+{
+    policy
+        .call_idempotent(|| {
+            let attempt = op();
+            async move { (w.into)(attempt.await) }
+        })
+        .await
+}
+
 /// The final result of an async `#[retry]` function.
 #[inline]
 pub fn done<R, T, E>(w: Witness<R, T, E>, result: Result<T, E>) -> R {

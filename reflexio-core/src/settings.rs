@@ -16,6 +16,7 @@ use crate::classify::Classifier;
 use crate::engine::Rules;
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigProblem};
 use crate::event::RetryEvent;
+use crate::hedging::Hedging;
 use crate::random::Randomness;
 use crate::strategies::{DecorrelatedJitter, Strategy, decorrelated_jitter, fmt_duration};
 use crate::time::VirtualClock;
@@ -77,6 +78,10 @@ pub(crate) struct Settings {
     pub(crate) breaker: Option<CircuitBreaker>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) abort: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+    /// How `call_idempotent` hedges (async policies only).
+    pub(crate) hedging: Option<Hedging>,
+    /// Report `AttemptStarted` and `AttemptFinished` to the hook for every call.
+    pub(crate) attempt_events: bool,
 }
 
 impl Settings {
@@ -99,6 +104,8 @@ impl Settings {
             breaker: None,
             attempt_timeout: None,
             abort: None,
+            hedging: None,
+            attempt_events: false,
         }
     }
 
@@ -236,6 +243,9 @@ impl Settings {
             f.write_str("  attempt timeout: ")?;
             fmt_duration(t, f)?;
             writeln!(f)?;
+        }
+        if let Some(h) = &self.hedging {
+            writeln!(f, "  hedging (idempotent calls): {}", h.describe())?;
         }
         if self.abort.is_some() {
             writeln!(f, "  abort condition: set")?;

@@ -46,6 +46,7 @@ pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
                     "`attempt_timeout` only applies to `async fn`s\na sync attempt cannot be interrupted: remove it, or make the function `async`",
                 );
             }
+            check_hedging(&args, &f.sig, async_trait.is_some(), &mut errors);
             if errors_are_empty(&mut errors) {
                 return expand_fn(&args, f);
             }
@@ -58,6 +59,42 @@ pub(crate) fn retry(args: TokenStream, item: TokenStream) -> TokenStream {
         .err()
         .map(syn::Error::into_compile_error);
     quote!(#item #errors)
+}
+
+/// `hedge_after` and `idempotent` need an `async fn` (only async calls hedge), and a hedged
+/// body, running more than once at the same time, cannot hold a `&mut` borrow.
+fn check_hedging(args: &Args, sig: &Signature, async_trait: bool, errors: &mut Errors) {
+    let is_async = sig.asyncness.is_some() || async_trait;
+    for (set, name) in [
+        (args.hedge_after.as_ref().map(|s| &s.key), "hedge_after"),
+        (args.idempotent.as_ref().map(|s| &s.key), "idempotent"),
+    ] {
+        if let Some(key) = set
+            && !is_async
+        {
+            errors.at(
+                key.span(),
+                format!("`{name}` only applies to `async fn`s\na sync call never runs two attempts at once: remove it, or make the function `async`"),
+            );
+        }
+    }
+    if !args.is_idempotent() || !is_async {
+        return;
+    }
+    for input in &sig.inputs {
+        let mutable = match input {
+            syn::FnArg::Receiver(r) => {
+                matches!(&r.kind, syn::ReceiverKind::Reference(_, _, Some(_)))
+            }
+            syn::FnArg::Typed(t) => matches!(&*t.ty, Type::Reference(r) if r.mutability.is_some()),
+        };
+        if mutable {
+            errors.spanned(
+                input,
+                "an `idempotent` function cannot take a `&mut` argument\nits body may run more than once at the same time (hedging), and they cannot share a `&mut` borrow: take `&` (with interior mutability if needed)",
+            );
+        }
+    }
 }
 
 fn errors_are_empty(errors: &mut Errors) -> bool {
@@ -365,7 +402,7 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
             body,
             ..
         } = at;
-        let retry_loop = async_loop(&names, &ret, &body);
+        let retry_loop = async_loop(&names, &ret, &body, args.is_idempotent());
         quote! {
             #box_pin(async move {
                 #preamble
@@ -374,7 +411,7 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
             })
         }
     } else if is_async {
-        let retry_loop = async_loop(&names, &ret, &body);
+        let retry_loop = async_loop(&names, &ret, &body, args.is_idempotent());
         quote! { #init #retry_loop }
     } else {
         let (attempts, retry) = sync_call(&names, &ret, &body, brace.span.join());
@@ -571,6 +608,10 @@ fn configured_builder(args: &Args, names: &Names, name: &str, start: TokenStream
         let d = duration(&m.value, names);
         calls.extend(quote_spanned!(glue=> .max_server_delay(#d)));
     }
+    if let Some(h) = &args.hedge_after {
+        let d = duration(&h.value, names);
+        calls.extend(quote_spanned!(glue=> .hedging(#krate::__private::hedge_after(#d))));
+    }
     let mut builder = calls;
     if let Some(b) = &args.circuit_breaker {
         let e = &b.value;
@@ -676,7 +717,11 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// policy (no breaker, budget or hook) it makes no per-call state before the first failure, so
 /// a success is one attempt and one check of the `Ok` rule, and later failures are decided by
 /// the engine alone.
-fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
+///
+/// With `idempotent = true`, the body is a closure's async block instead, and the call goes
+/// through `AsyncRetryPolicy::call_idempotent`, which runs several of them at once when the
+/// policy hedges (see `call_idempotent` in `__private`).
+fn async_loop(names: &Names, ret: &Type, body: &TokenStream, idempotent: bool) -> TokenStream {
     let Names {
         krate,
         policy,
@@ -717,6 +762,22 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
     // a constant the optimiser sees through. (Its check repeats `#witness`'s, at the same tokens:
     // rustc reports it once.)
     let fresh_witness = quote_spanned!(glue=> #krate::__private::witness::<#ret, _, _>());
+    if idempotent {
+        // Input: `body`. Output:
+        //     let __reflexio_result = call_idempotent(__reflexio_policy, __reflexio_witness,
+        //         || async { <fake return> body }).await;
+        //     return done(witness::<..>(), __reflexio_result);
+        // The closure borrows the arguments, so every attempt's future shares them: a body
+        // that moves one out is E0507 at the user's code, as for the other expansions.
+        return quote_spanned! {glue=>
+            let #result = #krate::__private::call_idempotent(#policy, #witness, || async {
+                #fake_return
+                #body
+            })
+            .await;
+            return #krate::__private::done(#fresh_witness, #result);
+        };
+    }
     quote_spanned! {glue=>
         let mut #attempts = #krate::__private::start_async(#policy, #witness);
         let mut #next = #attempts.begin();

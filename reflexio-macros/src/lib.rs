@@ -83,7 +83,9 @@ use proc_macro::TokenStream;
 /// | `circuit_breaker` | a `CircuitBreaker`; the error type must implement `From<CircuitOpen>` | `.circuit_breaker(..)` |
 /// | `max_server_delay` | a `Duration` or a duration literal: the longest delay a server may ask for (`Retry-After`); default 60 s | `.max_server_delay(..)` |
 /// | `attempt_timeout` | a `Duration` or a duration literal; `async fn` only; the error type must implement `From<AttemptTimedOut>` | `.attempt_timeout(..)` |
-/// | `policy` | a whole `RetryPolicy` (sync) or `AsyncRetryPolicy` (async); excludes the keys above | |
+/// | `hedge_after` | a `Duration` or a duration literal: hedge after this delay (at most 2 attempts in flight); `async fn` only, with `idempotent = true` | `.hedging(Hedging::after(..).build()?)` |
+/// | `idempotent` | `true`: the body is safe to run more than once at the same time, so calls go through `call_idempotent` (hedged when the policy hedges); `async fn` only, no `&mut` arguments; allowed with `policy` | `policy.call_idempotent(..)` |
+/// | `policy` | a whole `RetryPolicy` (sync) or `AsyncRetryPolicy` (async); excludes the keys above but `idempotent` | |
 /// | `crate` | the path to `reflexio`, if renamed | |
 ///
 /// Every expression but `policy`'s is evaluated once, when the policy is built on the first call,
@@ -245,6 +247,44 @@ use proc_macro::TokenStream;
 ///     .build()
 ///     .unwrap();
 /// # drop((policy, Error::Down, TransientError::new("")));
+/// ```
+///
+/// ## `hedge_after`, `idempotent`: hedged requests
+///
+/// `hedge_after = "10ms"` starts a second attempt when the first has not answered after 10 ms,
+/// and returns whichever answers first (the other is dropped): see `Hedging`. It runs the body
+/// twice at the same time, so it needs the function's own statement that this is safe,
+/// `idempotent = true`; without it, `hedge_after` is a compile error. With `policy = ..`, the
+/// policy's own hedging setting applies to the functions that say `idempotent = true`.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+/// use reflexio::{retry, AsyncRetryPolicy, Hedging, TransientError};
+///
+/// #[retry(hedge_after = "10ms", idempotent = true)]
+/// async fn get(calls: &AtomicU32) -> Result<u32, TransientError> {
+///     let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+///     tokio::time::sleep(Duration::from_millis(if n == 1 { 1000 } else { 2 })).await;
+///     Ok(n)
+/// }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let calls = AtomicU32::new(0);
+/// assert_eq!(get(&calls).await, Ok(2)); // the hedge, started at 10 ms, answered first
+///
+/// // Without the macro:
+/// let policy = AsyncRetryPolicy::<TransientError>::builder()
+///     .hedging(Hedging::after(Duration::from_millis(10)).build().unwrap())
+///     .build()
+///     .unwrap();
+/// let calls = AtomicU32::new(0);
+/// let n = policy.call_idempotent(|| async {
+///     let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+///     tokio::time::sleep(Duration::from_millis(if n == 1 { 1000 } else { 2 })).await;
+///     Ok(n)
+/// }).await;
+/// assert_eq!(n, Ok(2));
+/// # }
 /// ```
 ///
 /// ## `policy`: a policy per instance, or built elsewhere

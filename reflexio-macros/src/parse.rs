@@ -52,7 +52,7 @@ pub(crate) const CLASS_KEYS: [(&str, &str); 5] = [
 ///
 /// Adding a key that takes an expression (as `budget = EXPR` does) takes one entry here, one
 /// field, one arm in [`Args::set`], and one call in `expand::builder_calls`.
-pub(crate) const KEYS: [&str; 20] = [
+pub(crate) const KEYS: [&str; 22] = [
     "classifier",
     "strategy",
     "transient",
@@ -71,6 +71,8 @@ pub(crate) const KEYS: [&str; 20] = [
     "budget",
     "circuit_breaker",
     "attempt_timeout",
+    "hedge_after",
+    "idempotent",
     "policy",
     "crate",
 ];
@@ -119,6 +121,10 @@ pub(crate) struct Args {
     pub(crate) circuit_breaker: Option<Set<Expr>>,
     pub(crate) attempt_timeout: Option<Set<DurationValue>>,
     pub(crate) max_server_delay: Option<Set<DurationValue>>,
+    /// `hedge_after = "10ms"`: hedge after a fixed delay (async, with `idempotent = true`).
+    pub(crate) hedge_after: Option<Set<DurationValue>>,
+    /// `idempotent = true`: the body is safe to run more than once at the same time.
+    pub(crate) idempotent: Option<Set<bool>>,
     pub(crate) policy: Option<Set<Expr>>,
     pub(crate) krate: Option<Set<Path>>,
     /// Every key given, in source order.
@@ -138,7 +144,26 @@ impl Args {
             errors.push(e);
         }
         args.check_policy_exclusive(errors);
+        args.check_hedging(errors);
         args
+    }
+
+    /// Whether calls hedge: the function states it is idempotent (`idempotent = true`).
+    pub(crate) fn is_idempotent(&self) -> bool {
+        self.idempotent.as_ref().is_some_and(|set| set.value)
+    }
+
+    /// Hedging runs the body more than once at the same time: only with the function's own
+    /// statement that this is safe, as `call_idempotent` asks of a builder policy's caller.
+    fn check_hedging(&self, errors: &mut Errors) {
+        if let Some(hedge) = &self.hedge_after
+            && !self.is_idempotent()
+        {
+            errors.at(
+                hedge.key.span(),
+                "`hedge_after` runs the function's body more than once at the same time\nstate that this is safe with `idempotent = true` (only if it is: a hedged payment is paid twice)",
+            );
+        }
     }
 
     fn parse_all(&mut self, input: ParseStream<'_>, errors: &mut Errors) {
@@ -222,15 +247,19 @@ impl Args {
             "clock" => store(&mut self.clock, key, value, errors),
             "budget" => store(&mut self.budget, key, value, errors),
             "circuit_breaker" => store(&mut self.circuit_breaker, key, value, errors),
-            "attempt_timeout" => {
-                let d = duration_value("attempt_timeout", &value, errors)
+            "attempt_timeout" | "max_server_delay" | "hedge_after" => {
+                let d = duration_value(name, &value, errors)
                     .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
-                store(&mut self.attempt_timeout, key, d, errors);
+                let slot = match name {
+                    "attempt_timeout" => &mut self.attempt_timeout,
+                    "max_server_delay" => &mut self.max_server_delay,
+                    _ => &mut self.hedge_after,
+                };
+                store(slot, key, d, errors);
             }
-            "max_server_delay" => {
-                let d = duration_value("max_server_delay", &value, errors)
-                    .unwrap_or(DurationValue::Literal(std::time::Duration::ZERO));
-                store(&mut self.max_server_delay, key, d, errors);
+            "idempotent" => {
+                let b = idempotent(&value, errors);
+                store(&mut self.idempotent, key, b, errors);
             }
             "policy" => store(&mut self.policy, key, value, errors),
             "max_attempts" => {
@@ -316,7 +345,11 @@ impl Args {
         {
             keys.push((key, e));
         }
-        for duration in [&self.attempt_timeout, &self.max_server_delay] {
+        for duration in [
+            &self.attempt_timeout,
+            &self.max_server_delay,
+            &self.hedge_after,
+        ] {
             if let Some(Set {
                 key,
                 value: DurationValue::Expr(e),
@@ -338,7 +371,9 @@ impl Args {
         }
         for key in &self.order {
             let name = key.unraw().to_string();
-            if name != "policy" && name != "crate" {
+            // `idempotent` is about the function, not the policy: with a policy that hedges,
+            // it is what lets this function's calls hedge.
+            if name != "policy" && name != "crate" && name != "idempotent" {
                 errors.at(
                     key.span(),
                     format!(
@@ -461,6 +496,21 @@ fn max_attempts(value: &Expr, errors: &mut Errors) -> Option<u32> {
             None
         }
     }
+}
+
+/// `idempotent = true` or `false`; anything else is reported (and read as `false`).
+fn idempotent(value: &Expr, errors: &mut Errors) -> bool {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Bool(b), ..
+    }) = value
+    {
+        return b.value;
+    }
+    errors.spanned(
+        value,
+        "`idempotent` must be `true` or `false`, such as `idempotent = true`",
+    );
+    false
 }
 
 fn is_none(value: &Expr) -> bool {
@@ -739,7 +789,8 @@ mod tests {
                 "unknown `#[retry]` argument `retries`\nexpected one of: `classifier`, `strategy`, \
                  `transient`, `rate_limit`, `server_error`, `concurrency`, `unknown`, `max_attempts`, \
                  `max_unknown_retries`, `deadline`, `max_server_delay`, `on_event`, `operation`, `seed`, `clock`, \
-                 `budget`, `circuit_breaker`, `attempt_timeout`, `policy`, `crate`",
+                 `budget`, `circuit_breaker`, `attempt_timeout`, `hedge_after`, `idempotent`, `policy`, \
+                 `crate`",
                 "duplicate `strategy` argument\nremove one: `strategy` is already set",
                 "invalid duration \"30 sec\": unexpected space; write the number and its unit together, \
                  as in \"30s\"",

@@ -108,6 +108,10 @@ pub fn record(e: &RetryEvent<'_>) {
             )
             .increment(1);
         }
+        // Per-attempt events (hedged calls): the decisions above already count the attempts.
+        EventKind::AttemptStarted | EventKind::AttemptFinished | EventKind::AttemptCancelled => {
+            return;
+        }
         // The breaker's state changes and rejections are not attempts.
         _ => {
             counter!(CIRCUIT_EVENTS_TOTAL, "operation" => operation, "event" => e.kind.as_str())

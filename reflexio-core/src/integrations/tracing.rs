@@ -105,6 +105,10 @@ pub fn level(event: &RetryEvent<'_>) -> Level {
             Level::DEBUG
         }
         (EventKind::CircuitRejected, _) => Level::DEBUG,
+        (
+            EventKind::AttemptStarted | EventKind::AttemptFinished | EventKind::AttemptCancelled,
+            _,
+        ) => Level::TRACE,
         (EventKind::GaveUp, _) => Level::ERROR,
         // A retry, the circuit opening, and any kind added later.
         _ => Level::WARN,
@@ -173,6 +177,9 @@ fn message(kind: EventKind) -> &'static str {
         EventKind::CircuitHalfOpen => "circuit breaker half-open, probing",
         EventKind::CircuitClosed => "circuit breaker closed",
         EventKind::CircuitRejected => "circuit breaker open, call rejected",
+        EventKind::AttemptStarted => "attempt started",
+        EventKind::AttemptFinished => "attempt finished",
+        EventKind::AttemptCancelled => "attempt cancelled",
         _ => "retry decision",
     }
 }
@@ -212,6 +219,8 @@ mod tests {
             rejected: false,
             status: None,
             std_error: None,
+            hedge: false,
+            duration: None,
         }
     }
 
