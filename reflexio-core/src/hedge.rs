@@ -385,6 +385,27 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
     }
 
     /// The attempt in `slot` ended: `None` when its attempt timeout fired first.
+    /// The engine's decision after a failure of class `c` at `now` (since the call's start).
+    fn engine_decides(&mut self, c: Classification, now: Duration) -> Decision {
+        // The first failure's time, as read: `since` rounds every measured time up, and the
+        // origin must not take that rounding off the times measured from it.
+        let start = self.start;
+        let origin = *self
+            .origin
+            .get_or_insert_with(|| now.saturating_sub(TimeSource::rounding(start)));
+        let config = self.config;
+        // Near the deadline, on a clock that lags, the engine has the retry confirmed on the
+        // fine clock.
+        let confirm = |delay: Duration| {
+            config.rules.deadline.is_none_or(|deadline| {
+                let exactly = config.time.since_exactly(start).saturating_sub(origin);
+                exactly.saturating_add(delay) < deadline
+            })
+        };
+        self.engine
+            .on_failure(&config.rules, c, now.saturating_sub(origin), confirm)
+    }
+
     fn on_outcome(&mut self, slot: usize, outcome: Option<Result<T, E>>) -> Step<T, E> {
         let mut attempt = self.slots[slot].take().expect("an attempt in flight");
         self.in_flight -= 1;
@@ -417,22 +438,7 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
         if let Some(budget) = &self.config.settings.budget {
             budget.record_failure();
         }
-        // The first failure's time, as read: `since` rounds every measured time up, and the
-        // origin must not take that rounding off the times measured from it.
-        let start = self.start;
-        let origin = *self
-            .origin
-            .get_or_insert_with(|| now.saturating_sub(TimeSource::rounding(start)));
-        let config = self.config;
-        let confirm = |delay: Duration| {
-            config.rules.deadline.is_none_or(|deadline| {
-                let exactly = config.time.since_exactly(start).saturating_sub(origin);
-                exactly.saturating_add(delay) < deadline
-            })
-        };
-        let mut decision =
-            self.engine
-                .on_failure(&config.rules, c, now.saturating_sub(origin), confirm);
+        let mut decision = self.engine_decides(c, now);
         let mut reserved = None;
         if let Decision::Retry(delay) = decision {
             decision = if self.no_more {
