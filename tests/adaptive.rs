@@ -2,6 +2,8 @@
 //! API, on the virtual clock: exact waits before first attempts and retries, throttles that cut
 //! the rate and successes that grow it back, the deadline, a server's `Retry-After`, and calls
 //! that are dropped or panic while they hold nothing.
+// The budget counts in thousandths of a token: its amounts here are exact.
+#![allow(clippy::float_cmp)]
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -73,7 +75,8 @@ fn every_first_attempt_waits_and_successes_shorten_the_waits() {
         .build()
         .unwrap();
     for _ in 0..3 {
-        let out = futures::executor::block_on(policy.call(|| async { Ok::<_, RateLimitError>(()) }));
+        let out =
+            futures::executor::block_on(policy.call(|| async { Ok::<_, RateLimitError>(()) }));
         assert_eq!(out, Ok(()));
     }
     let sleeps = clock.sleeps();
@@ -101,7 +104,8 @@ fn a_client_converges_on_what_the_service_can_take() {
             builder = builder.rate_limiter(limiter(&clock));
         }
         let policy = builder.build().unwrap();
-        let (window, served, throttled, ok) = (Cell::new(0), Cell::new(0), Cell::new(0), Cell::new(0));
+        let (window, served, throttled, ok) =
+            (Cell::new(0), Cell::new(0), Cell::new(0), Cell::new(0));
         while clock.now() < Duration::from_secs(30) {
             let out = policy.call(|| {
                 let second = clock.now().as_secs();
@@ -308,7 +312,11 @@ fn the_limiter_and_the_policy_must_share_a_clock() {
     // A virtual limiter and a real policy, a real limiter and a virtual policy, two clocks.
     let virtual_limiter = limiter(&clock);
     assert_eq!(
-        problem(RetryPolicy::builder().rate_limiter(virtual_limiter.clone()).build()),
+        problem(
+            RetryPolicy::builder()
+                .rate_limiter(virtual_limiter.clone())
+                .build()
+        ),
         "rate_limiter"
     );
     assert_eq!(

@@ -534,6 +534,10 @@ impl AdaptiveRateLimiterBuilder {
 }
 
 #[cfg(all(test, not(loom)))]
+#[allow(
+    clippy::unreadable_literal,
+    reason = "the AWS test vectors, digit for digit as published, to be compared by eye"
+)]
 mod tests {
     use super::*;
 
