@@ -42,7 +42,7 @@ fn ms(d: Duration) -> String {
 
 fn row(r: &Report) -> String {
     format!(
-        "| {} | {} | {:.0} | {:.1} % | {} | {} | {} |",
+        "| {} | {} | {:.0} | {:.1} % | {} | {} | {} | {:.1} s |",
         r.guard.name(),
         r.throttled,
         r.goodput(),
@@ -50,6 +50,7 @@ fn row(r: &Report) -> String {
         ms(r.p50),
         ms(r.p99),
         r.attempts,
+        r.ended.as_secs_f64(),
     )
 }
 
@@ -92,19 +93,44 @@ fn main() {
         "  with a floor of 1 retry/s; token bucket: RetryBudget::aws_standard(); rate limiter: AdaptiveRateLimiter::new().\n"
     );
     println!(
-        "| policy | throttled responses (429) | goodput (successes/s) | success | p50 latency | p99 latency | attempts |"
+        "| policy | throttled responses (429) | goodput (successes/s) | success | p50 latency | p99 latency | attempts | last request ended |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for guard in Guard::ALL {
-        let r = simulate(&s, guard);
-        println!("{}", row(&r));
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let reports: Vec<Report> = Guard::ALL.iter().map(|&g| simulate(&s, g)).collect();
+    for r in &reports {
+        println!("{}", row(r));
     }
     println!();
     println!(
-        "- goodput: successful logical requests per second, from the start until the last request ended;"
+        "- goodput: successful logical requests per second, from the start until the last request ended"
     );
+    println!("  (or the end of the run, if later);");
     println!(
         "- latency: of every logical request, from its issue until it succeeded or its policy gave up."
     );
+    println!("\nThe service's load: attempts received / served per second, averaged over 5 s.\n");
+    let windows = s.run_for.as_secs().div_ceil(5);
+    let header: Vec<String> = (0..windows)
+        .map(|w| format!("{}-{} s", w * 5, w * 5 + 5))
+        .collect();
+    println!("| policy | {} |", header.join(" | "));
+    println!("|---|{}", "---:|".repeat(header.len()));
+    for r in &reports {
+        let cells: Vec<String> = (0..windows)
+            .map(|w| {
+                let range = usize::try_from(w * 5).expect("a short run")..;
+                let avg = |v: &[u32]| -> u32 {
+                    v.get(range.clone())
+                        .unwrap_or(&[])
+                        .iter()
+                        .take(5)
+                        .sum::<u32>()
+                        / 5
+                };
+                format!("{} / {}", avg(&r.received_per_sec), avg(&r.served_per_sec))
+            })
+            .collect();
+        println!("| {} | {} |", r.guard.name(), cells.join(" | "));
+    }
     println!("\n(ran in {:.1} s)", started.elapsed().as_secs_f64());
 }

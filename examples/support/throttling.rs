@@ -187,8 +187,11 @@ pub(crate) struct Report {
     /// Attempts the service received, and how many it answered with a 429.
     pub(crate) attempts: u64,
     pub(crate) throttled: u64,
-    /// When the last request ended.
+    /// When the last request ended, or the end of the run if later.
     pub(crate) ended: Duration,
+    /// Attempts the service received, and served, in each second.
+    pub(crate) received_per_sec: Vec<u32>,
+    pub(crate) served_per_sec: Vec<u32>,
     /// Latency percentiles of the logical requests, successes and failures alike.
     pub(crate) p50: Duration,
     pub(crate) p99: Duration,
@@ -284,6 +287,9 @@ pub(crate) fn simulate(s: &Scenario, guard: Guard) -> Report {
     spawner.spawn_local(load).expect("the pool is running");
     let ended = clock.run(|| pool.run_until_stalled());
 
+    let per_sec = |counts: &RefCell<Vec<u32>>| -> Vec<u32> {
+        counts.borrow().chunks(10).map(|c| c.iter().sum()).collect()
+    };
     let requests = requests.borrow();
     let sum = |counts: &RefCell<Vec<u32>>| counts.borrow().iter().map(|&n| u64::from(n)).sum();
     let (attempts, served): (u64, u64) = (sum(&service.received), sum(&service.served));
@@ -307,5 +313,7 @@ pub(crate) fn simulate(s: &Scenario, guard: Guard) -> Report {
         ended: ended.max(s.run_for),
         p50: percentile(0.50),
         p99: percentile(0.99),
+        received_per_sec: per_sec(&service.received),
+        served_per_sec: per_sec(&service.served),
     }
 }
