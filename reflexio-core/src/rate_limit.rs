@@ -67,9 +67,9 @@ const MAX_RATE: f64 = 1e9;
 ///
 /// Asking for a token never holds anything across a wait: [`try_acquire`](Self::try_acquire)
 /// either takes a token (go now) or says how long to wait before asking again, so a call
-/// dropped while it waits, or an attempt that panics, takes nothing from the others. The state
-/// is a few numbers behind a mutex, held for a few arithmetic operations (never while user
-/// code runs).
+/// dropped while it waits holds nothing, and an attempt that panics has spent its own token
+/// only. The state is a few numbers behind a mutex, held for a clock reading and a few
+/// arithmetic operations (never while user code runs; a poisoned lock is recovered).
 ///
 /// # Limits
 ///
@@ -172,7 +172,8 @@ impl State {
         }
     }
 
-    /// Adds the tokens earned since the last refill, up to the capacity.
+    /// Adds the tokens earned since the last refill, up to the capacity. Time never goes
+    /// back: the clock is read with the state's lock held.
     fn refill(&mut self, now: f64) {
         if let Some(last) = self.last_refill {
             let earned = (now - last).max(0.0) * self.fill_rate;
@@ -296,8 +297,11 @@ impl AdaptiveRateLimiter {
     ///
     /// `Err(wait)` when the bucket is empty, or a server's `Retry-After` holds it.
     pub fn try_acquire(&self) -> Result<(), Duration> {
-        let now = self.inner.clock.now_nanos();
+        // The clock is read with the lock held, here and below: read before, a thread that
+        // waited for the lock would refill from a time before the last refill's, and count
+        // the time between the two twice.
         let mut s = self.state();
+        let now = self.inner.clock.now_nanos();
         if now < s.hold_until_nanos {
             return Err(Duration::from_nanos(s.hold_until_nanos - now));
         }
@@ -308,18 +312,19 @@ impl AdaptiveRateLimiter {
     /// `RateLimit` failure is a throttle (the rate is cut); anything else lets it grow back.
     /// Policies call this for you.
     pub fn record_outcome(&self, failure: Option<ErrorClass>) {
-        let now = seconds(self.inner.clock.now_nanos());
         let throttled = failure == Some(ErrorClass::RateLimit);
-        self.state().update(&self.inner.params, now, throttled);
+        let mut s = self.state();
+        let now = seconds(self.inner.clock.now_nanos());
+        s.update(&self.inner.params, now, throttled);
     }
 
     /// A server asked to wait `delay` (a `Retry-After` on a throttled response): no token is
     /// given before then, to any call. Policies call this for you, with the delay bounded by
     /// their `max_server_delay`.
     pub fn record_retry_after(&self, delay: Duration) {
+        let mut s = self.state();
         let now = self.inner.clock.now_nanos();
         let until = now.saturating_add(crate::time::saturating_nanos(delay));
-        let mut s = self.state();
         s.hold_until_nanos = s.hold_until_nanos.max(until);
     }
 
@@ -365,12 +370,11 @@ impl AdaptiveRateLimiter {
     /// The tokens in the bucket now (`None` while the limiter is off).
     #[must_use]
     pub fn available(&self) -> Option<f64> {
-        let now = seconds(self.inner.clock.now_nanos());
         let mut s = self.state();
         if !s.enabled {
             return None;
         }
-        s.refill(now);
+        s.refill(seconds(self.inner.clock.now_nanos()));
         Some(s.capacity)
     }
 
