@@ -16,6 +16,7 @@ use crate::hedging::Hedging;
 use crate::ok::{AcceptOk, OkRule};
 use crate::policy::RetryPolicy;
 use crate::random::Randomness;
+use crate::rate_limit::AdaptiveRateLimiter;
 use crate::settings::{AsStdError, Config, Conversions, Deadline, Settings};
 use crate::strategies::Strategy;
 use crate::time::TimeSource;
@@ -352,6 +353,52 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     /// Reads time from, and sleeps on, a [`VirtualClock`] instead of the real clock.
     pub fn clock(mut self, clock: VirtualClock) -> Self {
         self.settings.clock = Some(clock);
+        self
+    }
+
+    /// Waits on a shared [`AdaptiveRateLimiter`] before every attempt, the first included: the
+    /// AWS SDKs' adaptive retry mode (add
+    /// [`RetryBudget::aws_standard`](crate::RetryBudget::aws_standard) for their retry quota
+    /// too). Every outcome feeds it: a failure classified `RateLimit` cuts its rate, and its
+    /// `Retry-After` (bounded by [`max_server_delay`](Self::max_server_delay)) holds its
+    /// tokens; anything else lets the rate grow back.
+    ///
+    /// The wait is a sleep through the policy's sleeper. Before a retry it counts against the
+    /// deadline like the backoff does: a wait that would reach the deadline stops the call at
+    /// once with [`StopReason::DeadlineExceeded`](crate::StopReason::DeadlineExceeded) and the
+    /// last error. Before the first attempt there is no error to return yet: the wait is not
+    /// cut by a deadline counted from the start (cancel the call, from a timeout, to bound it:
+    /// a call dropped while it waits holds no token). The limiter and the policy must count
+    /// time on the same clock (both real, or the same [`VirtualClock`]), else `build` returns a
+    /// [`ConfigError`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflexio::{
+    ///     strategies::constant, testing::VirtualClock, AdaptiveRateLimiter, RateLimitError,
+    ///     RetryPolicy,
+    /// };
+    ///
+    /// let clock = VirtualClock::new();
+    /// let limiter = AdaptiveRateLimiter::builder().clock(clock.clone()).build().unwrap();
+    /// let policy = RetryPolicy::builder()
+    ///     .strategy(constant(Duration::from_millis(250)))
+    ///     .rate_limiter(limiter.clone())
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let mut calls = 0;
+    /// let out = policy.call(|| {
+    ///     calls += 1;
+    ///     if calls == 1 { Err(RateLimitError::new("429")) } else { Ok(calls) }
+    /// });
+    /// assert_eq!(out, Ok(2));
+    /// // The 429 turned the limiter on at 0.5 tokens/s: after the 250 ms backoff, the retry
+    /// // waited for its token (0.125 earned, 0.875 to go).
+    /// assert_eq!(clock.sleeps(), [Duration::from_millis(250), Duration::from_millis(1750)]);
+    /// ```
+    pub fn rate_limiter(mut self, limiter: AdaptiveRateLimiter) -> Self {
+        self.settings.rate_limiter = Some(limiter);
         self
     }
 

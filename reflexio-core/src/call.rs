@@ -44,8 +44,8 @@ pub enum Next<T, E> {
 
 /// The state of one call of a policy.
 ///
-/// Made in proportion to what the policy needs. A *lean* policy (no breaker, budget or event
-/// hook) has nothing to do before the first attempt (but read the clock for
+/// Made in proportion to what the policy needs. A *lean* policy (no breaker, budget, event
+/// hook or rate limiter) has nothing to do before the first attempt (but read the clock for
 /// a deadline counted from the start) and nothing after a success: the call starts `Fresh`, a
 /// success ends it at once, and only a failure makes the engine's counts (`Lean`), which then
 /// decide each retry. Any other policy gets the full state (`Full`) from the start.
@@ -211,8 +211,9 @@ struct Full<'p, E, T> {
     admission: Option<Admission<'p>>,
     /// The budget's tokens for the retry being slept for: given back if it never starts.
     reserved: Option<Reserved<'p>>,
-    /// With a breaker, the last outcome, kept during the sleep: a retry the breaker then
-    /// rejects returns it, the last attempt's own result, rather than a `CircuitOpen`.
+    /// With a breaker or a rate limiter, the last outcome, kept during the sleep: a retry the
+    /// breaker then rejects, or that the deadline stops while it waits for the limiter's
+    /// token, returns it, the last attempt's own result, rather than a `CircuitOpen`.
     kept: Option<Result<T, E>>,
 }
 
@@ -425,35 +426,41 @@ fn aborted<E>(config: &Config<E>) -> bool {
 }
 
 impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
-    /// Starts a full call: asks the breaker for the first attempt, and counts the call in the
-    /// budget if it is made (a call the breaker rejects never reaches the dependency, so it
-    /// earns no share of retries for the others).
+    /// Starts a full call: admits the first attempt.
     #[inline(never)]
     fn begin(&mut self, config: &'p Config<E>) -> Next<T, E> {
-        let next = self.admit(config);
-        if let (Next::Attempt, Some(budget)) = (&next, &config.settings.budget) {
-            budget.record_call();
-        }
-        next
+        self.admit(config)
     }
 
-    /// Asks the breaker, if any, for the next attempt.
+    /// Asks the rate limiter, if any, for the next attempt's token, then the breaker, if any,
+    /// for the attempt.
     fn admit(&mut self, config: &'p Config<E>) -> Next<T, E> {
+        if let Some(limiter) = &config.settings.rate_limiter
+            && let Err(wait) = limiter.try_acquire()
+        {
+            return self.wait_for_token(config, wait);
+        }
         let next_attempt = self.engine.attempts().saturating_add(1);
         let Some(breaker) = &config.settings.breaker else {
-            self.start_attempt();
+            self.start_attempt(config);
             self.attempt_event(config, next_attempt);
             return Next::Attempt;
         };
         match breaker.admit() {
             Ok((admission, transition)) => {
                 self.admission = Some(admission);
-                self.start_attempt();
+                self.start_attempt(config);
                 self.emit_transition(config, transition, next_attempt, None);
                 self.attempt_event(config, next_attempt);
                 Next::Attempt
             }
-            Err(open) => self.reject(config, open, next_attempt),
+            Err(open) => {
+                if let Some(limiter) = &config.settings.rate_limiter {
+                    // The attempt never starts: its token goes back.
+                    limiter.give_back();
+                }
+                self.reject(config, open, next_attempt)
+            }
         }
     }
 
@@ -512,12 +519,43 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
     }
 
     /// The next attempt starts: its budget tokens are spent, and the last outcome is no
-    /// longer needed.
-    fn start_attempt(&mut self) {
+    /// longer needed. The first attempt counts the call in the budget (a call the breaker
+    /// rejects never reaches the dependency, so it earns no share of retries for the others).
+    fn start_attempt(&mut self, config: &Config<E>) {
+        if self.engine.attempts() == 0
+            && let Some(budget) = &config.settings.budget
+        {
+            budget.record_call();
+        }
         if let Some(reserved) = self.reserved.take() {
             reserved.commit();
         }
         self.kept = None;
+    }
+
+    /// The rate limiter has no token for the next attempt before `wait`. Before a retry, the
+    /// wait counts against the deadline as the backoff does: one that would reach it stops the
+    /// call now with the last outcome. Before the first attempt there is no outcome to return:
+    /// the call waits (see `PolicyBuilder::rate_limiter`).
+    #[cold]
+    fn wait_for_token(&mut self, config: &Config<E>, wait: Duration) -> Next<T, E> {
+        if self.kept.is_some() && !self.times.allows_exactly(config, wait) {
+            // The retry never starts: its budget tokens go back.
+            self.reserved = None;
+            self.engine.stopped(StopReason::DeadlineExceeded);
+            if config.settings.hook.is_some() {
+                let attempt = self.engine.attempts().saturating_add(1);
+                let elapsed = config.since(self.times.start);
+                let mut gave_up = event(config, EventKind::GaveUp, attempt, elapsed);
+                gave_up.stop = Some(StopReason::DeadlineExceeded);
+                gave_up.class = self.engine.last_class();
+                emit(config, &gave_up);
+            }
+            if let Some(kept) = self.kept.take() {
+                return Next::Done(kept);
+            }
+        }
+        Next::Sleep(wait)
     }
 
     #[cold]
@@ -567,7 +605,9 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         };
         match self.fail(config, attempt, c, outcome.as_ref().err()) {
             Some(delay) => {
-                if config.settings.breaker.is_some() {
+                // A retry the breaker rejects, or whose token would come after the deadline,
+                // returns this outcome.
+                if config.settings.breaker.is_some() || config.settings.rate_limiter.is_some() {
                     self.kept = Some(outcome);
                 }
                 Next::Sleep(delay)
@@ -583,6 +623,9 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         }
         if let Some(budget) = &config.settings.budget {
             budget.record_success(self.engine.last_class());
+        }
+        if let Some(limiter) = &config.settings.rate_limiter {
+            limiter.observe(None, None, config.settings.max_server_delay);
         }
         if config.settings.hook.is_some() {
             let elapsed = config.since(self.times.start);
@@ -606,6 +649,13 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         // Every failed attempt is recorded, retried or not (gRPC's throttling charges each).
         if let Some(budget) = &config.settings.budget {
             budget.record_failure();
+        }
+        if let Some(limiter) = &config.settings.rate_limiter {
+            limiter.observe(
+                Some(c.class),
+                c.retry_after,
+                config.settings.max_server_delay,
+            );
         }
         let times = &self.times;
         let confirm = |delay| times.allows_exactly(config, delay);

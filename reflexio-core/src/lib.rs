@@ -49,6 +49,7 @@ mod macro_support;
 mod ok;
 mod policy;
 mod random;
+mod rate_limit;
 mod settings;
 pub mod sql;
 mod stop;
@@ -75,6 +76,7 @@ pub use event::{EventKind, RetryEvent};
 pub use hedging::{Hedging, HedgingBuilder};
 pub use ok::{AcceptOk, OkClassifier, OkRule};
 pub use policy::RetryPolicy;
+pub use rate_limit::{AdaptiveRateLimiter, AdaptiveRateLimiterBuilder};
 pub use stop::StopReason;
 
 /// The `rand` family's core traits, for [`PolicyBuilder::rng`].

@@ -18,6 +18,7 @@ use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigProblem};
 use crate::event::RetryEvent;
 use crate::hedging::Hedging;
 use crate::random::Randomness;
+use crate::rate_limit::AdaptiveRateLimiter;
 use crate::strategies::{DecorrelatedJitter, Strategy, decorrelated_jitter, fmt_duration};
 use crate::time::VirtualClock;
 use crate::time::{CustomSleeper, Stamp, TimeSource};
@@ -76,6 +77,8 @@ pub(crate) struct Settings {
     pub(crate) sleeper: Option<CustomSleeper>,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) breaker: Option<CircuitBreaker>,
+    /// Waited on before every attempt (the AWS SDKs' adaptive mode).
+    pub(crate) rate_limiter: Option<AdaptiveRateLimiter>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) abort: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
     /// How `call_idempotent` hedges (async policies only).
@@ -102,6 +105,7 @@ impl Settings {
             sleeper: None,
             budget: None,
             breaker: None,
+            rate_limiter: None,
             attempt_timeout: None,
             abort: None,
             hedging: None,
@@ -143,6 +147,16 @@ impl Settings {
         }
         if self.attempt_timeout.is_some_and(|t| t.is_zero()) {
             problems.push(ConfigProblem::ZeroAttemptTimeout);
+        }
+        if let Some(limiter) = &self.rate_limiter
+            && !limiter.clock_matches(self.clock.as_ref())
+        {
+            problems.push(ConfigProblem::Invalid {
+                setting: "rate_limiter",
+                reason: "must count time on the policy's clock: give both the same \
+                         `VirtualClock`, or neither one"
+                    .into(),
+            });
         }
         problems
     }
@@ -239,6 +253,9 @@ impl Settings {
         if let Some(b) = &self.breaker {
             writeln!(f, "  {}", b.describe())?;
         }
+        if let Some(l) = &self.rate_limiter {
+            writeln!(f, "  {}", l.describe())?;
+        }
         if let Some(t) = self.attempt_timeout {
             f.write_str("  attempt timeout: ")?;
             fmt_duration(t, f)?;
@@ -291,7 +308,7 @@ pub(crate) struct Config<E> {
     pub(crate) conversions: Conversions<E>,
     /// What the engine decides with, worked out once from `settings`.
     pub(crate) rules: Rules,
-    /// No breaker, budget or hook (see [`Config::lean`]), worked out once at build.
+    /// No breaker, budget, hook or rate limiter (see [`Config::lean`]), worked out once at build.
     is_lean: bool,
     pub(crate) time: TimeSource,
 }
@@ -321,7 +338,8 @@ impl<E> Config<E> {
             rules: settings.rules(&time),
             is_lean: settings.breaker.is_none()
                 && settings.budget.is_none()
-                && settings.hook.is_none(),
+                && settings.hook.is_none()
+                && settings.rate_limiter.is_none(),
             settings,
             classifier,
             conversions,

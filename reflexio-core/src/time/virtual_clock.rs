@@ -105,6 +105,11 @@ impl VirtualClock {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether `other` is a clone of this clock (the same time), not another clock.
+    pub(crate) fn same_as(&self, other: &VirtualClock) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The time since the clock was created, including every sleep and advance.
     #[must_use]
     pub fn now(&self) -> Duration {
