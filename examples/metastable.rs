@@ -22,10 +22,14 @@ mod rng;
 
 use std::time::{Duration, Instant};
 
-use metastable::{Metastable, MetastableReport, Trigger, simulate_metastable};
+use metastable::{Metastable, MetastableReport, PROMPT, Trigger, simulate_metastable};
 use outage::{Clients, Guard};
 
-fn scenario(trigger_kind: Trigger, queue_timeout: Option<Duration>) -> Metastable {
+fn scenario(
+    trigger_kind: Trigger,
+    queue_timeout: Option<Duration>,
+    reject_above: Option<Duration>,
+) -> Metastable {
     Metastable {
         clients: Clients {
             count: 1000,
@@ -41,6 +45,7 @@ fn scenario(trigger_kind: Trigger, queue_timeout: Option<Duration>) -> Metastabl
         workers: 10,
         service_time: Duration::from_millis(10),
         queue_timeout,
+        reject_above,
         trigger: Duration::from_secs(10)..Duration::from_secs(14),
         trigger_kind,
     }
@@ -70,20 +75,63 @@ fn row(r: &MetastableReport) -> String {
     )
 }
 
-fn table(s: &Metastable) {
+/// Every row of a table, each simulation on a thread of its own (they share nothing).
+fn reports(s: &Metastable, guards: &[Guard]) -> Vec<MetastableReport> {
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = guards
+            .iter()
+            .map(|&guard| scope.spawn(move || simulate_metastable(s, guard)))
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("a simulation does not panic"))
+            .collect()
+    })
+}
+
+fn table(s: &Metastable) -> Vec<MetastableReport> {
+    table_of(s, &Guard::METASTABLE)
+}
+
+fn table_of(s: &Metastable, guards: &[Guard]) -> Vec<MetastableReport> {
     println!(
         "| policy | time to recover | goodput during the trigger (req/s) | goodput after (req/s) | attempts / request after | load after (attempts/s) | p50 latency | p99 latency | wasted work | queue wait at the end |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for guard in Guard::ALL {
-        println!("{}", row(&simulate_metastable(s, guard)));
+    let reports = reports(s, guards);
+    for r in &reports {
+        println!("{}", row(r));
+    }
+    println!();
+    reports
+}
+
+/// The figures the main table has no column for, of the rows `guards`.
+fn more(reports: &[MetastableReport], guards: &[Guard]) {
+    println!(
+        "| policy | time to recover promptly (95 % succeed within {}) | requests that succeeded | attempts refused (429) | attempts dropped (503) |",
+        ms(PROMPT)
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for r in reports.iter().filter(|r| guards.contains(&r.guard)) {
+        let prompt = r.prompt_recovery.map_or_else(
+            || "never (within the run)".to_owned(),
+            |d| format!("{:.1} s", d.as_secs_f64()),
+        );
+        println!(
+            "| {} | {} | {:.1} % | {} | {} |",
+            r.guard.name(),
+            prompt,
+            r.success_rate() * 100.0,
+            r.rejected,
+            r.dropped
+        );
     }
     println!();
 }
 
 fn main() {
     let started = Instant::now();
-    let slow = scenario(Trigger::Slowdown(2), None);
+    let slow = scenario(Trigger::Slowdown(2), None, None);
     let c = &slow.clients;
     println!(
         "Metastable-failure simulation (virtual time, seed {}: the same output on every run)",
@@ -120,7 +168,16 @@ fn main() {
     println!(
         "  RetryBudget::aws_standard(). gRPC throttling: RetryBudget::grpc(10.0, 0.1). Breaker: opens at 50 % failures"
     );
-    println!("  over >= 20 calls in 10 s, open for 5 s, 1 probe.\n");
+    println!("  over >= 20 calls in 10 s, open for 5 s, 1 probe. Adaptive mode: RetryBudget::aws_standard() and an");
+    println!(
+        "  AdaptiveRateLimiter (one per host) that every attempt takes a token from; it slows down on RateLimit"
+    );
+    println!(
+        "  failures (429) only, never on a client-side timeout (Transient). Hedging: Hedging::at_percentile(95.0)"
+    );
+    println!(
+        "  (20 samples first, 2 attempts in flight), calls through call_idempotent; a cancelled hedge stays queued.\n"
+    );
 
     println!(
         "Trigger: from {} s to {} s every request takes twice as long (capacity {:.0}/s, below the load);",
@@ -136,15 +193,49 @@ fn main() {
         "The same, but the service drops (503) a request that waited more than {} in its queue, unserved.\n",
         ms(bound)
     );
-    table(&scenario(Trigger::Slowdown(2), Some(bound)));
+    table(&scenario(Trigger::Slowdown(2), Some(bound), None));
 
-    let errors = scenario(Trigger::Errors, None);
+    let errors = scenario(Trigger::Errors, None, None);
     println!(
         "Trigger: from {} s to {} s every request fails (after its usual service time).\n",
         errors.trigger.start.as_secs(),
         errors.trigger.end.as_secs()
     );
     table(&errors);
+
+    let admit = Duration::from_millis(100);
+    let throttling = scenario(Trigger::Slowdown(2), None, Some(admit));
+    println!(
+        "Trigger: the slowdown again, but the service refuses at once, with a 429 Too Many Requests (RateLimit), an"
+    );
+    println!(
+        "attempt that would wait more than {} in its queue (admission control): the signal the rate limiter reacts to.\n",
+        ms(admit)
+    );
+    let throttled = table(&throttling);
+    more(&throttled, &Guard::METASTABLE);
+
+    let mut calm = scenario(Trigger::Slowdown(1), None, None);
+    calm.clients.run_for = Duration::from_secs(10);
+    calm.trigger = Duration::from_secs(5)..Duration::from_secs(6);
+    println!(
+        "No trigger at all: the same service at 75 % load, never slowed, for {} s (\"during the trigger\": from {} s to {} s;",
+        calm.clients.run_for.as_secs(),
+        calm.trigger.start.as_secs(),
+        calm.trigger.end.as_secs()
+    );
+    println!("\"after\": from then to the end).\n");
+    let calm_reports = table_of(
+        &calm,
+        &[
+            Guard::NoRetries,
+            Guard::Retries,
+            Guard::TokenBucket,
+            Guard::Hedging,
+            Guard::HedgingBudget,
+        ],
+    );
+    more(&calm_reports, &Guard::METASTABLE);
 
     println!(
         "- time to recover: from the end of the trigger until every later 1 s window (sliding by 100 ms) of requests"
@@ -168,7 +259,12 @@ fn main() {
         "- wasted work: the share of the workers' time spent on attempts whose client had timed out;"
     );
     println!(
-        "- queue wait at the end: the longest wait in the queue of an attempt received in the run's last second."
+        "- queue wait at the end: the longest wait in the queue of an attempt received in the run's last second"
+    );
+    println!("  (with admission control: the wait it would have had, refused or not);");
+    println!(
+        "- time to recover promptly: the same, counting only the requests that succeeded within {}.",
+        ms(PROMPT)
     );
     println!("\n(ran in {:.1} s)", started.elapsed().as_secs_f64());
 }

@@ -133,6 +133,7 @@ fn metastable(trigger_kind: Trigger) -> Metastable {
         workers: 4,
         service_time: Duration::from_millis(15),
         queue_timeout: None,
+        reject_above: None,
         trigger: Duration::from_secs(5)..Duration::from_secs(9),
         trigger_kind,
     }
@@ -250,4 +251,19 @@ fn a_server_queue_timeout_above_the_client_timeout_does_not_save_naive_retries()
         retries.final_wait <= Duration::from_millis(500) + s.service_time * 20,
         "{retries:?}"
     );
+}
+
+#[test]
+fn zz_debug_new_rows() {
+    let slow = metastable(Trigger::Slowdown(2));
+    let mut throttled = metastable(Trigger::Slowdown(2));
+    throttled.reject_above = Some(Duration::from_millis(100));
+    let mut calm = metastable(Trigger::Slowdown(1));
+    calm.clients.run_for = Duration::from_secs(30);
+    for (name, s) in [("slow", &slow), ("429", &throttled), ("calm", &calm)] {
+        for g in [Guard::NoRetries, Guard::TokenBucket, Guard::Adaptive, Guard::Hedging, Guard::HedgingBudget] {
+            let r = simulate_metastable(s, g);
+            println!("{name} {:?} rec {:?} prompt {:?} ok {:.3} gd {:.0} ga {:.0} att {:.2} p50 {:?} p99 {:?} wait {:?} rej {} wasted {:.2}", g, r.recovery, r.prompt_recovery, r.success_rate(), r.goodput_during, r.goodput_after, r.attempts_after, r.p50, r.p99, r.final_wait, r.rejected, r.wasted);
+        }
+    }
 }

@@ -21,8 +21,8 @@ use std::time::Duration;
 use reflexio::testing::VirtualClock;
 
 use super::outage::{
-    CallError, Clients, Guard, Request, SLOT, Service, bump, percentile, recovery, run_clients,
-    slot_of,
+    CallError, Clients, Guard, Request, SLOT, Service, bump, percentile, recovery, recovery_by,
+    run_clients, slot_of,
 };
 use super::rng::Rng;
 
@@ -49,6 +49,10 @@ pub(crate) struct Metastable {
     /// A request that waited longer than this in the queue is dropped when a worker reaches
     /// it, without being served (a 503); `None`: every request is served.
     pub(crate) queue_timeout: Option<Duration>,
+    /// Admission control: an attempt that would wait longer than this in the queue is refused
+    /// on arrival with a 429 Too Many Requests (`RateLimit`), at once, unqueued and costing
+    /// no work; `None`: every attempt is queued.
+    pub(crate) reject_above: Option<Duration>,
     /// When the trigger acts (on multiples of 100 ms), and what it does.
     pub(crate) trigger: Range<Duration>,
     pub(crate) trigger_kind: Trigger,
@@ -87,6 +91,8 @@ struct Queue {
     wasted: Cell<Duration>,
     /// Attempts dropped from the queue after `queue_timeout`.
     dropped: Cell<u64>,
+    /// Attempts refused on arrival (429) after `reject_above`.
+    rejected: Cell<u64>,
 }
 
 /// What the service will do for one attempt.
@@ -111,6 +117,7 @@ impl Queue {
             work: Cell::new(Duration::ZERO),
             wasted: Cell::new(Duration::ZERO),
             dropped: Cell::new(0),
+            rejected: Cell::new(0),
         }
     }
 
@@ -128,6 +135,15 @@ impl Queue {
                 longest.resize(slot + 1, Duration::ZERO);
             }
             longest[slot] = longest[slot].max(wait);
+        }
+        if self.s.reject_above.is_some_and(|bound| wait > bound) {
+            free_at.push(Reverse(free));
+            self.rejected.set(self.rejected.get() + 1);
+            return Admission {
+                reply_at: now,
+                outcome: Err(CallError::Throttled),
+                work: Duration::ZERO,
+            };
         }
         if self.s.queue_timeout.is_some_and(|bound| wait > bound) {
             free_at.push(Reverse(free));
@@ -192,6 +208,9 @@ impl Service for Queue {
     }
 }
 
+/// A request answered within this is served promptly (for [`MetastableReport::prompt_recovery`]).
+pub(crate) const PROMPT: Duration = Duration::from_secs(1);
+
 /// What one simulation measured.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MetastableReport {
@@ -202,6 +221,9 @@ pub(crate) struct MetastableReport {
     /// Time from the end of the trigger until every later 1 s window (sliding by 100 ms) of
     /// issued requests has at least 95 % successes; `None`: not within the run.
     pub(crate) recovery: Option<Duration>,
+    /// The same, counting as good only the requests that succeeded within [`PROMPT`]: when
+    /// the clients are served promptly again, not only eventually.
+    pub(crate) prompt_recovery: Option<Duration>,
     /// Successful logical requests per second, by the time they ended: during the trigger,
     /// and from its end to the end of the run.
     pub(crate) goodput_during: f64,
@@ -217,6 +239,8 @@ pub(crate) struct MetastableReport {
     pub(crate) wasted: f64,
     /// Attempts dropped from the queue after waiting too long.
     pub(crate) dropped: u64,
+    /// Attempts refused on arrival with a 429 (admission control).
+    pub(crate) rejected: u64,
     /// The longest queue wait of an attempt received in the last second of the run.
     pub(crate) final_wait: Duration,
 }
@@ -280,6 +304,9 @@ fn report(s: &Metastable, guard: Guard, requests: &[Request], queue: &Queue) -> 
         requests: requests.len(),
         succeeded: requests.iter().filter(|r| r.ok).count(),
         recovery: recovery(requests, s.trigger.end, run_for, 0.95),
+        prompt_recovery: recovery_by(requests, s.trigger.end, run_for, 0.95, |r| {
+            r.ok && r.took <= PROMPT
+        }),
         goodput_during: goodput(s.trigger.clone()),
         goodput_after: goodput(s.trigger.end..run_for),
         attempts_after: attempts_after as f64 / after.len() as f64,
@@ -288,6 +315,7 @@ fn report(s: &Metastable, guard: Guard, requests: &[Request], queue: &Queue) -> 
         p99: percentile(&took, 0.99),
         wasted: queue.wasted.get().as_secs_f64() / queue.work.get().as_secs_f64(),
         dropped: queue.dropped.get(),
+        rejected: queue.rejected.get(),
         final_wait: {
             let waits = queue.longest_wait.borrow();
             let clamp = |i: usize| i.min(waits.len());

@@ -23,8 +23,8 @@ use futures::task::LocalSpawnExt;
 use reflexio::strategies::decorrelated_jitter;
 use reflexio::testing::VirtualClock;
 use reflexio::{
-    AsyncRetryPolicy, AttemptTimedOut, CircuitBreaker, CircuitOpen, Classification, Classify,
-    ErrorClass, RetryBudget,
+    AdaptiveRateLimiter, AsyncRetryPolicy, AttemptTimedOut, CircuitBreaker, CircuitOpen,
+    Classification, Classify, ErrorClass, Hedging, RetryBudget,
 };
 
 use super::rng::Rng;
@@ -57,6 +57,18 @@ pub(crate) enum Guard {
     /// 5 attempts and a circuit breaker (opens at 50 % failures over at least 20 calls in 10 s,
     /// open for 5 s, 1 probe).
     CircuitBreaker,
+    /// The AWS SDKs' adaptive mode: 5 attempts, `RetryBudget::aws_standard()` and an
+    /// `AdaptiveRateLimiter` (one per host, as the budget is) that every attempt takes a token
+    /// from. It slows down only on failures classified `RateLimit` (a 429).
+    Adaptive,
+    /// 5 attempts and hedging at the 95th percentile of the latencies of successful attempts
+    /// (`Hedging::at_percentile(95.0)`: after 20 samples, at most 2 attempts in flight), the
+    /// calls made with `call_idempotent`. A hedge that loses is cancelled by its client; the
+    /// service may still do its work.
+    Hedging,
+    /// [`Guard::Hedging`] and `RetryBudget::aws_standard()`: every hedge takes a token from
+    /// the bucket as a `Transient` retry does, so a burst of hedges empties it.
+    HedgingBudget,
     // New protections go here (see the type's docs).
 }
 
@@ -71,6 +83,20 @@ impl Guard {
         Guard::CircuitBreaker,
     ];
 
+    /// The rows of the metastable tables: [`Guard::ALL`], then adaptive mode and hedging, bare
+    /// and with a budget.
+    pub(crate) const METASTABLE: [Guard; 9] = [
+        Guard::NoRetries,
+        Guard::Retries,
+        Guard::RatioBudget,
+        Guard::TokenBucket,
+        Guard::GrpcThrottling,
+        Guard::CircuitBreaker,
+        Guard::Adaptive,
+        Guard::Hedging,
+        Guard::HedgingBudget,
+    ];
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Guard::NoRetries => "no retries",
@@ -79,6 +105,9 @@ impl Guard {
             Guard::TokenBucket => "5 attempts + token bucket (AWS standard)",
             Guard::GrpcThrottling => "5 attempts + gRPC retry throttling",
             Guard::CircuitBreaker => "5 attempts + circuit breaker",
+            Guard::Adaptive => "5 attempts + adaptive mode (token bucket + rate limiter)",
+            Guard::Hedging => "5 attempts + hedging at p95",
+            Guard::HedgingBudget => "5 attempts + hedging at p95 + token bucket (AWS standard)",
         }
     }
 
@@ -129,6 +158,22 @@ impl Guard {
                     .clock(clock.clone())
                     .build()
                     .expect("a valid breaker"),
+            ),
+            Guard::Adaptive => builder.budget(RetryBudget::aws_standard()).rate_limiter(
+                AdaptiveRateLimiter::builder()
+                    .clock(clock.clone())
+                    .build()
+                    .expect("a valid limiter"),
+            ),
+            Guard::Hedging => builder.hedging(
+                Hedging::at_percentile(95.0)
+                    .build()
+                    .expect("a valid hedging setting"),
+            ),
+            Guard::HedgingBudget => builder.budget(RetryBudget::aws_standard()).hedging(
+                Hedging::at_percentile(95.0)
+                    .build()
+                    .expect("a valid hedging setting"),
             ),
         };
         builder.build().expect("a valid policy")
@@ -187,6 +232,9 @@ pub(crate) enum CallError {
     Down,
     /// Over capacity, shed (or dropped from the queue after waiting too long): HTTP 503.
     Overloaded,
+    /// Over capacity, refused at once with HTTP 429 Too Many Requests (no `Retry-After`):
+    /// classified `RateLimit`, the one signal an `AdaptiveRateLimiter` slows down on.
+    Throttled,
     /// The client stopped waiting after the policy's attempt timeout.
     TimedOut(AttemptTimedOut),
     /// The circuit breaker rejected the call without calling the service.
@@ -197,6 +245,7 @@ impl Classify for CallError {
     fn classification(&self) -> Classification {
         match self {
             CallError::Down | CallError::Overloaded => ErrorClass::ServerError.into(),
+            CallError::Throttled => ErrorClass::RateLimit.into(),
             CallError::TimedOut(timeout) => timeout.classification(),
             CallError::Rejected(open) => open.classification(),
         }
@@ -271,12 +320,15 @@ pub(crate) fn run_clients<S: Service + 'static>(
                 let request = async move {
                     let issued = clock.now();
                     let attempts = Cell::new(0);
-                    let out = policy
-                        .call(|| {
-                            attempts.set(attempts.get() + 1);
-                            service.attempt()
-                        })
-                        .await;
+                    let attempt = || {
+                        attempts.set(attempts.get() + 1);
+                        service.attempt()
+                    };
+                    let out = if matches!(guard, Guard::Hedging | Guard::HedgingBudget) {
+                        policy.call_idempotent(attempt).await
+                    } else {
+                        policy.call(attempt).await
+                    };
                     requests.borrow_mut().push(Request {
                         issued,
                         took: clock.now().saturating_sub(issued),
@@ -326,12 +378,23 @@ pub(crate) fn recovery(
     run_for: Duration,
     share: f64,
 ) -> Option<Duration> {
+    recovery_by(requests, from, run_for, share, |r| r.ok)
+}
+
+/// [`recovery`], counting as good the requests `good` accepts.
+pub(crate) fn recovery_by(
+    requests: &[Request],
+    from: Duration,
+    run_for: Duration,
+    share: f64,
+    good: impl Fn(&Request) -> bool,
+) -> Option<Duration> {
     let window = Duration::from_secs(1);
     let healthy = |start: Duration| {
         let (total, ok) = requests
             .iter()
             .filter(|r| r.issued >= start && r.issued < start + window)
-            .fold((0u32, 0u32), |(t, o), r| (t + 1, o + u32::from(r.ok)));
+            .fold((0u32, 0u32), |(t, o), r| (t + 1, o + u32::from(good(r))));
         f64::from(ok) >= share * f64::from(total)
     };
     let last_start = run_for.saturating_sub(window);
