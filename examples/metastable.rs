@@ -168,7 +168,9 @@ fn main() {
     println!(
         "  RetryBudget::aws_standard(). gRPC throttling: RetryBudget::grpc(10.0, 0.1). Breaker: opens at 50 % failures"
     );
-    println!("  over >= 20 calls in 10 s, open for 5 s, 1 probe. Adaptive mode: RetryBudget::aws_standard() and an");
+    println!(
+        "  over >= 20 calls in 10 s, open for 5 s, 1 probe. Adaptive mode: RetryBudget::aws_standard() and an"
+    );
     println!(
         "  AdaptiveRateLimiter (one per host) that every attempt takes a token from; it slows down on RateLimit"
     );

@@ -11,7 +11,7 @@ mod rng;
 
 use std::time::Duration;
 
-use metastable::{Metastable, Trigger, simulate_metastable};
+use metastable::{Metastable, MetastableReport, Trigger, simulate_metastable};
 use outage::{Clients, Guard, Scenario, simulate};
 
 /// 200 requests/s on one host; the service fails everything from 2 s to 32 s. The outage is
@@ -254,16 +254,98 @@ fn a_server_queue_timeout_above_the_client_timeout_does_not_save_naive_retries()
 }
 
 #[test]
-fn zz_debug_new_rows() {
-    let slow = metastable(Trigger::Slowdown(2));
-    let mut throttled = metastable(Trigger::Slowdown(2));
-    throttled.reject_above = Some(Duration::from_millis(100));
-    let mut calm = metastable(Trigger::Slowdown(1));
-    calm.clients.run_for = Duration::from_secs(30);
-    for (name, s) in [("slow", &slow), ("429", &throttled), ("calm", &calm)] {
-        for g in [Guard::NoRetries, Guard::TokenBucket, Guard::Adaptive, Guard::Hedging, Guard::HedgingBudget] {
-            let r = simulate_metastable(s, g);
-            println!("{name} {:?} rec {:?} prompt {:?} ok {:.3} gd {:.0} ga {:.0} att {:.2} p50 {:?} p99 {:?} wait {:?} rej {} wasted {:.2}", g, r.recovery, r.prompt_recovery, r.success_rate(), r.goodput_during, r.goodput_after, r.attempts_after, r.p50, r.p99, r.final_wait, r.rejected, r.wasted);
-        }
+fn the_adaptive_limiter_sees_no_timeout_and_hedging_without_a_budget_melts_a_busy_service() {
+    let s = metastable(Trigger::Slowdown(2));
+    let bucket = simulate_metastable(&s, Guard::TokenBucket);
+    let adaptive = simulate_metastable(&s, Guard::Adaptive);
+    let hedging = simulate_metastable(&s, Guard::Hedging);
+    let hedging_budget = simulate_metastable(&s, Guard::HedgingBudget);
+
+    // Every failure here is a client-side timeout (`Transient`): the limiter never turns on,
+    // and adaptive mode is its token bucket alone, to the last figure.
+    assert_eq!(
+        MetastableReport {
+            guard: Guard::TokenBucket,
+            ..adaptive.clone()
+        },
+        bucket
+    );
+    assert_eq!(adaptive.rejected, 0, "{adaptive:?}");
+
+    // Hedging at p95 with 5 attempts: the queue never drains, every attempt times out, and
+    // nearly all the work is for clients that gave up.
+    assert_eq!(hedging.recovery, None, "{hedging:?}");
+    assert!(
+        hedging.goodput_after < 0.01 * s.clients.request_rate(),
+        "{hedging:?}"
+    );
+    assert!(hedging.attempts_after > 4.9, "{hedging:?}");
+    assert!(hedging.wasted > 0.9, "{hedging:?}");
+    // The token bucket stops the hedges with the retries: it recovers, about one attempt per
+    // request, at the cost of a slower recovery than the bucket without hedging.
+    let recovery = hedging_budget.recovery.expect("recovers within the run");
+    assert!(recovery >= bucket.recovery.unwrap(), "{hedging_budget:?}");
+    assert!(hedging_budget.attempts_after < 1.1, "{hedging_budget:?}");
+    assert!(
+        hedging_budget.final_wait < Duration::from_millis(200),
+        "{hedging_budget:?}"
+    );
+}
+
+#[test]
+fn hedging_without_a_budget_collapses_a_service_at_75_percent_with_no_trigger() {
+    let mut s = metastable(Trigger::Slowdown(1)); // slows nothing
+    s.clients.run_for = Duration::from_secs(10);
+    s.trigger = Duration::from_secs(5)..Duration::from_secs(6);
+    let none = simulate_metastable(&s, Guard::NoRetries);
+    let hedging = simulate_metastable(&s, Guard::Hedging);
+    let hedging_budget = simulate_metastable(&s, Guard::HedgingBudget);
+
+    assert_eq!(none.success_rate(), 1.0, "{none:?}");
+    assert_eq!(none.recovery, Some(Duration::ZERO), "{none:?}");
+    // A queue that outgrows the learned p95 makes every call hedge: twice the load, then
+    // timeouts and retries. Nothing triggered it.
+    assert_eq!(hedging.recovery, None, "{hedging:?}");
+    assert!(hedging.goodput_during < 1.0, "{hedging:?}");
+    assert!(hedging.success_rate() < 0.5, "{hedging:?}");
+    assert!(hedging.attempts_after > 4.9, "{hedging:?}");
+    // With the token bucket the hedges stop when it runs low: the queue still has bursts of
+    // timeouts on this small service (4 workers), but nothing like the collapse.
+    assert!(hedging_budget.success_rate() > 0.9, "{hedging_budget:?}");
+    assert!(hedging_budget.attempts_after < 1.1, "{hedging_budget:?}");
+}
+
+#[test]
+fn with_429s_adaptive_mode_sends_what_the_service_takes_and_queues_the_rest_on_the_client() {
+    let mut s = metastable(Trigger::Slowdown(2));
+    s.reject_above = Some(Duration::from_millis(100));
+    // Every waiting call wakes when a token may be free (the limiter queues no waiter): a
+    // long run of adaptive mode's backlog is slow to simulate in debug.
+    s.clients.run_for = Duration::from_secs(15);
+    let none = simulate_metastable(&s, Guard::NoRetries);
+    let bucket = simulate_metastable(&s, Guard::TokenBucket);
+    let adaptive = simulate_metastable(&s, Guard::Adaptive);
+
+    // Admission control keeps the queue short: nothing goes metastable, not even retries.
+    for r in [&none, &bucket, &adaptive] {
+        assert_eq!(r.recovery, Some(Duration::ZERO), "{r:?}");
+        assert!(r.final_wait < Duration::from_millis(100), "{r:?}");
+        assert!(r.attempts_after < 1.05, "{r:?}");
     }
+    assert!(none.success_rate() < 0.97, "{none:?}");
+    assert!(bucket.rejected > none.rejected, "{bucket:?}");
+    // The limiter is cut by every 429 and grows back along CUBIC's curve: it is refused about
+    // 20 times less, and every request succeeds in the end...
+    assert!(adaptive.rejected * 10 < bucket.rejected, "{adaptive:?}");
+    assert!(adaptive.success_rate() > 0.999, "{adaptive:?}");
+    // ...but it sends far less than the slowed service serves (no retries: 138/s), and the
+    // requests wait for their tokens long after the trigger: the clients are not served
+    // promptly again within the run.
+    assert!(
+        adaptive.goodput_during < 0.5 * none.goodput_during,
+        "{adaptive:?}"
+    );
+    assert!(adaptive.p50 > Duration::from_secs(1), "{adaptive:?}");
+    assert_eq!(adaptive.prompt_recovery, None, "{adaptive:?}");
+    assert_eq!(none.prompt_recovery, Some(Duration::ZERO), "{none:?}");
 }
