@@ -129,6 +129,64 @@ fn more(reports: &[MetastableReport], guards: &[Guard]) {
     println!();
 }
 
+/// What the columns mean.
+fn legend(c: &Clients) {
+    println!(
+        "- time to recover: from the end of the trigger until every later 1 s window (sliding by 100 ms) of requests"
+    );
+    println!(
+        "  issued has at least 95 % successes; \"never\": the run's last window ({} s) still has fewer;",
+        c.run_for.as_secs()
+    );
+    println!(
+        "- goodput: logical requests that succeeded, per second, by the time they ended (offered: {:.0}/s);",
+        c.request_rate()
+    );
+    println!(
+        "- attempts / request after, load after: over the requests issued, and the attempts the service received,"
+    );
+    println!("  from the end of the trigger to the end of the run;");
+    println!(
+        "- latency: of every logical request of the run (a failure's latency is until the policy gave up);"
+    );
+    println!(
+        "- wasted work: the share of the workers' time spent on attempts whose client had timed out;"
+    );
+    println!(
+        "- queue wait at the end: the longest wait in the queue of an attempt received in the run's last second"
+    );
+    println!("  (with admission control: the wait it would have had, refused or not);");
+    println!(
+        "- time to recover promptly: the same, counting only the requests that succeeded within {}.",
+        ms(PROMPT)
+    );
+}
+
+/// Table 5: the rows that fall over without a trigger, next to some that do not.
+fn no_trigger() {
+    let mut calm = scenario(Trigger::Slowdown(1), None, None);
+    calm.clients.run_for = Duration::from_secs(10);
+    calm.trigger = Duration::from_secs(5)..Duration::from_secs(6);
+    println!(
+        "No trigger at all: the same service at 75 % load, never slowed, for {} s (\"during the trigger\": from {} s to {} s;",
+        calm.clients.run_for.as_secs(),
+        calm.trigger.start.as_secs(),
+        calm.trigger.end.as_secs()
+    );
+    println!("\"after\": from then to the end).\n");
+    let calm_reports = table_of(
+        &calm,
+        &[
+            Guard::NoRetries,
+            Guard::Retries,
+            Guard::TokenBucket,
+            Guard::Hedging,
+            Guard::HedgingBudget,
+        ],
+    );
+    more(&calm_reports, &Guard::METASTABLE);
+}
+
 fn main() {
     let started = Instant::now();
     let slow = scenario(Trigger::Slowdown(2), None, None);
@@ -217,56 +275,8 @@ fn main() {
     let throttled = table(&throttling);
     more(&throttled, &Guard::METASTABLE);
 
-    let mut calm = scenario(Trigger::Slowdown(1), None, None);
-    calm.clients.run_for = Duration::from_secs(10);
-    calm.trigger = Duration::from_secs(5)..Duration::from_secs(6);
-    println!(
-        "No trigger at all: the same service at 75 % load, never slowed, for {} s (\"during the trigger\": from {} s to {} s;",
-        calm.clients.run_for.as_secs(),
-        calm.trigger.start.as_secs(),
-        calm.trigger.end.as_secs()
-    );
-    println!("\"after\": from then to the end).\n");
-    let calm_reports = table_of(
-        &calm,
-        &[
-            Guard::NoRetries,
-            Guard::Retries,
-            Guard::TokenBucket,
-            Guard::Hedging,
-            Guard::HedgingBudget,
-        ],
-    );
-    more(&calm_reports, &Guard::METASTABLE);
+    no_trigger();
 
-    println!(
-        "- time to recover: from the end of the trigger until every later 1 s window (sliding by 100 ms) of requests"
-    );
-    println!(
-        "  issued has at least 95 % successes; \"never\": the run's last window ({} s) still has fewer;",
-        c.run_for.as_secs()
-    );
-    println!(
-        "- goodput: logical requests that succeeded, per second, by the time they ended (offered: {:.0}/s);",
-        c.request_rate()
-    );
-    println!(
-        "- attempts / request after, load after: over the requests issued, and the attempts the service received,"
-    );
-    println!("  from the end of the trigger to the end of the run;");
-    println!(
-        "- latency: of every logical request of the run (a failure's latency is until the policy gave up);"
-    );
-    println!(
-        "- wasted work: the share of the workers' time spent on attempts whose client had timed out;"
-    );
-    println!(
-        "- queue wait at the end: the longest wait in the queue of an attempt received in the run's last second"
-    );
-    println!("  (with admission control: the wait it would have had, refused or not);");
-    println!(
-        "- time to recover promptly: the same, counting only the requests that succeeded within {}.",
-        ms(PROMPT)
-    );
+    legend(c);
     println!("\n(ran in {:.1} s)", started.elapsed().as_secs_f64());
 }

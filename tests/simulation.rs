@@ -301,7 +301,10 @@ fn hedging_without_a_budget_collapses_a_service_at_75_percent_with_no_trigger() 
     let hedging = simulate_metastable(&s, Guard::Hedging);
     let hedging_budget = simulate_metastable(&s, Guard::HedgingBudget);
 
-    assert_eq!(none.success_rate(), 1.0, "{none:?}");
+    assert!(
+        none.success_rate() >= 1.0,
+        "every request succeeds: {none:?}"
+    );
     assert_eq!(none.recovery, Some(Duration::ZERO), "{none:?}");
     // A queue that outgrows the learned p95 makes every call hedge: twice the load, then
     // timeouts and retries. Nothing triggered it.
