@@ -73,7 +73,7 @@ prop_compose! {
         seed in any::<u64>(),
         ok_rule in any::<bool>(),
         abort_after in prop::option::weighted(0.2, 1u32..5),
-        deadline in prop::option::of(1u64..600),
+        deadline in prop::option::of((1u64..600, any::<bool>())),
         attempt_timeout in prop::option::weighted(0.5, 1u64..100),
     ) -> Settings {
         Settings {
@@ -104,8 +104,9 @@ struct Settings {
     seed: u64,
     ok_rule: bool,
     abort_after: Option<u32>,
-    /// A deadline in ms (lean policies keep it), each attempt taking 40 ms of virtual time.
-    deadline: Option<u64>,
+    /// A deadline in ms (lean policies keep it), counted from the first failure when the flag
+    /// is set, each attempt taking 40 ms of virtual time.
+    deadline: Option<(u64, bool)>,
     /// An attempt timeout in ms (async policies only).
     attempt_timeout: Option<u64>,
 }
@@ -123,7 +124,8 @@ fn configure<K>(
         .seed(s.seed)
         .clock(clock.clone());
     let b = match s.deadline {
-        Some(ms) => b.deadline(Duration::from_millis(ms)),
+        Some((ms, false)) => b.deadline(Duration::from_millis(ms)),
+        Some((ms, true)) => b.deadline_after_first_failure(Duration::from_millis(ms)),
         None => b.no_deadline(),
     };
     let b = match s.strategy {

@@ -206,6 +206,39 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
         self
     }
 
+    /// Sets a deadline counted from the end of the call's first failed attempt, as the default
+    /// one (60 s) is: the same promise as [`deadline`](Self::deadline) (no attempt starts at or
+    /// after it, no sleep reaches into it), with no clock read before a failure, so a call that
+    /// succeeds at once reads no clock. The first attempt's own duration is not counted: bound
+    /// it with an [attempt timeout](Self::attempt_timeout). `build()` rejects zero.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflexio::{strategies::constant, testing::VirtualClock, RetryPolicy, StopReason, TransientError};
+    ///
+    /// let clock = VirtualClock::new();
+    /// let policy = RetryPolicy::builder()
+    ///     .strategy(constant(Duration::from_secs(1)))
+    ///     .max_attempts(100)
+    ///     .deadline_after_first_failure(Duration::from_millis(2500))
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let err = policy
+    ///     .execute(|| {
+    ///         clock.advance(Duration::from_secs(10)); // each attempt takes 10 s
+    ///         Err::<(), _>(TransientError::new("down"))
+    ///     })
+    ///     .unwrap_err();
+    /// // The first failure (at 10 s) starts the deadline; the retry at 11 s starts within it,
+    /// // and fails at 21 s, past it.
+    /// assert_eq!((err.attempts(), err.stop_reason()), (2, StopReason::DeadlineExceeded));
+    /// ```
+    pub fn deadline_after_first_failure(mut self, deadline: Duration) -> Self {
+        self.settings.deadline = Some(Deadline::FromFirstFailure(deadline));
+        self
+    }
+
     /// Removes the deadline, the default one (60 s from the first failure) included: only the
     /// attempt caps bound the call.
     pub fn no_deadline(mut self) -> Self {
