@@ -69,8 +69,8 @@ enum State<'p, E, T> {
     Full(Full<'p, E, T>),
 }
 
-/// The clock readings of a call: when it started, when the clock was needed then, and where
-/// its deadline counts from.
+/// The clock readings of a call: its start (when something needs it) and where its deadline
+/// counts from.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Times {
     /// The call's start; for a deadline counted from the first failure (and no other need of
@@ -127,22 +127,60 @@ impl Times {
         }
     }
 
-    /// Whether the deadline allows a retry after `delay`, checked exactly: the engine's
-    /// `confirm` for a retry its clock scheduled near the deadline (see
-    /// `Rules::deadline_guard`). The fine clock's time since the deadline's origin is never
-    /// less than the real one, however late the coarse clock that stamped the origin.
-    #[cold]
-    #[inline(never)]
-    fn allows_exactly<E>(&self, config: &Config<E>, delay: Duration) -> bool {
-        let (Some(deadline), Some(start)) = (config.rules.deadline, self.start) else {
-            return true;
-        };
-        let exactly = config
-            .time
-            .since_exactly(start)
-            .saturating_sub(Duration::from_nanos(self.origin_nanos));
-        exactly.saturating_add(delay) < deadline
+    /// The engine's decision after the failure `c` of attempt `attempt`: the time since the
+    /// deadline's origin from [`at_failure`](Self::at_failure), and a retry the clock schedules
+    /// near the deadline confirmed by [`allows_exactly`].
+    #[allow(
+        clippy::inline_always,
+        reason = "part of the lean step, inlined with it; out of line, a call per failure"
+    )]
+    #[inline(always)]
+    fn decide<E>(
+        &mut self,
+        config: &Config<E>,
+        engine: &mut Engine,
+        attempt: u32,
+        c: Classification,
+    ) -> Decision {
+        let since_origin = self.at_failure(config, attempt, engine);
+        let times = &*self;
+        engine.on_failure(&config.rules, c, since_origin, |delay| {
+            times.allows_exactly(config, delay)
+        })
     }
+
+    /// Whether the deadline allows an attempt after `delay`, checked exactly (see
+    /// [`allows_exactly`]); always, for a call that has not read its start.
+    fn allows_exactly<E>(&self, config: &Config<E>, delay: Duration) -> bool {
+        self.start.is_none_or(|start| {
+            allows_exactly(
+                config,
+                start,
+                Duration::from_nanos(self.origin_nanos),
+                delay,
+            )
+        })
+    }
+}
+
+/// Whether the deadline allows a retry after `delay`, checked exactly: the engine's `confirm`
+/// for a retry its clock scheduled near the deadline (see `Rules::deadline_guard`). `origin`
+/// is the deadline's origin after `start`, as the clock read it (unrounded). The fine clock's
+/// time since the origin is never less than the real one, however late the coarse clock that
+/// stamped it.
+#[cold]
+#[inline(never)]
+pub(crate) fn allows_exactly<E>(
+    config: &Config<E>,
+    start: Stamp,
+    origin: Duration,
+    delay: Duration,
+) -> bool {
+    let Some(deadline) = config.rules.deadline else {
+        return true;
+    };
+    let exactly = config.time.since_exactly(start).saturating_sub(origin);
+    exactly.saturating_add(delay) < deadline
 }
 
 /// The state of a lean call after its first failure: its clock readings and the engine.
@@ -185,13 +223,7 @@ impl Lean {
             (None, Ok(value)) => ok_rule.classify_ok(value)?,
             (None, Err(error)) => config.classifier.classify(error),
         };
-        let since_origin = self.times.at_failure(config, attempt, &mut self.engine);
-        let times = &self.times;
-        let confirm = |delay| times.allows_exactly(config, delay);
-        match self
-            .engine
-            .on_failure(&config.rules, c, since_origin, confirm)
-        {
+        match self.times.decide(config, &mut self.engine, attempt, c) {
             Decision::Retry(delay) if !aborted(config) => Some(delay),
             Decision::Retry(_) => {
                 self.engine.stopped(StopReason::Aborted);
@@ -294,7 +326,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
     #[inline]
     pub fn begin(&mut self) -> Next<T, E> {
         match &mut self.state {
-            State::Full(full) => full.begin(self.config),
+            State::Full(full) => full.admit(self.config),
             State::Fresh(_) | State::Lean(..) => Next::Attempt,
         }
     }
@@ -426,12 +458,6 @@ fn aborted<E>(config: &Config<E>) -> bool {
 }
 
 impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
-    /// Starts a full call: admits the first attempt.
-    #[inline(never)]
-    fn begin(&mut self, config: &'p Config<E>) -> Next<T, E> {
-        self.admit(config)
-    }
-
     /// Asks the rate limiter, if any, for the next attempt's token, then the breaker, if any,
     /// for the attempt.
     fn admit(&mut self, config: &'p Config<E>) -> Next<T, E> {
@@ -640,8 +666,6 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
         c: Classification,
         error: Option<&E>,
     ) -> Option<Duration> {
-        let since_origin = self.times.at_failure(config, attempt, &mut self.engine);
-        let elapsed = self.engine.elapsed();
         if let Some(admission) = self.admission.take() {
             let t = admission.record(Some(c.class));
             self.emit_transition(config, t, attempt, Some(c.class));
@@ -657,11 +681,8 @@ impl<'p, E: fmt::Debug, T> Full<'p, E, T> {
                 config.settings.max_server_delay,
             );
         }
-        let times = &self.times;
-        let confirm = |delay| times.allows_exactly(config, delay);
-        let mut decision = self
-            .engine
-            .on_failure(&config.rules, c, since_origin, confirm);
+        let mut decision = self.times.decide(config, &mut self.engine, attempt, c);
+        let elapsed = self.engine.elapsed();
         if let Decision::Retry(delay) = decision
             && let Some(reason) = self.protect(config, c.class, delay)
         {

@@ -20,7 +20,7 @@ use std::task::Poll;
 
 use crate::async_policy::AsyncRetryPolicy;
 use crate::budget::Reserved;
-use crate::call::{emit, event};
+use crate::call::{allows_exactly, emit, event};
 use crate::circuit::{Admission, Transition};
 use crate::class::{Classification, ErrorClass};
 use crate::engine::{Decision, Engine};
@@ -396,14 +396,10 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
         let config = self.config;
         // Near the deadline, on a clock that lags, the engine has the retry confirmed on the
         // fine clock.
-        let confirm = |delay: Duration| {
-            config.rules.deadline.is_none_or(|deadline| {
-                let exactly = config.time.since_exactly(start).saturating_sub(origin);
-                exactly.saturating_add(delay) < deadline
-            })
-        };
         self.engine
-            .on_failure(&config.rules, c, now.saturating_sub(origin), confirm)
+            .on_failure(&config.rules, c, now.saturating_sub(origin), |delay| {
+                allows_exactly(config, start, origin, delay)
+            })
     }
 
     fn on_outcome(&mut self, slot: usize, outcome: Option<Result<T, E>>) -> Step<T, E> {
