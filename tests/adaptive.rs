@@ -351,3 +351,97 @@ fn the_limiter_and_the_policy_must_share_a_clock() {
             .is_ok()
     );
 }
+
+/// A strategy whose delay panics: a bug in user code inside the retry decision.
+#[derive(Debug)]
+struct PanickingStrategy;
+
+impl reflexio::strategies::Strategy for PanickingStrategy {
+    fn delay(&self, _: &reflexio::strategies::BackoffContext, _: f64) -> Duration {
+        panic!("bug in the strategy")
+    }
+}
+
+#[test]
+fn panics_in_the_classifier_strategy_ok_rule_and_hook_leave_the_limiter_working() {
+    let clock = VirtualClock::new();
+    let l = throttled_limiter(&clock);
+    let fails = || Err::<u32, RateLimitError>(RateLimitError::new("429"));
+    let builder = || {
+        RetryPolicy::<RateLimitError>::builder()
+            .strategy(constant(ms(1)))
+            .max_attempts(2)
+            .rate_limiter(l.clone())
+            .clock(clock.clone())
+    };
+    let classifier = builder()
+        .classifier(|_: &RateLimitError| -> ErrorClass { panic!("bug in the classifier") })
+        .build()
+        .unwrap();
+    let strategy = builder().strategy(PanickingStrategy).build().unwrap();
+    let ok_rule = builder()
+        .retry_if_ok(|_: &u32| -> Option<ErrorClass> { panic!("bug in the Ok rule") })
+        .build()
+        .unwrap();
+    let hook = builder()
+        .on_event(|_| panic!("bug in the hook"))
+        .build()
+        .unwrap();
+    for (name, run) in [
+        (
+            "classifier",
+            Box::new(|| drop(classifier.call(fails))) as Box<dyn Fn()>,
+        ),
+        ("strategy", Box::new(|| drop(strategy.call(fails)))),
+        ("Ok rule", Box::new(|| drop(ok_rule.call(|| Ok(7))))),
+    ] {
+        clock.advance(Duration::from_secs(10));
+        let panicked = catch_unwind(AssertUnwindSafe(run));
+        assert!(panicked.is_err(), "the {name}'s panic reaches the caller");
+        // The limiter is not wedged (its lock recovered, no token lost beyond the attempt's):
+        // a token is there again after its refill, and a call gets it.
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(l.try_acquire(), Ok(()), "after a panic in the {name}");
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(
+            builder()
+                .build()
+                .unwrap()
+                .call(|| Ok::<_, RateLimitError>(1)),
+            Ok(1)
+        );
+    }
+    // A hook's panic is contained: the call still decides, waits for its tokens and returns.
+    clock.advance(Duration::from_secs(10));
+    let before = clock.now();
+    assert!(hook.call(fails).is_err());
+    assert!(
+        clock.now() > before,
+        "the retry waited for the limiter's token"
+    );
+    assert!(l.fill_rate().is_some());
+}
+
+#[test]
+fn a_clock_jump_past_any_wrap_leaves_the_limiter_exact() {
+    let clock = VirtualClock::new();
+    let l = throttled_limiter(&clock);
+    // Further than any 32-bit count of nanoseconds, microseconds or milliseconds, and past
+    // half of `u64` nanoseconds.
+    for jump in [
+        Duration::from_nanos(u64::from(u32::MAX) + 1),
+        Duration::from_secs(u64::from(u32::MAX) + 1),
+        Duration::from_nanos(u64::MAX / 2 + 1),
+    ] {
+        clock.advance(jump);
+        // The bucket refilled to its capacity, no more: one token at the lowest rate.
+        assert_eq!(l.try_acquire(), Ok(()), "after a jump of {jump:?}");
+        let wait = l.try_acquire().unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(2),
+            "{wait:?}"
+        );
+        l.record_outcome(Some(ErrorClass::RateLimit));
+        assert!(l.fill_rate().is_some_and(f64::is_finite));
+    }
+}

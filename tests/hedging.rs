@@ -693,3 +693,29 @@ async fn tokio_paused_time_drives_a_hedged_call() {
     assert_eq!(*starts.lock().unwrap(), [ms(0), ms(10)]);
     assert_eq!(t0.elapsed(), ms(13));
 }
+
+#[test]
+fn a_panicking_hedged_probe_gives_its_place_back() {
+    let (breaker, _) = half_open_breaker(1);
+    let clock = VirtualClock::new();
+    let events = Events::default();
+    let policy = builder(&clock, &events)
+        .hedging(after(ms(10), 2))
+        .circuit_breaker(breaker.clone())
+        .build()
+        .unwrap();
+    // The only probe place is taken by an attempt that panics.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(
+            &clock,
+            policy
+                .call_idempotent(|| async { panic!("bug in the operation") as Result<u32, Fail> }),
+        )
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(breaker.state(), CircuitState::HalfOpen, "nothing recorded");
+    // The place came back: the next call probes, and its success closes the circuit.
+    let svc = Service::new(&clock, vec![(ms(1), OK1)]);
+    assert_eq!(run(&clock, policy.call_idempotent(|| svc.attempt())), Ok(1));
+    assert_eq!(breaker.state(), CircuitState::Closed);
+}

@@ -483,6 +483,61 @@ mod tests {
         assert!(p50 >= ms(1000) && p50 <= ms(1125), "{p50:?}");
     }
 
+    /// Total samples of the periods `quantile` at `now` reads.
+    fn live_total(w: &LatencyWindow, now: u64) -> u64 {
+        let number = w.number(now);
+        w.periods
+            .iter()
+            .filter(|p| {
+                let n = p.number.load(Ordering::Acquire);
+                n == number || n + 1 == number
+            })
+            .map(|p| p.total.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    #[test]
+    fn threads_recording_across_a_rotation_lose_no_sample() {
+        let w = LatencyWindow::new(Duration::from_secs(10));
+        let s = 1_000_000_000;
+        std::thread::scope(|scope| {
+            for t in 0..8_u64 {
+                let w = &w;
+                scope.spawn(move || {
+                    for i in 0..1000_u64 {
+                        // Half in the first period, half in the second, interleaved: the
+                        // second's first writers rotate its slot while others still write
+                        // the first.
+                        let now = if (i + t) % 2 == 0 { s } else { 11 * s };
+                        w.record(now, Duration::from_micros(100 + i));
+                    }
+                });
+            }
+        });
+        assert_eq!(live_total(&w, 11 * s), 8000);
+        assert!(w.quantile(11 * s, 0.5, 8000).is_some());
+    }
+
+    #[test]
+    fn a_clock_jump_past_any_wrap_forgets_the_old_samples_exactly() {
+        let w = LatencyWindow::new(Duration::from_secs(10));
+        w.record(0, Duration::from_millis(5));
+        // Past 32-bit nanoseconds, past 2^32 seconds, and to the end of `u64` nanoseconds: each
+        // jump lands two periods or more after the last reading.
+        for now in [1_u64 << 35, (1 << 32) * 1_000_000_000, u64::MAX] {
+            assert_eq!(
+                w.quantile(now, 0.5, 1),
+                None,
+                "at {now}: old samples are gone"
+            );
+            w.record(now, Duration::from_millis(7));
+            w.record(now, Duration::from_millis(7));
+            let p = w.quantile(now, 0.5, 1).unwrap();
+            assert!(p >= Duration::from_millis(7), "{p:?}");
+            assert_eq!(live_total(&w, now), 2, "at {now}");
+        }
+    }
+
     #[test]
     fn bad_settings_are_config_errors() {
         let err = Hedging::at_percentile(100.0)
