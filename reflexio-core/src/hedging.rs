@@ -341,7 +341,9 @@ struct Period {
 
 /// Latencies over a rotating window: two periods of `window`, written in the current one and
 /// read over both, each cleared when time comes back to it. Recording is two atomic adds (and,
-/// once per period, a clear under a lock); no allocation after creation.
+/// once per period, a clear under a lock); no allocation after creation. A writer stalled for
+/// two whole periods between its check of the period and its adds counts one sample in the
+/// newer period: the window is an estimate, and that sample one latency among many.
 struct LatencyWindow {
     period_nanos: u64,
     periods: [Period; 2],
