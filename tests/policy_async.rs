@@ -335,3 +335,105 @@ fn concurrent_calls_interleave_in_virtual_time() {
         "timers are not recorded as sleeps"
     );
 }
+
+/// A call's future does nothing until it is first polled: no attempt, no clock reading. A
+/// deadline counted from the start counts from that poll, not from when the future was made.
+#[test]
+fn nothing_happens_until_the_first_poll() {
+    let (p, clock, rec) = policy(|b| b.deadline(secs(1)).max_attempts(3));
+    let calls = AtomicU32::new(0);
+    let fut = p.call(|| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async { Err::<u32, _>(Scripted::new(ErrorClass::Transient, 0)) }
+    });
+    // Made, not polled: an hour passes.
+    clock.advance(secs(3600));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(rec.events().is_empty());
+    // Polled now: the deadline (1 s) starts now, so the 100 ms retries are made.
+    let out = futures::executor::block_on(fut);
+    assert!(out.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(clock.sleeps(), [ms(100), ms(100)]);
+}
+
+/// A call dropped while its attempt runs ends that attempt before it gives its breaker
+/// admission back: the attempt's future is dropped first, and while it drops, the half-open
+/// circuit's only probe place is still taken (another call is rejected).
+#[test]
+fn a_dropped_call_ends_its_attempt_before_giving_its_probe_place_back() {
+    use reflexio::{CircuitBreaker, CircuitOpen};
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    #[derive(Debug, PartialEq)]
+    struct ProbeErr;
+    impl From<CircuitOpen> for ProbeErr {
+        fn from(_: CircuitOpen) -> Self {
+            ProbeErr
+        }
+    }
+
+    /// An attempt that never ends and, when dropped, tries another call of the policy.
+    struct Probe<'a> {
+        policy: &'a AsyncRetryPolicy<ProbeErr>,
+        admitted_while_dropping: &'a Mutex<Option<bool>>,
+    }
+    impl Future for Probe<'_> {
+        type Output = Result<u32, ProbeErr>;
+        fn poll(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            Poll::Pending
+        }
+    }
+    impl Drop for Probe<'_> {
+        fn drop(&mut self) {
+            let entered = AtomicU32::new(0);
+            let mut other = pin!(self.policy.call(|| {
+                entered.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<u32, ProbeErr>(1) }
+            }));
+            let _ = other
+                .as_mut()
+                .poll(&mut Context::from_waker(Waker::noop()));
+            *self.admitted_while_dropping.lock().unwrap() =
+                Some(entered.load(Ordering::SeqCst) > 0);
+        }
+    }
+
+    let clock = VirtualClock::new();
+    let breaker = CircuitBreaker::builder()
+        .min_calls(1)
+        .open_for(secs(1))
+        .probes(1)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    breaker.record_outcome(Some(ErrorClass::ServerError));
+    clock.advance(secs(1));
+    let policy = AsyncRetryPolicy::builder()
+        .classifier(|_: &ProbeErr| ErrorClass::ServerError)
+        .max_attempts(1)
+        .circuit_breaker(breaker.clone())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let admitted = Mutex::new(None);
+    {
+        let mut call = pin!(policy.call(|| Probe {
+            policy: &policy,
+            admitted_while_dropping: &admitted,
+        }));
+        let polled = call
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        assert!(polled.is_pending(), "the probe was let through and runs");
+    }
+    assert_eq!(
+        *admitted.lock().unwrap(),
+        Some(false),
+        "a second probe started while the first was still being dropped"
+    );
+    // Once dropped, the place is free again.
+    let out = futures::executor::block_on(policy.call(|| async { Ok::<u32, ProbeErr>(7) }));
+    assert_eq!(out, Ok(7));
+}

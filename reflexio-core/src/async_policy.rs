@@ -1,17 +1,16 @@
 //! The async policy, [`AsyncRetryPolicy`].
 
 use core::fmt;
-use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
-use std::task::Poll;
+use core::marker::PhantomData;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use core::ops::ControlFlow;
-
-use crate::call::{Call, Lean, Next, Times};
+use crate::call::{Boxed, Call, Next};
 use crate::errors::RetryError;
-use crate::ok::first_outcome;
 use crate::ok::{AcceptOk, OkClassifier, OkRule};
 use crate::settings::Config;
+use crate::time::Timer;
 
 /// A retry policy for async operations: the same decisions as
 /// [`RetryPolicy`](crate::RetryPolicy), sleeping asynchronously between attempts.
@@ -86,60 +85,23 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     /// `Send` when `op`, its futures, `T` and `E` are; it does not box `op`'s future. Its cost
     /// is [`RetryPolicy::call`](crate::RetryPolicy::call)'s: a success costs the attempt (and a
     /// clock read for a deadline counted from the start) unless a breaker, budget or hook asks
-    /// for more; with an
+    /// for more (their state is boxed, one allocation per call, so that it does not make every
+    /// call's future bigger); with an
     /// [attempt timeout](crate::PolicyBuilder::attempt_timeout), every attempt also makes and
-    /// polls its timer.
+    /// polls its timer. Nothing happens, and no clock is read, until the future is first
+    /// polled.
     ///
     /// # Errors
     ///
     /// The error of the last attempt, when the policy stops.
-    pub async fn call<T, F, Fut>(&self, op: F) -> Result<T, E>
+    pub fn call<T, F, Fut>(&self, op: F) -> impl Future<Output = Result<T, E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
         R: OkClassifier<T>,
     {
-        let config = &self.config;
-        if config.lean() && config.settings.attempt_timeout.is_none() {
-            return self.lean_call(op).await;
-        }
-        let mut call = Call::new(config, &self.ok_rule, false);
-        let next = call.begin();
-        drive_from(&mut call, next, op).await
-    }
-
-    /// A call of a lean policy with no attempt timeout: each attempt awaited as it is, a
-    /// success returned at once, and each failure decided by the lean step ([`Lean::decide`],
-    /// the step `Call` takes for a lean call too) in a loop of its own, where the general loop
-    /// would go through the call's state, its `Next` and the attempt's timer at every step: a
-    /// fifth of a failing call's work (BENCHMARKS.md, section 3).
-    async fn lean_call<T, F, Fut>(&self, mut op: F) -> Result<T, E>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        R: OkClassifier<T>,
-    {
-        let config = &self.config;
-        let start = Times::new(config, false);
-        let mut outcome = op().await;
-        let rejected = match first_outcome(&self.ok_rule, &outcome) {
-            ControlFlow::Break(()) => return outcome,
-            ControlFlow::Continue(rejected) => rejected,
-        };
-        let mut lean = Lean::new(start);
-        let mut next = lean.decide(config, &self.ok_rule, &outcome, rejected);
-        while let Some(delay) = next {
-            // The outcome is dropped before the sleep: the future holds an attempt or a sleep,
-            // never a result as well.
-            drop(outcome);
-            if !delay.is_zero() {
-                config.time.sleep(delay).await;
-            }
-            outcome = op().await;
-            next = lean.decide(config, &self.ok_rule, &outcome, None);
-        }
-        outcome
+        Calling::<_, _, _, _, _, AsIs>::new(&self.config, &self.ok_rule, op)
     }
 
     /// A readable, multi-line snapshot of the policy; see
@@ -150,39 +112,8 @@ impl<E, R> AsyncRetryPolicy<E, R> {
     }
 
     /// The state of one call, which `#[retry]`'s generated loop drives.
-    pub(crate) fn start_call<T>(&self) -> Call<'_, E, T, R> {
+    pub(crate) fn start_call<T>(&self) -> Call<'_, E, T, R, Boxed> {
         Call::new(&self.config, &self.ok_rule, false)
-    }
-}
-
-/// Drives a call from `next` (its `begin()`): attempt (under the attempt timeout, if any),
-/// step, sleep. The loop `#[retry]` generates for an async function is this one, inlined in
-/// the function.
-async fn drive_from<E, T, R, F, Fut>(
-    call: &mut Call<'_, E, T, R>,
-    mut next: Next<T, E>,
-    mut op: F,
-) -> Result<T, E>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: fmt::Debug,
-    R: OkClassifier<T>,
-{
-    loop {
-        next = match next {
-            Next::Attempt => match timed_attempt(pin!(op()), pin!(call.timer())).await {
-                Some(outcome) => call.record(outcome),
-                None => call.record_timeout(),
-            },
-            Next::Sleep(delay) => {
-                if !delay.is_zero() {
-                    call.sleep(delay).await;
-                }
-                call.resume()
-            }
-            Next::Done(result) => return result,
-        };
     }
 }
 
@@ -193,16 +124,13 @@ impl<E> AsyncRetryPolicy<E> {
     /// # Errors
     ///
     /// A [`RetryError`] wrapping the last attempt's error.
-    pub async fn execute<T, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
+    pub fn execute<T, F, Fut>(&self, op: F) -> impl Future<Output = Result<T, RetryError<E>>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
     {
-        let mut call = Call::new(&self.config, &self.ok_rule, true);
-        let next = call.begin();
-        let result = drive_from(&mut call, next, op).await;
-        call.finish(result)
+        Calling::<_, _, _, _, _, WithError>::new(&self.config, &self.ok_rule, op)
     }
 }
 
@@ -214,42 +142,259 @@ impl<E, T> AsyncRetryPolicy<E, OkRule<T>> {
     /// # Errors
     ///
     /// A [`RetryError`] wrapping the last attempt's error or the last rejected value.
-    pub async fn execute<F, Fut>(&self, op: F) -> Result<T, RetryError<E, T>>
+    pub fn execute<F, Fut>(&self, op: F) -> impl Future<Output = Result<T, RetryError<E, T>>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: fmt::Debug,
     {
-        let mut call = Call::new(&self.config, &self.ok_rule, true);
-        let next = call.begin();
-        let result = drive_from(&mut call, next, op).await;
+        Calling::<_, _, _, _, _, WithRejected>::new(&self.config, &self.ok_rule, op)
+    }
+}
+
+/// What a call's future returns from the call's result: the result as it is (`call`), or
+/// `execute`'s, which says why the policy stopped.
+trait Finish<T, E> {
+    type Output;
+    /// Whether the call reads the clock at its start whatever the policy (`execute`'s error
+    /// reports the time since the start).
+    const TIMED: bool;
+    fn finish<R: OkClassifier<T>>(
+        call: &Call<'_, E, T, R, Boxed>,
+        result: Result<T, E>,
+    ) -> Self::Output;
+}
+
+/// `call`'s result: as it is.
+enum AsIs {}
+
+/// `execute`'s error, with why the policy stopped.
+enum WithError {}
+
+/// `execute`'s error for a policy with a `retry_if_ok` rule: a value it stopped on too.
+enum WithRejected {}
+
+impl<T, E: fmt::Debug> Finish<T, E> for AsIs {
+    type Output = Result<T, E>;
+    const TIMED: bool = false;
+    #[inline]
+    fn finish<R: OkClassifier<T>>(
+        _: &Call<'_, E, T, R, Boxed>,
+        result: Result<T, E>,
+    ) -> Self::Output {
+        result
+    }
+}
+
+impl<T, E: fmt::Debug> Finish<T, E> for WithError {
+    type Output = Result<T, RetryError<E>>;
+    const TIMED: bool = true;
+    fn finish<R: OkClassifier<T>>(
+        call: &Call<'_, E, T, R, Boxed>,
+        result: Result<T, E>,
+    ) -> Self::Output {
+        call.finish(result)
+    }
+}
+
+impl<T, E: fmt::Debug> Finish<T, E> for WithRejected {
+    type Output = Result<T, RetryError<E, T>>;
+    const TIMED: bool = true;
+    fn finish<R: OkClassifier<T>>(
+        call: &Call<'_, E, T, R, Boxed>,
+        result: Result<T, E>,
+    ) -> Self::Output {
         call.finish_rejecting(result)
     }
 }
 
-/// Runs one attempt under its timer, if any: `None` when the timer fired first (the
-/// attempt's future is then dropped by its owner). Not public API: drivers use it.
-///
-/// The caller pins both in its own frame (`pin!`), so the attempt's future is held once:
-/// taken by value, it would be held again as a coroutine's argument.
-pub fn timed_attempt<'a, Fut, Timer>(
-    attempt: Pin<&'a mut Fut>,
-    timer: Pin<&'a mut Option<Timer>>,
-) -> impl Future<Output = Option<Fut::Output>> + 'a
+pin_project_lite::pin_project! {
+    /// Where a call's future is, with what it waits on: the attempt in flight and its timer,
+    /// or the sleep before the next one. One enum: the attempt's timer and the sleep share
+    /// their slot, and its tag is a plain one (a future has no spare values for a niche), so
+    /// dropping a finished call's future reads one byte, where a `Timer` field of its own
+    /// was dropped by its glue, out of line, on every call.
+    #[project = StepProj]
+    enum Step<Fut> {
+        /// Not polled yet.
+        Start,
+        /// An attempt in flight, with no attempt timeout: no timer made, moved or dropped.
+        Attempt { #[pin] attempt: Fut },
+        /// An attempt in flight under its timer (the policy's attempt timeout).
+        TimedAttempt { #[pin] attempt: Fut, #[pin] timer: Timer },
+        /// Sleeping before the next attempt.
+        Sleep { #[pin] timer: Timer },
+        /// Returned its output.
+        Done,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of `call` and `execute`: the driver of an async call, "attempt, step, sleep"
+    /// around the call's state ([`Call`]), written by hand rather than as an `async fn`.
+    ///
+    /// An `async fn` holding the call's state, the attempt and a timer, around an inner one
+    /// for lean policies, took 536 bytes over the wrapped future; here the attempt's timer and
+    /// the sleep share one slot, and the full state of a policy with a breaker, budget or hook
+    /// is boxed ([`Boxed`]): 256 bytes. The projection code is `pin-project-lite`'s (see
+    /// `time/timer.rs`).
+    ///
+    /// Fields drop in their order here: the attempt in flight (and its timer) before the
+    /// call's state, so that a call dropped mid-attempt, or unwound by a panic, ends its
+    /// attempt before its breaker admission gives the probe's place back (else a new probe
+    /// could start while this one still runs).
+    struct Calling<'p, E, T, R, F, Fut, M> {
+        #[pin]
+        step: Step<Fut>,
+        call: Call<'p, E, T, R, Boxed>,
+        op: F,
+        finish: PhantomData<fn() -> M>,
+    }
+}
+
+impl<'p, E, T, R, F, Fut, M> Calling<'p, E, T, R, F, Fut, M> {
+    #[inline]
+    fn new(config: &'p Config<E>, ok_rule: &'p R, op: F) -> Self {
+        Calling {
+            step: Step::Start,
+            call: Call::unstarted(config, ok_rule),
+            op,
+            finish: PhantomData,
+        }
+    }
+}
+
+impl<E, T, R, F, Fut, M> Future for Calling<'_, E, T, R, F, Fut, M>
 where
-    Fut: Future,
-    Timer: Future<Output = ()>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+    M: Finish<T, E>,
 {
-    let (mut attempt, mut timer) = (attempt, timer);
-    poll_fn(move |cx| {
-        if let Poll::Ready(out) = attempt.as_mut().poll(cx) {
+    type Output = M::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
+        let mut this = self.project();
+        loop {
+            let mut next = match this.step.as_mut().project() {
+                StepProj::Start => {
+                    this.call.start(M::TIMED);
+                    if this.call.is_lean() && !this.call.timed_attempts() {
+                        // The common case, straight to its first attempt.
+                        this.step.set(Step::Attempt {
+                            attempt: (this.op)(),
+                        });
+                        continue;
+                    }
+                    this.call.begin()
+                }
+                StepProj::Sleep { timer } => {
+                    if timer.poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.step.set(Step::Done);
+                    this.call.resume()
+                }
+                StepProj::Done => panic!("a reflexio call's future polled after it completed"),
+                step => {
+                    let outcome = match step {
+                        StepProj::Attempt { attempt } => match attempt.poll(cx) {
+                            Poll::Ready(outcome) => Some(outcome),
+                            Poll::Pending => return Poll::Pending,
+                        },
+                        StepProj::TimedAttempt { attempt, timer } => match attempt.poll(cx) {
+                            Poll::Ready(outcome) => Some(outcome),
+                            Poll::Pending if timer.poll(cx).is_ready() => None,
+                            Poll::Pending => return Poll::Pending,
+                        },
+                        _ => unreachable!("the other steps are matched above"),
+                    };
+                    // The attempt and its timer are dropped before the outcome is recorded.
+                    this.step.set(Step::Done);
+                    match outcome {
+                        Some(outcome) if this.call.is_lean() => {
+                            // A lean call's step, with the outcome kept here until it is
+                            // returned or dropped (see `Call::decide_lean`).
+                            let Some(delay) = this.call.decide_lean(&outcome) else {
+                                return Poll::Ready(M::finish(this.call, outcome));
+                            };
+                            drop(outcome);
+                            Next::Sleep(delay)
+                        }
+                        Some(outcome) => this.call.record(outcome),
+                        None => this.call.record_timeout(),
+                    }
+                }
+            };
+            loop {
+                match next {
+                    // A zero delay is not slept: no timer made, polled and dropped.
+                    Next::Sleep(delay) if delay.is_zero() => next = this.call.resume(),
+                    Next::Attempt if this.call.timed_attempts() => {
+                        this.step.set(Step::TimedAttempt {
+                            attempt: (this.op)(),
+                            timer: this.call.timer(),
+                        });
+                        break;
+                    }
+                    Next::Attempt => {
+                        this.step.set(Step::Attempt {
+                            attempt: (this.op)(),
+                        });
+                        break;
+                    }
+                    Next::Sleep(delay) => {
+                        this.step.set(Step::Sleep {
+                            timer: this.call.sleep(delay),
+                        });
+                        break;
+                    }
+                    Next::Done(result) => {
+                        this.step.set(Step::Done);
+                        return Poll::Ready(M::finish(this.call, result));
+                    }
+                }
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One attempt of an async `#[retry]` function under its timer (see [`timed_attempt`]).
+    /// Not public API.
+    pub struct TimedAttempt<Fut> {
+        #[pin]
+        attempt: Fut,
+        #[pin]
+        timer: Timer,
+    }
+}
+
+/// Runs one attempt under its timer: `None` when the timer fired first (the attempt's future
+/// is then dropped with this one). A timer that is [`Timer::Off`] never fires. Not public
+/// API: the loop `#[retry]` generates for an async function uses it.
+///
+/// The future owns both, where it held references to them pinned in the caller's frame: 16
+/// bytes less in every call's future. Taken by value into a plain struct, the attempt is
+/// held once (an `async fn` would keep its argument and the future it awaits apart).
+#[inline]
+pub fn timed_attempt<Fut: Future>(attempt: Fut, timer: Timer) -> TimedAttempt<Fut> {
+    TimedAttempt { attempt, timer }
+}
+
+impl<Fut: Future> Future for TimedAttempt<Fut> {
+    type Output = Option<Fut::Output>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.attempt.poll(cx) {
             return Poll::Ready(Some(out));
         }
-        if let Some(timer) = timer.as_mut().as_pin_mut()
-            && timer.poll(cx).is_ready()
-        {
+        if this.timer.poll(cx).is_ready() {
             return Poll::Ready(None);
         }
         Poll::Pending
-    })
+    }
 }

@@ -14,7 +14,6 @@
 //! panic in any user code, gives it back.
 
 use core::fmt;
-use core::future::Future;
 use core::ops::ControlFlow;
 use core::time::Duration;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -29,7 +28,7 @@ use crate::ok::{OkClassifier, first_outcome};
 use crate::settings::Config;
 use crate::stop::StopReason;
 use crate::time::saturating_nanos;
-use crate::time::{Stamp, TimeSource};
+use crate::time::{Stamp, Timer};
 
 /// What a driver does next.
 #[derive(Debug)]
@@ -50,23 +49,81 @@ pub enum Next<T, E> {
 /// success ends it at once, and only a failure makes the engine's counts (`Lean`), which then
 /// decide each retry. Any other policy gets the full state (`Full`) from the start.
 ///
+/// `H` says where the full state is kept: [`Inline`] for the sync policy, whose call lives on
+/// the thread's stack, [`Boxed`] for the async ones, whose call lives in the call's future:
+/// every future has room for the largest state, so an inline full state would make every
+/// call's future bigger, lean or not (`tests/future_size.rs`), for the sake of the policies
+/// with a breaker, budget, hook or rate limiter, which then allocate once per call.
+///
 /// Not public API: reachable only through the facade's hidden `__private` module, for the
 /// loop `#[retry]` generates.
-pub struct Call<'p, E, T, R> {
+pub struct Call<'p, E, T, R, H: Holding = Inline> {
     config: &'p Config<E>,
     ok_rule: &'p R,
-    state: State<'p, E, T>,
+    state: State<'p, E, T, H>,
 }
 
-// Not boxed: boxing would allocate on every call.
-#[allow(clippy::large_enum_variant)]
-enum State<'p, E, T> {
+#[allow(
+    clippy::large_enum_variant,
+    reason = "inline only where it costs no allocation"
+)]
+enum State<'p, E, T, H: Holding> {
     /// A lean call before its first outcome.
     Fresh(Times),
     /// A lean call after a failure: the engine's counts.
     Lean(Lean),
     /// Everything: breaker admissions, budget tokens, events.
-    Full(Full<'p, E, T>),
+    Full(H::Slot<Full<'p, E, T>>),
+}
+
+/// Where a [`Call`] keeps its full state: [`Inline`] or [`Boxed`]. Not public API.
+pub trait Holding {
+    /// The holder of an `X`.
+    type Slot<X>: core::ops::DerefMut<Target = X>;
+    /// Holds `x`.
+    fn hold<X>(x: X) -> Self::Slot<X>;
+}
+
+/// The full state held in the call itself (the sync policy).
+#[derive(Debug)]
+pub enum Inline {}
+
+/// The full state boxed (the async policy, and `#[retry]` async functions).
+#[derive(Debug)]
+pub enum Boxed {}
+
+/// An `X` held in place: [`Inline`]'s slot.
+pub struct InPlace<X>(X);
+
+impl<X> core::ops::Deref for InPlace<X> {
+    type Target = X;
+    #[inline]
+    fn deref(&self) -> &X {
+        &self.0
+    }
+}
+
+impl<X> core::ops::DerefMut for InPlace<X> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut X {
+        &mut self.0
+    }
+}
+
+impl Holding for Inline {
+    type Slot<X> = InPlace<X>;
+    #[inline]
+    fn hold<X>(x: X) -> InPlace<X> {
+        InPlace(x)
+    }
+}
+
+impl Holding for Boxed {
+    type Slot<X> = Box<X>;
+    #[inline]
+    fn hold<X>(x: X) -> Box<X> {
+        Box::new(x)
+    }
 }
 
 /// The clock readings of a call: its start (when something needs it) and where its deadline
@@ -83,6 +140,12 @@ pub(crate) struct Times {
 }
 
 impl Times {
+    /// No reading: a call that has not started.
+    pub(crate) const NONE: Times = Times {
+        start: None,
+        origin_nanos: 0,
+    };
+
     /// The readings of a call starting now. `timed` reads the clock whatever the policy (for
     /// `execute`'s elapsed time).
     #[inline]
@@ -118,7 +181,7 @@ impl Times {
                     // The origin, as read: `since` rounds every measured time up (see
                     // `TimeSource::since`), and the origin must not take that rounding off the
                     // times measured from it.
-                    let raw = elapsed.saturating_sub(TimeSource::rounding(start));
+                    let raw = elapsed.saturating_sub(config.time.rounding());
                     self.origin_nanos = saturating_nanos(raw);
                     return Duration::ZERO;
                 }
@@ -249,7 +312,7 @@ struct Full<'p, E, T> {
     kept: Option<Result<T, E>>,
 }
 
-impl<E, T, R> fmt::Debug for Call<'_, E, T, R> {
+impl<E, T, R, H: Holding> fmt::Debug for Call<'_, E, T, R, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
             State::Fresh(_) => f.write_str("Call(Fresh)"),
@@ -259,7 +322,7 @@ impl<E, T, R> fmt::Debug for Call<'_, E, T, R> {
     }
 }
 
-impl<'p, E, T, R> Call<'p, E, T, R> {
+impl<'p, E, T, R, H: Holding> Call<'p, E, T, R, H> {
     /// A call of a policy with `config` and `ok_rule`. `timed` reads the clock at the start
     /// whatever the policy (for `execute`'s elapsed time).
     #[inline]
@@ -268,6 +331,24 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
             Call::lean(config, ok_rule, Times::new(config, timed))
         } else {
             Call::full(config, ok_rule, timed)
+        }
+    }
+
+    /// A call that has not started: [`start`](Self::start) it before anything else. For a
+    /// future made now and polled later, which reads the clock when first polled.
+    #[inline]
+    pub(crate) fn unstarted(config: &'p Config<E>, ok_rule: &'p R) -> Self {
+        Call::lean(config, ok_rule, Times::NONE)
+    }
+
+    /// Starts an [`unstarted`](Self::unstarted) call now, as [`new`](Self::new) would make it.
+    #[inline]
+    pub(crate) fn start(&mut self, timed: bool) {
+        let config = self.config;
+        match &mut self.state {
+            // In place: assigning a new state would run the old one's drop glue, out of line.
+            State::Fresh(readings) if config.lean() => *readings = Times::new(config, timed),
+            _ => *self = Call::full(config, self.ok_rule, timed),
         }
     }
 
@@ -290,26 +371,34 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
         Call {
             config,
             ok_rule,
-            state: State::Full(Full {
+            state: State::Full(H::hold(Full {
                 engine: Engine::new(),
                 times: Times::new(config, timed),
                 admission: None,
                 reserved: None,
                 kept: None,
-            }),
+            })),
         }
     }
 
-    /// The timer of one attempt: `Some` when the policy has an attempt timeout. It borrows
-    /// the policy, not the call, so the call can record the attempt while the timer lives.
-    pub fn timer(&self) -> Option<impl Future<Output = ()> + Send + use<'p, E, T, R>> {
+    /// The timer of one attempt, started now ([`Timer::Off`], which never fires, when the
+    /// policy has no attempt timeout). It borrows nothing, so the call can record the attempt
+    /// while the timer lives.
+    #[inline]
+    pub fn timer(&self) -> Timer {
         self.config.attempt_timer()
     }
 
-    /// Sleeps as the policy does between attempts. The async drivers do not call it for a
-    /// zero delay: the sleep future would be made, polled and dropped for nothing (and an
-    /// `Option` of it, held across the await, would make every call's future bigger).
-    pub fn sleep(&self, delay: Duration) -> impl Future<Output = ()> + Send + use<'p, E, T, R> {
+    /// Whether each attempt runs under a timer (the policy has an attempt timeout).
+    #[inline]
+    pub(crate) fn timed_attempts(&self) -> bool {
+        self.config.settings.attempt_timeout.is_some()
+    }
+
+    /// Sleeps as the policy does between attempts, from now. The async drivers do not call it
+    /// for a zero delay (a timer made and dropped for nothing).
+    #[inline]
+    pub fn sleep(&self, delay: Duration) -> Timer {
         self.config.time.sleep(delay)
     }
 
@@ -321,7 +410,7 @@ impl<'p, E, T, R> Call<'p, E, T, R> {
     }
 }
 
-impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
+impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
     /// Starts the call: what to do first.
     #[inline]
     pub fn begin(&mut self) -> Next<T, E> {
@@ -389,6 +478,54 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>> Call<'_, E, T, R> {
             self.state = State::Lean(Lean::new(times));
         }
         self.step(outcome, forced)
+    }
+
+    /// Whether the call is lean (see [`Call`]): its step is then [`decide_lean`](Self::decide_lean).
+    #[inline]
+    pub(crate) fn is_lean(&self) -> bool {
+        !matches!(self.state, State::Full(_))
+    }
+
+    /// A lean call's step, the outcome left with the driver: `None` when the call is over
+    /// (the outcome is its result), `Some(delay)` to sleep and try again. The same step as
+    /// [`record`](Self::record)'s for a lean call, without moving the outcome in and out of a
+    /// [`Next`]: the async driver's success path took twice the work through it.
+    ///
+    /// # Panics
+    ///
+    /// On a call that is not lean ([`is_lean`](Self::is_lean)).
+    #[allow(
+        clippy::inline_always,
+        reason = "a lean call's whole step inlined into the driver, as `record`'s"
+    )]
+    #[inline(always)]
+    pub(crate) fn decide_lean(&mut self, outcome: &Result<T, E>) -> Option<Duration> {
+        match &mut self.state {
+            State::Fresh(_) => match first_outcome(self.ok_rule, outcome) {
+                ControlFlow::Break(()) => None,
+                ControlFlow::Continue(forced) => self.first_lean_failure(outcome, forced),
+            },
+            State::Lean(lean) => lean.decide(self.config, self.ok_rule, outcome, None),
+            State::Full(_) => unreachable!("a full call's step is `record`"),
+        }
+    }
+
+    /// The first failure of a lean call, for [`decide_lean`](Self::decide_lean): makes the
+    /// engine's counts, then decides with them. Cold, as [`first_failure`](Self::first_failure).
+    #[cold]
+    #[inline(never)]
+    fn first_lean_failure(
+        &mut self,
+        outcome: &Result<T, E>,
+        forced: Option<Classification>,
+    ) -> Option<Duration> {
+        let State::Fresh(times) = self.state else {
+            unreachable!("called on a fresh call")
+        };
+        let mut lean = Lean::new(times);
+        let next = lean.decide(self.config, self.ok_rule, outcome, forced);
+        self.state = State::Lean(lean);
+        next
     }
 
     /// Feeds an outcome in any state; `forced` is its class when it is already known (a
@@ -807,7 +944,7 @@ mod coarse_tests {
     use super::*;
     use crate::classify::Classifier;
     use crate::settings::{Conversions, Deadline, Settings};
-    use crate::time::coarse;
+    use crate::time::{TimeSource, coarse};
     use std::sync::Arc;
 
     fn config(deadline: Deadline) -> Config<()> {
@@ -833,7 +970,7 @@ mod coarse_tests {
         // timeline, which the fine clock shares).
         let start = coarse::now().saturating_sub(DEADLINE.saturating_sub(10 * MS));
         let times = Times {
-            start: Some(Stamp::Coarse(start)),
+            start: Some(Stamp::Nanos(saturating_nanos(start))),
             origin_nanos: 0,
         };
         // A coarse reading 20 ms behind the real time: 59.97 s. A retry in 15 ms then looks

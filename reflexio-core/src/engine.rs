@@ -109,7 +109,7 @@ impl Engine {
             attempt: 0,
             class_failures: [0; RETRYABLE],
             prev_delay: [NO_DELAY_YET; RETRYABLE],
-            rng: None,
+            rng: 0,
             last_class: None,
             stop: None,
             elapsed_nanos: 0,

@@ -30,7 +30,7 @@ use crate::hedging::Hedging;
 use crate::ok::{AcceptOk, OkClassifier};
 use crate::settings::{Config, Deadline};
 use crate::stop::StopReason;
-use crate::time::{Stamp, TimeSource};
+use crate::time::Stamp;
 
 /// The number of pinned slots a hedged call's future holds its attempts' futures in.
 const SLOTS: usize = Hedging::MAX_IN_FLIGHT as usize;
@@ -389,11 +389,10 @@ impl<'p, E: fmt::Debug, T, R: OkClassifier<T>> Hedged<'p, E, T, R> {
     fn engine_decides(&mut self, c: Classification, now: Duration) -> Decision {
         // The first failure's time, as read: `since` rounds every measured time up, and the
         // origin must not take that rounding off the times measured from it.
-        let start = self.start;
+        let (config, start) = (self.config, self.start);
         let origin = *self
             .origin
-            .get_or_insert_with(|| now.saturating_sub(TimeSource::rounding(start)));
-        let config = self.config;
+            .get_or_insert_with(|| now.saturating_sub(config.time.rounding()));
         // Near the deadline, on a clock that lags, the engine has the retry confirmed on the
         // fine clock.
         self.engine

@@ -24,7 +24,8 @@ use crate::ok::OkClassifier;
 use crate::policy::RetryPolicy;
 
 pub use crate::async_policy::timed_attempt;
-pub use crate::call::{Call, Next};
+pub use crate::call::{Boxed, Call, Holding, InPlace, Inline, Next};
+pub use crate::time::Timer;
 
 mod sealed {
     pub trait Sealed {}
@@ -316,7 +317,7 @@ pub fn start_async<R, T, E, K>(
 }
 
 /// The state of one call of an async `#[retry]` function: the policy's own [`Call`].
-pub type AsyncCall<'p, E, T, K> = Call<'p, E, T, K>;
+pub type AsyncCall<'p, E, T, K> = Call<'p, E, T, K, Boxed>;
 
 /// Feeds the result of one attempt of an async `#[retry]` function.
 #[allow(

@@ -42,8 +42,11 @@ impl fmt::Debug for Randomness {
     }
 }
 
-/// The random stream of one call of a seeded policy, made on its first draw.
-pub(crate) type CallRng = Option<SplitMix64>;
+/// The random stream of one call of a seeded policy: its `SplitMix64` state, 0 until the
+/// call's first draw makes it (or, once in 2^64 draws, a state that wrapped to 0: the stream
+/// is then made again, from the policy's next call number). Not an `Option`: the engine that
+/// holds it lives in every async call's future, and the `Option` took 8 bytes more.
+pub(crate) type CallRng = u64;
 
 thread_local! {
     /// The state of this thread's stream; 0 until its first use. Initialised by a constant,
@@ -73,13 +76,19 @@ impl Randomness {
                 state.set(u64::from_le_bytes(stream.state()));
                 bits
             }),
-            Randomness::Seeded(seed, calls) => rng
-                .get_or_insert_with(|| {
-                    let call = calls.fetch_add(1, Ordering::Relaxed);
-                    let mixed = SplitMix64::seed_from_u64_exact(call).next_u64();
-                    SplitMix64::seed_from_u64_exact(seed ^ mixed)
-                })
-                .next_u64(),
+            Randomness::Seeded(seed, calls) => {
+                let state = match *rng {
+                    0 => {
+                        let call = calls.fetch_add(1, Ordering::Relaxed);
+                        seed ^ SplitMix64::seed_from_u64_exact(call).next_u64()
+                    }
+                    state => state,
+                };
+                let mut stream = SplitMix64::seed_from_u64_exact(state);
+                let bits = stream.next_u64();
+                *rng = u64::from_le_bytes(stream.state());
+                bits
+            }
             Randomness::User(user) => user
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -138,8 +147,8 @@ mod tests {
     #[test]
     fn seeded_calls_get_their_own_reproducible_streams() {
         let draw = |r: &Randomness| {
-            let mut a = None;
-            let mut b = None;
+            let mut a: CallRng = 0;
+            let mut b: CallRng = 0;
             [r.uniform(&mut a), r.uniform(&mut a), r.uniform(&mut b)]
         };
         let (x, y) = (draw(&Randomness::seeded(7)), draw(&Randomness::seeded(7)));
@@ -165,7 +174,7 @@ mod tests {
             }
         }
         let r = Randomness::User(Arc::new(Mutex::new(Counter(0))));
-        let (mut a, mut b) = (None, None);
+        let (mut a, mut b): (CallRng, CallRng) = (0, 0);
         assert_eq!(
             [r.uniform(&mut a), r.uniform(&mut b), r.uniform(&mut a)],
             [0.25, 0.5, 0.75]
@@ -175,7 +184,7 @@ mod tests {
     #[test]
     fn thread_draws_are_uniform_enough() {
         let r = Randomness::Thread;
-        let mut none = None;
+        let mut none: CallRng = 0;
         let n = 10_000;
         let below_half = (0..n).filter(|_| r.uniform(&mut none) < 0.5).count();
         assert!((4_500..5_500).contains(&below_half), "{below_half}");

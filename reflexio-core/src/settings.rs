@@ -5,7 +5,6 @@
 //! method; `describe` and `problems` when it has something to say.
 
 use core::fmt;
-use core::future::Future;
 use core::time::Duration;
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ use crate::random::Randomness;
 use crate::rate_limit::AdaptiveRateLimiter;
 use crate::strategies::{DecorrelatedJitter, Strategy, decorrelated_jitter, fmt_duration};
 use crate::time::VirtualClock;
-use crate::time::{CustomSleeper, Stamp, TimeSource};
+use crate::time::{CustomSleeper, Stamp, TimeSource, Timer};
 
 /// The default strategy: the Python decorator's `decorrelated_jitter(max_s=5.0)`.
 pub(crate) const DEFAULT_STRATEGY: DecorrelatedJitter =
@@ -376,11 +375,14 @@ impl<E> Config<E> {
         matches!(self.settings.deadline, Some(Deadline::FromFirstFailure(_)))
     }
 
-    /// The timer of one attempt: `Some` when the policy has an attempt timeout.
-    pub(crate) fn attempt_timer(&self) -> Option<impl Future<Output = ()> + Send + '_> {
-        self.settings
-            .attempt_timeout
-            .map(|timeout| self.time.timer(timeout))
+    /// The timer of one attempt, started now: [`Timer::Off`] when the policy has no attempt
+    /// timeout.
+    #[inline]
+    pub(crate) fn attempt_timer(&self) -> Timer {
+        match self.settings.attempt_timeout {
+            Some(timeout) => self.time.timer(timeout),
+            None => Timer::Off,
+        }
     }
 
     /// The error of an attempt that exceeded the policy's attempt timeout.

@@ -362,8 +362,8 @@ impl Names {
 //         loop {
 //             __reflexio_next = match __reflexio_next {
 //                 Next::Attempt => match timed_attempt(
-//                     pin!(async { <fake return> body }),
-//                     pin!(__reflexio_attempts.timer()),
+//                     async { <fake return> body },
+//                     __reflexio_attempts.timer(),
 //                 ).await {
 //                     // A fresh witness after an await: a constant, not a local kept in the future.
 //                     Some(result) => record(&mut __reflexio_attempts, witness::<..>(), result),
@@ -753,10 +753,6 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream, idempotent: bool) -
             return #fake;
         }
     };
-    let timer = format_ident!(
-        "__reflexio_timer",
-        span = Span::mixed_site().located_at(glue)
-    );
     // After an await, a fresh witness rather than the `#witness` local: a local would be kept in
     // the future across the await, and its function pointers called indirectly; a fresh one is
     // a constant the optimiser sees through. (Its check repeats `#witness`'s, at the same tokens:
@@ -784,14 +780,13 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream, idempotent: bool) -
         loop {
             #next = match #next {
                 #krate::__private::Next::Attempt => {
-                    // The body, as an async block awaited in place: its `return` and `?` end
-                    // this attempt only. `timed_attempt` applies the policy's attempt timeout.
-                    let #attempt = #krate::__private::pin!(async {
+                    // The body, as an async block: its `return` and `?` end this attempt
+                    // only. `timed_attempt` owns it and the policy's attempt timer.
+                    let #attempt = async {
                         #fake_return
                         #body
-                    });
-                    let #timer = #krate::__private::pin!(#attempts.timer());
-                    match #krate::__private::timed_attempt(#attempt, #timer).await {
+                    };
+                    match #krate::__private::timed_attempt(#attempt, #attempts.timer()).await {
                         #krate::__private::Option::Some(#result) => {
                             #krate::__private::record(&mut #attempts, #fresh_witness, #result)
                         }

@@ -72,7 +72,6 @@ pub mod __private {
     pub use core::mem::drop;
     pub use core::ops::FnMut;
     pub use core::option::Option::{self, None, Some};
-    pub use core::pin::pin;
     pub use core::result::Result::{self, Err, Ok};
     pub use core::time::Duration;
     // Only the names the expansions use (and the traits whose unmet bounds name them in

@@ -3,9 +3,11 @@
 //! simulations (`virtual_clock.rs`, public as `reflexio::testing::VirtualClock`).
 
 mod shared;
+mod timer;
 mod virtual_clock;
 
 pub(crate) use shared::{SharedClock, saturating_nanos};
+pub use timer::Timer;
 pub use virtual_clock::VirtualClock;
 
 use core::time::Duration;
@@ -13,16 +15,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-/// A point in time on one of the clocks a policy can use.
+/// A point in time on the clock of the policy that stamped it (which knows which clock that
+/// is): an `Instant` of std or tokio (a tokio `Instant` is a std one), or the nanoseconds of
+/// the coarse clock since boot or of a virtual clock since its start. 16 bytes, as is an
+/// `Option` of it (the enum's tag lives in the `Instant`'s niche): every async call's future
+/// holds one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Stamp {
-    Std(std::time::Instant),
-    /// Linux's `CLOCK_MONOTONIC_COARSE` (see [`coarse`]).
-    #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
-    Coarse(Duration),
-    #[cfg(feature = "tokio")]
-    Tokio(tokio::time::Instant),
-    Virtual(Duration),
+    Instant(std::time::Instant),
+    Nanos(u64),
 }
 
 /// The clock of policies that sleep on the thread or on their own timer: Linux's
@@ -51,7 +52,7 @@ pub(crate) mod coarse {
     }
 
     /// The time since boot, on the coarse clock.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn now() -> Duration {
         duration(rustix::time::clock_gettime(ClockId::MonotonicCoarse))
     }
@@ -135,27 +136,37 @@ impl TimeSource {
     pub(crate) fn now(&self) -> Stamp {
         match self {
             #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
-            TimeSource::Blocking | TimeSource::Custom(_) => Stamp::Coarse(coarse::now()),
+            TimeSource::Blocking | TimeSource::Custom(_) => Stamp::Nanos(coarse::now_nanos()),
             #[cfg(not(all(feature = "coarse-clock", target_os = "linux")))]
-            TimeSource::Blocking | TimeSource::Custom(_) => Stamp::Std(std::time::Instant::now()),
+            TimeSource::Blocking | TimeSource::Custom(_) => {
+                Stamp::Instant(std::time::Instant::now())
+            }
             #[cfg(feature = "futures-timer")]
-            TimeSource::FuturesTimer => Stamp::Std(std::time::Instant::now()),
+            TimeSource::FuturesTimer => Stamp::Instant(std::time::Instant::now()),
             #[cfg(feature = "tokio")]
-            TimeSource::Tokio => Stamp::Tokio(tokio::time::Instant::now()),
+            TimeSource::Tokio => Stamp::Instant(tokio::time::Instant::now().into_std()),
             TimeSource::Virtual(clock) | TimeSource::Simulated(_, clock) => {
-                Stamp::Virtual(clock.now())
+                Stamp::Nanos(saturating_nanos(clock.now()))
             }
         }
     }
 
+    /// Whether this source reads the coarse clock, whose times [`since`](Self::since) rounds
+    /// up.
+    #[inline]
+    fn is_coarse(&self) -> bool {
+        cfg!(all(feature = "coarse-clock", target_os = "linux"))
+            && matches!(self, TimeSource::Blocking | TimeSource::Custom(_))
+    }
+
     /// The amount [`since`](Self::since) adds to a measured time to round it up: the coarse
     /// clock's resolution for its stamps, zero for the others.
-    pub(crate) fn rounding(start: Stamp) -> Duration {
-        match start {
-            #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
-            Stamp::Coarse(_) => coarse::resolution(),
-            _ => Duration::ZERO,
+    pub(crate) fn rounding(&self) -> Duration {
+        #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
+        if self.is_coarse() {
+            return coarse::resolution();
         }
+        Duration::ZERO
     }
 
     /// The time since `start`, exactly, whatever clock stamped it: for a coarse stamp, the fine
@@ -164,11 +175,11 @@ impl TimeSource {
     ///
     /// [`since`]: Self::since
     pub(crate) fn since_exactly(&self, start: Stamp) -> Duration {
-        match start {
-            #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
-            Stamp::Coarse(start) => coarse::fine_now().saturating_sub(start),
-            _ => self.since(start),
+        #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
+        if let (true, Stamp::Nanos(start)) = (self.is_coarse(), start) {
+            return coarse::fine_now().saturating_sub(Duration::from_nanos(start));
         }
+        self.since(start)
     }
 
     /// How near the deadline a retry may be scheduled by this source's clock before it is
@@ -186,14 +197,10 @@ impl TimeSource {
     /// Time elapsed since `start`, which this same source stamped.
     pub(crate) fn since(&self, start: Stamp) -> Duration {
         match (self.now(), start) {
-            (Stamp::Std(now), Stamp::Std(start)) => now.saturating_duration_since(start),
-            #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
-            (Stamp::Coarse(now), Stamp::Coarse(start)) => now
-                .saturating_sub(start)
-                .saturating_add(coarse::resolution()),
-            #[cfg(feature = "tokio")]
-            (Stamp::Tokio(now), Stamp::Tokio(start)) => now.saturating_duration_since(start),
-            (Stamp::Virtual(now), Stamp::Virtual(start)) => now.saturating_sub(start),
+            (Stamp::Instant(now), Stamp::Instant(start)) => now.saturating_duration_since(start),
+            (Stamp::Nanos(now), Stamp::Nanos(start)) => {
+                Duration::from_nanos(now.saturating_sub(start)).saturating_add(self.rounding())
+            }
             // A stamp from another source cannot happen: a policy's source never changes.
             _ => Duration::ZERO,
         }
@@ -212,8 +219,13 @@ impl TimeSource {
         }
     }
 
-    /// Sleeps asynchronously (the async policy). The future is held inline: no allocation
-    /// except for a custom sleeper, which returns a boxed future, and `futures-timer`'s delay.
+    /// Sleeps asynchronously (the async policy): the [`Timer`] of a sleep of `delay`, started
+    /// now. Held inline: no allocation except for a custom sleeper, which returns a boxed
+    /// future, and `futures-timer`'s delay.
+    ///
+    /// A zero delay is not slept: no timer is made (tokio's would round it up to a
+    /// millisecond). A virtual clock moves at once (the sleep is recorded now, and the timer
+    /// has elapsed).
     ///
     /// The tokio source looks for a runtime at each sleep, not when the policy is built: one
     /// policy serves tokio tasks and plain executors alike, and tokio's timer, the one
@@ -222,46 +234,51 @@ impl TimeSource {
     /// needs no runtime (one helper thread, started on first use, fires its timers), has no
     /// dependencies of its own, and is the timer the `futures-timer` feature already uses. A
     /// thread of our own would do the same with more code to get right.
-    pub(crate) async fn sleep(&self, delay: Duration) {
-        // A zero delay is not slept: no timer is made (tokio's would round it up to a
-        // millisecond). The policies' loops skip zero delays before making this future at all.
+    pub(crate) fn sleep(&self, delay: Duration) -> Timer {
         if delay.is_zero() {
-            return;
+            return Timer::Elapsed;
         }
         match self {
             #[cfg(feature = "tokio")]
             TimeSource::Tokio => {
                 if tokio::runtime::Handle::try_current().is_ok() {
-                    tokio::time::sleep(delay).await;
+                    Timer::Tokio {
+                        sleep: tokio::time::sleep(delay),
+                    }
                 } else {
-                    futures_timer::Delay::new(delay).await;
+                    Timer::Delay {
+                        delay: futures_timer::Delay::new(delay),
+                    }
                 }
             }
             #[cfg(feature = "futures-timer")]
-            TimeSource::FuturesTimer => futures_timer::Delay::new(delay).await,
-            TimeSource::Custom(sleeper) | TimeSource::Simulated(sleeper, _) => sleeper(delay).await,
-            TimeSource::Virtual(clock) => clock.sleep(delay),
+            TimeSource::FuturesTimer => Timer::Delay {
+                delay: futures_timer::Delay::new(delay),
+            },
+            TimeSource::Custom(sleeper) | TimeSource::Simulated(sleeper, _) => Timer::Boxed {
+                sleep: sleeper(delay),
+            },
+            TimeSource::Virtual(clock) => {
+                clock.sleep(delay);
+                Timer::Elapsed
+            }
             // The builder never gives the async policy a blocking source.
-            TimeSource::Blocking => std::thread::sleep(delay),
+            TimeSource::Blocking => {
+                std::thread::sleep(delay);
+                Timer::Elapsed
+            }
         }
     }
-}
 
-impl TimeSource {
-    /// A timer for attempt timeouts. Unlike [`sleep`](Self::sleep), a virtual timer does not
-    /// advance the virtual clock or count as a sleep: it fires when the clock reaches its end,
-    /// moved by the attempt itself (`advance`) or by anything else.
-    /// The end of a virtual timer is fixed now, when the timer is made, not when first polled.
-    pub(crate) fn timer(&self, timeout: Duration) -> impl Future<Output = ()> + Send + '_ {
-        let virtual_timer = match self {
-            TimeSource::Virtual(clock) => Some(clock.timer(timeout)),
-            _ => None,
-        };
-        async move {
-            match virtual_timer {
-                Some(timer) => timer.await,
-                None => self.sleep(timeout).await,
-            }
+    /// A timer for attempt timeouts, started now. Unlike [`sleep`](Self::sleep), a virtual
+    /// timer does not advance the virtual clock or count as a sleep: it fires when the clock
+    /// reaches its end, moved by the attempt itself (`advance`) or by anything else.
+    pub(crate) fn timer(&self, timeout: Duration) -> Timer {
+        match self {
+            TimeSource::Virtual(clock) => Timer::Virtual {
+                timer: clock.timer_after(timeout),
+            },
+            _ => self.sleep(timeout),
         }
     }
 }
@@ -280,7 +297,7 @@ mod tests {
         let source = TimeSource::Blocking;
         let fine = std::time::Instant::now();
         let start = source.now();
-        assert!(matches!(start, Stamp::Coarse(_)));
+        assert!(matches!(start, Stamp::Nanos(_)));
         assert!(source.since(start) >= resolution, "rounded up even at once");
         std::thread::sleep(Duration::from_millis(30));
         let (coarse, fine) = (source.since(start), fine.elapsed());

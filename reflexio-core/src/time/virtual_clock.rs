@@ -55,7 +55,7 @@ struct State {
 
 /// The future of [`VirtualClock::timer`].
 #[derive(Debug)]
-struct Timer {
+pub(crate) struct Timer {
     clock: VirtualClock,
     /// Its end, and its id: its key in [`State::timers`].
     key: (Duration, u64),
@@ -155,6 +155,12 @@ impl VirtualClock {
     /// Dropping the future cancels the timer: it no longer counts as pending for
     /// [`next_timer`](Self::next_timer) and [`run`](Self::run).
     pub fn timer(&self, after: Duration) -> impl Future<Output = ()> + Send + use<> {
+        self.timer_after(after)
+    }
+
+    /// [`timer`](Self::timer), with its type named (a policy's [`Timer`](super::Timer) holds
+    /// it).
+    pub(crate) fn timer_after(&self, after: Duration) -> Timer {
         let key = {
             let mut s = self.state();
             let id = s.next_id;
