@@ -392,9 +392,7 @@ fn a_dropped_call_ends_its_attempt_before_giving_its_probe_place_back() {
                 entered.fetch_add(1, Ordering::SeqCst);
                 async { Ok::<u32, ProbeErr>(1) }
             }));
-            let _ = other
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()));
+            let _ = other.as_mut().poll(&mut Context::from_waker(Waker::noop()));
             *self.admitted_while_dropping.lock().unwrap() =
                 Some(entered.load(Ordering::SeqCst) > 0);
         }
@@ -423,9 +421,7 @@ fn a_dropped_call_ends_its_attempt_before_giving_its_probe_place_back() {
             policy: &policy,
             admitted_while_dropping: &admitted,
         }));
-        let polled = call
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()));
+        let polled = call.as_mut().poll(&mut Context::from_waker(Waker::noop()));
         assert!(polled.is_pending(), "the probe was let through and runs");
     }
     assert_eq!(

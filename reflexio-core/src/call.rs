@@ -28,7 +28,7 @@ use crate::ok::{OkClassifier, first_outcome};
 use crate::settings::Config;
 use crate::stop::StopReason;
 use crate::time::saturating_nanos;
-use crate::time::{Stamp, Timer};
+use crate::time::{Stamp, TimedAttempt, Timer};
 
 /// What a driver does next.
 #[derive(Debug)]
@@ -389,9 +389,17 @@ impl<'p, E, T, R, H: Holding> Call<'p, E, T, R, H> {
         self.config.attempt_timer()
     }
 
+    /// The attempt `attempt` under the policy's attempt timeout, whose timer starts now: for
+    /// the loop `#[retry]` generates for an async function, when
+    /// [`timed_attempts`](Self::timed_attempts).
+    #[inline]
+    pub fn timed<Fut>(&self, attempt: Fut) -> TimedAttempt<Fut> {
+        TimedAttempt::new(attempt, self.timer())
+    }
+
     /// Whether each attempt runs under a timer (the policy has an attempt timeout).
     #[inline]
-    pub(crate) fn timed_attempts(&self) -> bool {
+    pub fn timed_attempts(&self) -> bool {
         self.config.settings.attempt_timeout.is_some()
     }
 

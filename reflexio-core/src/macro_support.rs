@@ -23,9 +23,8 @@ use crate::errors::{AttemptTimedOut, CircuitOpen};
 use crate::ok::OkClassifier;
 use crate::policy::RetryPolicy;
 
-pub use crate::async_policy::timed_attempt;
 pub use crate::call::{Boxed, Call, Holding, InPlace, Inline, Next};
-pub use crate::time::Timer;
+pub use crate::time::{TimedAttempt, Timer};
 
 mod sealed {
     pub trait Sealed {}

@@ -361,10 +361,14 @@ impl Names {
 //         let mut __reflexio_next = __reflexio_attempts.begin();
 //         loop {
 //             __reflexio_next = match __reflexio_next {
-//                 Next::Attempt => match timed_attempt(
-//                     async { <fake return> body },
-//                     __reflexio_attempts.timer(),
-//                 ).await {
+//                 Next::Attempt => match {
+//                     let attempt = async { <fake return> body };
+//                     if __reflexio_attempts.timed_attempts() {
+//                         __reflexio_attempts.timed(attempt).await
+//                     } else {
+//                         Some(attempt.await)
+//                     }
+//                 } {
 //                     // A fresh witness after an await: a constant, not a local kept in the future.
 //                     Some(result) => record(&mut __reflexio_attempts, witness::<..>(), result),
 //                     None => __reflexio_attempts.record_timeout(),
@@ -757,6 +761,10 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream, idempotent: bool) -
     // the future across the await, and its function pointers called indirectly; a fresh one is
     // a constant the optimiser sees through. (Its check repeats `#witness`'s, at the same tokens:
     // rustc reports it once.)
+    let outcome = format_ident!(
+        "__reflexio_outcome",
+        span = Span::mixed_site().located_at(glue)
+    );
     let fresh_witness = quote_spanned!(glue=> #krate::__private::witness::<#ret, _, _>());
     if idempotent {
         // Input: `body`. Output:
@@ -781,12 +789,20 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream, idempotent: bool) -
             #next = match #next {
                 #krate::__private::Next::Attempt => {
                     // The body, as an async block: its `return` and `?` end this attempt
-                    // only. `timed_attempt` owns it and the policy's attempt timer.
+                    // only. Awaited as it is, or under the policy's attempt timeout (`None`
+                    // when it fired first): an attempt without one makes no timer. (Moved
+                    // into the await, not pinned here: a `Pin` kept beside it took 16 bytes
+                    // more, and a 4 KiB body costs no more instructions, so it is not copied.)
                     let #attempt = async {
                         #fake_return
                         #body
                     };
-                    match #krate::__private::timed_attempt(#attempt, #attempts.timer()).await {
+                    let #outcome = if #attempts.timed_attempts() {
+                        #attempts.timed(#attempt).await
+                    } else {
+                        #krate::__private::Option::Some(#attempt.await)
+                    };
+                    match #outcome {
                         #krate::__private::Option::Some(#result) => {
                             #krate::__private::record(&mut #attempts, #fresh_witness, #result)
                         }

@@ -7,7 +7,7 @@ mod timer;
 mod virtual_clock;
 
 pub(crate) use shared::{SharedClock, saturating_nanos};
-pub use timer::Timer;
+pub use timer::{TimedAttempt, Timer};
 pub use virtual_clock::VirtualClock;
 
 use core::time::Duration;
