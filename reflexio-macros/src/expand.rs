@@ -394,7 +394,7 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
     };
     let names = Names::new(args, &ret);
     let is_async = sig.asyncness.is_some() || async_trait.is_some();
-    let init = policy_init(args, &sig, &ret, &names, is_async);
+    let (init, build) = policy_init(args, &sig, &ret, &names, is_async);
     let new_body = if let Some(at) = async_trait {
         let AsyncTrait {
             box_pin,
@@ -414,7 +414,7 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         let retry_loop = async_loop(&names, &ret, &body, args.is_idempotent());
         quote! { #init #retry_loop }
     } else {
-        let (attempts, retry) = sync_call(&names, &ret, &body, brace.span.join());
+        let (attempts, retry) = sync_call(&names, &ret, &body, brace.span.join(), build);
         quote! { #attempts #init #retry }
     };
     let mut block = TokenStream::new();
@@ -445,7 +445,7 @@ fn policy_init(
     ret: &Type,
     names: &Names,
     is_async: bool,
-) -> TokenStream {
+) -> (TokenStream, Option<TokenStream>) {
     let krate = &names.krate;
     let policy = &names.policy;
     let glue = names.glue;
@@ -476,13 +476,14 @@ fn policy_init(
         let mut call_args =
             proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness_arg, #value));
         call_args.set_span(located);
-        return quote! {
+        let stmts = quote! {
             #witness_check
             // Evaluated at every call, and borrowed for it: a temporary (a policy built by the
             // expression) lives to the end of the function.
             let #value = &(#expr);
             let #policy = #helper #call_args;
         };
+        return (stmts, None);
     }
     let builder = if is_async {
         quote_spanned!(glue=>async_builder)
@@ -507,7 +508,20 @@ fn policy_init(
     let build = quote_spanned! {glue=>
         #krate::__private::built(#configured.build(), #name)
     };
-    quote_spanned! {glue=>
+    if !is_async {
+        // The cell alone: `retry_sync_cached` looks the policy up, or runs the first attempt
+        // before it (see `sync_call`).
+        let stmts = quote_spanned! {glue=>
+            #witness_check
+            let #policy = {
+                static __REFLEXIO_POLICY: #krate::__private::PolicyCell =
+                    #krate::__private::PolicyCell::new();
+                &__REFLEXIO_POLICY
+            };
+        };
+        return (stmts, Some(build));
+    }
+    let stmts = quote_spanned! {glue=>
         #witness_check
         // The `static` is in a block of its own, out of the body's sight.
         let #policy = {
@@ -518,7 +532,8 @@ fn policy_init(
                 #krate::__private::PolicyCell::new();
             __REFLEXIO_POLICY.get_or_init(|| #build)
         };
-    }
+    };
+    (stmts, None)
 }
 
 /// `#krate::__private::#helper(witness, #rest)`, located at `at`: an unmet bound of the helper
@@ -661,6 +676,7 @@ fn sync_call(
     ret: &Type,
     body: &TokenStream,
     body_span: Span,
+    build: Option<TokenStream>,
 ) -> (TokenStream, TokenStream) {
     let krate = &names.krate;
     let policy = &names.policy;
@@ -682,8 +698,18 @@ fn sync_call(
     // The closure is located at the body, so rustc names the captured variables in its
     // messages (E0507 "cannot move out of `s`").
     let closure = quote_spanned!(body_span=> || -> #ret { #body });
-    let call = quote_spanned! {glue=>
-        #krate::__private::retry_sync(#policy, #witness, #attempts(#closure))
+    let call = match build {
+        Some(build) => quote_spanned! {glue=>
+            #krate::__private::retry_sync_cached(
+                #policy,
+                #witness,
+                |#witness| #build,
+                #attempts(#closure),
+            )
+        },
+        None => quote_spanned! {glue=>
+            #krate::__private::retry_sync(#policy, #witness, #attempts(#closure))
+        },
     };
     (item, call)
 }
