@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use reflexio::strategies::{Constant, Exponential, Strategy, constant, exponential, no_delay};
 use reflexio::testing::VirtualClock;
-use reflexio::{
-    Classification, Classify, ErrorClass, EventKind, RetryPolicy, StopReason, retry,
-};
+use reflexio::{Classification, Classify, ErrorClass, EventKind, RetryPolicy, StopReason, retry};
 use support::{Recorder, Scripted, ms, secs};
 
 /// Fails `failures` times (the error naming the call), then succeeds with the call number.
@@ -283,7 +281,10 @@ fn a_generic_function_keeps_a_policy_per_type() {
     // panics, though the call would succeed (and would, with `OneMs`'s policy).
     for _ in 0..2 {
         let calls = Cell::new(0);
-        let panic = catch_unwind(AssertUnwindSafe(|| generic::<Invalid>(&calls, &Cell::new(0)))).unwrap_err();
+        let panic = catch_unwind(AssertUnwindSafe(|| {
+            generic::<Invalid>(&calls, &Cell::new(0))
+        }))
+        .unwrap_err();
         let message = panic.downcast_ref::<String>().unwrap();
         assert!(
             message.contains("invalid `#[retry]` configuration on `generic`"),

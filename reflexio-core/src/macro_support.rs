@@ -793,6 +793,59 @@ mod tests {
         assert!(format!("{call:?}").starts_with("Call(Full)"));
     }
 
+    type Builder = RetryPolicyBuilder<crate::TransientError>;
+    type W = Witness<Result<u32, crate::TransientError>, u32, crate::TransientError>;
+
+    /// The `init` of `retry_sync_cached`: the default builder, as `keys` set it.
+    fn sync_policy(
+        keys: Box<dyn FnOnce(Builder) -> Builder>,
+    ) -> impl FnOnce(W) -> RetryPolicy<crate::TransientError> {
+        move |w| built(keys(sync_builder(w)).build(), "f")
+    }
+
+    /// Which cells run a call's first attempt before the lookup: those whose first policy is
+    /// a sync one, lean, with no deadline counted from the start, asked for as that type.
+    #[test]
+    fn a_cell_runs_first_attempts_only_for_its_first_lean_policy() {
+        type Policy = RetryPolicy<crate::TransientError>;
+        let w = witness::<Result<u32, crate::TransientError>, _, _>();
+        let op = || Ok(1);
+        let cell = || -> &'static PolicyCell { Box::leak(Box::new(PolicyCell::new())) };
+        let lean = [
+            sync_policy(Box::new(|b| b)),
+            sync_policy(Box::new(PolicyBuilder::no_deadline)),
+            sync_policy(Box::new(|b| {
+                b.deadline_after_first_failure(Duration::from_secs(1))
+            })),
+        ];
+        for init in lean {
+            let cell = cell();
+            assert!(
+                !cell.runs_first_attempts::<Policy>(),
+                "not before the first call"
+            );
+            assert_eq!(retry_sync_cached(cell, w, init, op), Ok(1));
+            assert!(cell.runs_first_attempts::<Policy>());
+            assert!(!cell.runs_first_attempts::<RetryPolicy<std::io::Error>>());
+            assert!(!cell.runs_first_attempts::<AsyncRetryPolicy<crate::TransientError>>());
+        }
+        let budget = crate::RetryBudget::ratio(10.0).build().unwrap();
+        let not_lean = [
+            sync_policy(Box::new(|b| b.deadline(Duration::from_secs(1)))),
+            sync_policy(Box::new(|b| b.on_event(|_| {}))),
+            sync_policy(Box::new(move |b| b.budget(budget))),
+        ];
+        for init in not_lean {
+            let cell = cell();
+            assert_eq!(retry_sync_cached(cell, w, init, op), Ok(1));
+            assert!(!cell.runs_first_attempts::<Policy>());
+        }
+        // Through `get_or_init` (async functions, tests): never.
+        let cell = cell();
+        let _: &Policy = cell.get_or_init(|| sync_policy(Box::new(|b| b))(w));
+        assert!(!cell.runs_first_attempts::<Policy>());
+    }
+
     #[test]
     fn a_cell_builds_again_after_a_panicking_init() {
         static CELL: PolicyCell = PolicyCell::new();
