@@ -534,7 +534,7 @@ type Erased = &'static (dyn Any + Send + Sync);
 /// policy `init` builds on the first call, kept in `cell`.
 ///
 /// Once the cell holds a policy whose calls need nothing before their first attempt (lean,
-/// with no deadline counted from the start: [`PolicyCell::runs_first_attempts`]), every call
+/// with no deadline counted from the start: `PolicyCell::runs_first_attempts`), every call
 /// runs its first attempt before looking the policy up, and a success returns at once: one
 /// load and a comparison more than a bare call. Only a failure looks the policy up (out of
 /// line) and goes on as [`RetryPolicy::call`] would have from that outcome. The first call,
