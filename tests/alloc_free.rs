@@ -96,6 +96,18 @@ fn retried_sync(failures: &Cell<u32>) -> Result<u32, Flaky> {
     }
 }
 
+/// The default deadline, counted from the first failure: its calls run their first attempt
+/// before the policy lookup too, and read the clock at their first failure.
+#[retry(max_attempts = 5, strategy = no_delay(), classifier = transient)]
+fn retried_sync_deadline(failures: &Cell<u32>) -> Result<u32, Flaky> {
+    if failures.get() > 0 {
+        failures.set(failures.get() - 1);
+        Err(Flaky)
+    } else {
+        Ok(black_box(7))
+    }
+}
+
 #[retry(max_attempts = 5, strategy = no_delay(), deadline = None, classifier = transient)]
 async fn retried_async(failures: &Cell<u32>) -> Result<u32, Flaky> {
     if failures.get() > 0 {
@@ -229,12 +241,14 @@ fn retry_functions_allocate_only_their_policy_once() {
     // The first call builds the function's policy (in a `static`): that allocates, once.
     let first = measure(|| {
         assert_eq!(retried_sync(&Cell::new(0)), Ok(7));
+        assert_eq!(retried_sync_deadline(&Cell::new(0)), Ok(7));
         assert_eq!(poll_to_end(retried_async(&Cell::new(0))), Ok(7));
     });
     assert!(first.count_total > 0, "{first:?}");
     let info = measure(|| {
         for _ in 0..CALLS {
             assert_eq!(retried_sync(&Cell::new(0)), Ok(7));
+            assert_eq!(retried_sync_deadline(&Cell::new(0)), Ok(7));
             assert_eq!(poll_to_end(retried_async(&Cell::new(0))), Ok(7));
         }
     });
@@ -242,6 +256,7 @@ fn retry_functions_allocate_only_their_policy_once() {
     let info = measure(|| {
         for _ in 0..CALLS {
             assert_eq!(retried_sync(&Cell::new(4)), Ok(7));
+            assert_eq!(retried_sync_deadline(&Cell::new(4)), Ok(7));
             assert_eq!(poll_to_end(retried_async(&Cell::new(4))), Ok(7));
         }
     });

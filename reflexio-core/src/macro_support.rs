@@ -8,8 +8,9 @@
 //! The names below show up in compiler errors about a misused `#[retry]` (rustc prints the path
 //! of a trait whose bound failed), so each is chosen to read well there.
 
-use core::any::Any;
+use core::any::{Any, TypeId};
 use core::fmt;
+use core::ops::ControlFlow;
 use core::time::Duration;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -20,7 +21,7 @@ use crate::class::Classification;
 use crate::classify::Classifier;
 use crate::errors::ConfigError;
 use crate::errors::{AttemptTimedOut, CircuitOpen};
-use crate::ok::OkClassifier;
+use crate::ok::{AcceptOk, OkClassifier, first_outcome};
 use crate::policy::RetryPolicy;
 
 pub use crate::call::{Boxed, Call, Holding, InPlace, Inline, Next};
@@ -298,7 +299,8 @@ where
     K: OkClassifier<T>,
     F: FnMut() -> R,
 {
-    (w.from)(policy.call(|| (w.into)(op())))
+    // `move`: a closure borrowing the witness would have it stored in memory, by every caller.
+    (w.from)(policy.call(move || (w.into)(op())))
 }
 
 /// Starts a call of an async `#[retry]` function. The loop itself is generated inline in the
@@ -528,6 +530,80 @@ where
 
 type Erased = &'static (dyn Any + Send + Sync);
 
+/// Retries the body (`op`) of a sync `#[retry]` function whose policy comes from its keys: the
+/// policy `init` builds on the first call, kept in `cell`.
+///
+/// Once the cell holds a policy whose calls need nothing before their first attempt (lean,
+/// with no deadline counted from the start: `PolicyCell::runs_first_attempts`), every call
+/// runs its first attempt before looking the policy up, and a success returns at once: one
+/// load and a comparison more than a bare call. Only a failure looks the policy up (out of
+/// line) and goes on as [`RetryPolicy::call`] would have from that outcome. The first call,
+/// any call of another policy, and every call of a function whose policy is not lean look
+/// the policy up first and go through [`retry_sync`]: the policy is built, and an invalid
+/// configuration panics, on the first call, whatever its outcome.
+///
+/// A function's keys give no `Ok` rule (only `policy = ..` can), hence [`AcceptOk`]: every
+/// `Ok` is a success.
+#[inline]
+pub fn retry_sync_cached<R, T, E, I, F>(
+    cell: &'static PolicyCell,
+    w: Witness<R, T, E>,
+    init: I,
+    mut op: F,
+) -> R
+where
+    E: fmt::Debug + 'static,
+    RetryPolicy<E>: Send + Sync,
+    I: FnOnce(Witness<R, T, E>) -> RetryPolicy<E>,
+    F: FnMut() -> R,
+{
+    if cell.runs_first_attempts::<RetryPolicy<E>>() {
+        let first = (w.into)(op());
+        return match first_outcome(&AcceptOk, &first) {
+            ControlFlow::Break(()) => (w.from)(first),
+            ControlFlow::Continue(_) => after_first(cell, w, init, first, op),
+        };
+    }
+    let policy = cell.lookup(move || init(w), RetryPolicy::first_attempt_needs_nothing);
+    retry_sync(policy, w, op)
+}
+
+/// The rest of a call of [`retry_sync_cached`] whose first attempt, run before the policy was
+/// looked up, failed. Everything it needs is passed by value: a closure borrowing the caller's
+/// witness would have it stored in memory before every first attempt.
+#[cold]
+#[inline(never)]
+fn after_first<R, T, E, I, F>(
+    cell: &'static PolicyCell,
+    w: Witness<R, T, E>,
+    init: I,
+    first: Result<T, E>,
+    mut op: F,
+) -> R
+where
+    E: 'static,
+    RetryPolicy<E>: Send + Sync,
+    I: FnOnce(Witness<R, T, E>) -> RetryPolicy<E>,
+    F: FnMut() -> R,
+{
+    // Built already (`init` is not called): the cell said it holds this policy.
+    let policy = cell.lookup(move || init(w), RetryPolicy::first_attempt_needs_nothing);
+    (w.from)(policy.call_after_first(first, move || (w.into)(op())))
+}
+
+/// The first policy a cell holds.
+struct First {
+    policy: Erased,
+    /// The policy's type when its calls need nothing before their first attempt (see
+    /// [`retry_sync_cached`]), else [`NotFirst`]'s: compared with a constant, where the type of
+    /// `policy` is a dynamic call.
+    runs_first_attempts: TypeId,
+}
+
+/// The type of no policy: the mark of a first policy whose calls need it before their first
+/// attempt.
+enum NotFirst {}
+
 /// The lazily built policy of one `#[retry]` function, in a `static`.
 ///
 /// Typed by the policy's type at run time, not in the `static`'s type: a `static` cannot name
@@ -536,7 +612,7 @@ type Erased = &'static (dyn Any + Send + Sync);
 /// (a generic function whose error type is a type parameter), which the slow path covers:
 /// one policy per error type, each built once and kept for the life of the program.
 pub struct PolicyCell {
-    first: OnceLock<Erased>,
+    first: OnceLock<First>,
     others: Mutex<Vec<Erased>>,
 }
 
@@ -578,27 +654,58 @@ impl PolicyCell {
         P: Any + Send + Sync,
         F: FnOnce() -> P,
     {
-        if let Some(policy) = self.first.get().and_then(|first| first.downcast_ref::<P>()) {
+        self.lookup(init, |_| false)
+    }
+
+    /// Whether the cell's first policy is a `P` whose calls need nothing before their first
+    /// attempt: one load of the cell's state and a comparison with a constant.
+    #[inline]
+    fn runs_first_attempts<P: Any>(&self) -> bool {
+        self.first
+            .get()
+            .is_some_and(|first| first.runs_first_attempts == TypeId::of::<P>())
+    }
+
+    /// [`get_or_init`](PolicyCell::get_or_init), recording whether a first policy's calls
+    /// need nothing before their first attempt (`first_attempt_alone`).
+    #[inline]
+    fn lookup<P, F>(&'static self, init: F, first_attempt_alone: fn(&P) -> bool) -> &'static P
+    where
+        P: Any + Send + Sync,
+        F: FnOnce() -> P,
+    {
+        if let Some(policy) = self
+            .first
+            .get()
+            .and_then(|first| first.policy.downcast_ref::<P>())
+        {
             return policy;
         }
-        self.init(init)
+        self.init(init, first_attempt_alone)
     }
 
     /// The first call, or a call with another policy type than the first's.
     #[cold]
     #[inline(never)]
-    fn init<P, F>(&'static self, init: F) -> &'static P
+    fn init<P, F>(&'static self, init: F, first_attempt_alone: fn(&P) -> bool) -> &'static P
     where
         P: Any + Send + Sync,
         F: FnOnce() -> P,
     {
         let mut init = Some(init);
-        let first = *self.first.get_or_init(|| {
+        let first = self.first.get_or_init(|| {
             let make = init.take().expect("`init` is only taken once");
             let policy: &'static P = Box::leak(Box::new(make()));
-            policy
+            First {
+                policy,
+                runs_first_attempts: if first_attempt_alone(policy) {
+                    TypeId::of::<P>()
+                } else {
+                    TypeId::of::<NotFirst>()
+                },
+            }
         });
-        if let Some(policy) = first.downcast_ref::<P>() {
+        if let Some(policy) = first.policy.downcast_ref::<P>() {
             return policy;
         }
         let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
@@ -684,6 +791,59 @@ mod tests {
         let observed = policy(false, true);
         let call = start_async(&observed, w);
         assert!(format!("{call:?}").starts_with("Call(Full)"));
+    }
+
+    type Builder = RetryPolicyBuilder<crate::TransientError>;
+    type W = Witness<Result<u32, crate::TransientError>, u32, crate::TransientError>;
+
+    /// The `init` of `retry_sync_cached`: the default builder, as `keys` set it.
+    fn sync_policy(
+        keys: Box<dyn FnOnce(Builder) -> Builder>,
+    ) -> impl FnOnce(W) -> RetryPolicy<crate::TransientError> {
+        move |w| built(keys(sync_builder(w)).build(), "f")
+    }
+
+    /// Which cells run a call's first attempt before the lookup: those whose first policy is
+    /// a sync one, lean, with no deadline counted from the start, asked for as that type.
+    #[test]
+    fn a_cell_runs_first_attempts_only_for_its_first_lean_policy() {
+        type Policy = RetryPolicy<crate::TransientError>;
+        let w = witness::<Result<u32, crate::TransientError>, _, _>();
+        let op = || Ok(1);
+        let cell = || -> &'static PolicyCell { Box::leak(Box::new(PolicyCell::new())) };
+        let lean = [
+            sync_policy(Box::new(|b| b)),
+            sync_policy(Box::new(PolicyBuilder::no_deadline)),
+            sync_policy(Box::new(|b| {
+                b.deadline_after_first_failure(Duration::from_secs(1))
+            })),
+        ];
+        for init in lean {
+            let cell = cell();
+            assert!(
+                !cell.runs_first_attempts::<Policy>(),
+                "not before the first call"
+            );
+            assert_eq!(retry_sync_cached(cell, w, init, op), Ok(1));
+            assert!(cell.runs_first_attempts::<Policy>());
+            assert!(!cell.runs_first_attempts::<RetryPolicy<std::io::Error>>());
+            assert!(!cell.runs_first_attempts::<AsyncRetryPolicy<crate::TransientError>>());
+        }
+        let budget = crate::RetryBudget::ratio(10.0).build().unwrap();
+        let not_lean = [
+            sync_policy(Box::new(|b| b.deadline(Duration::from_secs(1)))),
+            sync_policy(Box::new(|b| b.on_event(|_| {}))),
+            sync_policy(Box::new(move |b| b.budget(budget))),
+        ];
+        for init in not_lean {
+            let cell = cell();
+            assert_eq!(retry_sync_cached(cell, w, init, op), Ok(1));
+            assert!(!cell.runs_first_attempts::<Policy>());
+        }
+        // Through `get_or_init` (async functions, tests): never.
+        let cell = cell();
+        let _: &Policy = cell.get_or_init(|| sync_policy(Box::new(|b| b))(w));
+        assert!(!cell.runs_first_attempts::<Policy>());
     }
 
     #[test]

@@ -204,6 +204,38 @@ impl<E, R> RetryPolicy<E, R> {
         drive(&self.config, &self.ok_rule, false, op)
     }
 
+    /// Whether a call has nothing to do before its first attempt: a lean policy (no breaker,
+    /// budget or hook) without a deadline counted from the start (so no clock read at the
+    /// start). Such a call's first attempt can run before the policy is even looked up, and
+    /// the call go on in [`call_after_first`](RetryPolicy::call_after_first): what
+    /// `#[retry]` functions do (`macro_support::retry_sync_cached`).
+    #[inline]
+    pub(crate) fn first_attempt_needs_nothing(&self) -> bool {
+        self.config.lean() && !self.config.needs_start(false)
+    }
+
+    /// The rest of a [`call`](RetryPolicy::call) whose first attempt, `first`, already ran:
+    /// what `call` does after its first attempt, for a policy whose calls need nothing before
+    /// it ([`first_attempt_needs_nothing`](RetryPolicy::first_attempt_needs_nothing)).
+    pub(crate) fn call_after_first<T, F>(&self, first: Result<T, E>, op: F) -> Result<T, E>
+    where
+        F: FnMut() -> Result<T, E>,
+        R: OkClassifier<T>,
+    {
+        debug_assert!(
+            self.first_attempt_needs_nothing(),
+            "only a call needing nothing before its first attempt can run it first"
+        );
+        match first_outcome(&self.ok_rule, &first) {
+            ControlFlow::Break(()) => first,
+            ControlFlow::Continue(rejected) => {
+                // No clock read: the policy needs no start time (`needs_start` is false).
+                let start = Times::new(&self.config, false);
+                lean_after_first(&self.config, &self.ok_rule, start, first, rejected, op)
+            }
+        }
+    }
+
     /// A readable, multi-line snapshot of the policy: limits, per-class strategies with their
     /// parameters, deadline, budget and breaker.
     ///

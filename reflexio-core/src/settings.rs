@@ -358,8 +358,13 @@ impl<E> Config<E> {
     /// `timed` (a hook's events and `execute`'s error report the time since the start).
     #[inline]
     pub(crate) fn start(&self, timed: bool) -> Option<Stamp> {
-        let needed = timed || matches!(self.settings.deadline, Some(Deadline::FromStart(_)));
-        needed.then(|| self.time.now())
+        self.needs_start(timed).then(|| self.time.now())
+    }
+
+    /// Whether a call reads the clock when it starts (see [`Config::start`]).
+    #[inline]
+    pub(crate) fn needs_start(&self, timed: bool) -> bool {
+        timed || matches!(self.settings.deadline, Some(Deadline::FromStart(_)))
     }
 
     /// The time since `start`; zero for a call that did not read the clock when it started.

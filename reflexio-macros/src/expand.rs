@@ -340,7 +340,7 @@ impl Names {
 //     #[retry(max_attempts = 3)]
 //     async fn f(&self, x: &str) -> Result<T, E> { #![allow(..)] body }
 //
-// Output (async; a sync body goes through `retry_sync` instead, see `sync_call`):
+// Output (async; the sync expansion follows):
 //     async fn f(&self, x: &str) -> Result<T, E> {
 //         #![allow(..)]                              // inner attributes, hoisted
 //         let __reflexio_witness = witness::<Result<T, E>, _, _>();   // the `IsResult` check
@@ -381,6 +381,37 @@ impl Names {
 //             };
 //         }
 //     }
+//
+// Input (sync):
+//     #[retry(max_attempts = 3)]
+//     fn g(x: &str) -> Result<T, E> { body }
+//
+// Output (see `sync_call`):
+//     fn g(x: &str) -> Result<T, E> {
+//         fn __reflexio_attempts<R, F: FnMut() -> R>(attempt: F) -> F { attempt }
+//         let __reflexio_witness = witness::<Result<T, E>, _, _>();   // the `IsResult` check
+//         let __reflexio_policy = {                  // the cell alone, not the policy
+//             static __REFLEXIO_POLICY: PolicyCell = PolicyCell::new();
+//             &__REFLEXIO_POLICY
+//         };
+//         // Looks the policy up (building it on the first call) and runs `RetryPolicy::call`;
+//         // or, once the cell holds a lean policy of this type with no deadline counted from
+//         // the start, runs the first attempt first, returns its `Ok` at once, and looks the
+//         // policy up only after a failure, going on from it (`retry_sync_cached`).
+//         retry_sync_cached(
+//             __reflexio_policy,
+//             __reflexio_witness,
+//             // The witness as an argument, not captured: a borrowed one would be stored in
+//             // memory before every call.
+//             |__reflexio_witness| built(classify_self(__reflexio_witness,
+//                 sync_builder(__reflexio_witness)).max_attempts(3).operation("g")
+//                 .build(), "g"),
+//             __reflexio_attempts(|| -> Result<T, E> { body }),
+//         )
+//         // (With `policy = EXPR` instead: `__reflexio_policy` as in the async expansion, with
+//         // `sync_policy`, and `retry_sync(__reflexio_policy, __reflexio_witness,
+//         // __reflexio_attempts(|| -> Result<T, E> { body }))`.)
+//     }
 fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
     let async_trait = AsyncTrait::detect(&f);
     let ItemFn {
@@ -398,7 +429,7 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
     };
     let names = Names::new(args, &ret);
     let is_async = sig.asyncness.is_some() || async_trait.is_some();
-    let init = policy_init(args, &sig, &ret, &names, is_async);
+    let (init, build) = policy_init(args, &sig, &ret, &names, is_async);
     let new_body = if let Some(at) = async_trait {
         let AsyncTrait {
             box_pin,
@@ -418,7 +449,7 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
         let retry_loop = async_loop(&names, &ret, &body, args.is_idempotent());
         quote! { #init #retry_loop }
     } else {
-        let (attempts, retry) = sync_call(&names, &ret, &body, brace.span.join());
+        let (attempts, retry) = sync_call(&names, &ret, &body, brace.span.join(), build);
         quote! { #attempts #init #retry }
     };
     let mut block = TokenStream::new();
@@ -437,7 +468,9 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
     }
 }
 
-/// `let __reflexio_policy = ..;`: a reference to the policy of this call.
+/// `let __reflexio_policy = ..;`: a reference to the policy of this call, and for a sync
+/// function with keys, a reference to the policy's cell and the expression building the policy
+/// (the second value), for `sync_call`.
 ///
 /// With `policy = EXPR`, the expression is evaluated at every call and borrowed for it (so
 /// `policy = &self.policy` gives each instance its own policy). Otherwise the policy is built
@@ -449,7 +482,7 @@ fn policy_init(
     ret: &Type,
     names: &Names,
     is_async: bool,
-) -> TokenStream {
+) -> (TokenStream, Option<TokenStream>) {
     let krate = &names.krate;
     let policy = &names.policy;
     let glue = names.glue;
@@ -480,13 +513,14 @@ fn policy_init(
         let mut call_args =
             proc_macro2::Group::new(Delimiter::Parenthesis, quote!(#witness_arg, #value));
         call_args.set_span(located);
-        return quote! {
+        let stmts = quote! {
             #witness_check
             // Evaluated at every call, and borrowed for it: a temporary (a policy built by the
             // expression) lives to the end of the function.
             let #value = &(#expr);
             let #policy = #helper #call_args;
         };
+        return (stmts, None);
     }
     let builder = if is_async {
         quote_spanned!(glue=>async_builder)
@@ -511,7 +545,20 @@ fn policy_init(
     let build = quote_spanned! {glue=>
         #krate::__private::built(#configured.build(), #name)
     };
-    quote_spanned! {glue=>
+    if !is_async {
+        // The cell alone: `retry_sync_cached` looks the policy up, or runs the first attempt
+        // before it (see `sync_call`).
+        let stmts = quote_spanned! {glue=>
+            #witness_check
+            let #policy = {
+                static __REFLEXIO_POLICY: #krate::__private::PolicyCell =
+                    #krate::__private::PolicyCell::new();
+                &__REFLEXIO_POLICY
+            };
+        };
+        return (stmts, Some(build));
+    }
+    let stmts = quote_spanned! {glue=>
         #witness_check
         // The `static` is in a block of its own, out of the body's sight.
         let #policy = {
@@ -522,7 +569,8 @@ fn policy_init(
                 #krate::__private::PolicyCell::new();
             __REFLEXIO_POLICY.get_or_init(|| #build)
         };
-    }
+    };
+    (stmts, None)
 }
 
 /// `#krate::__private::#helper(witness, #rest)`, located at `at`: an unmet bound of the helper
@@ -654,6 +702,10 @@ fn duration(value: &DurationValue, names: &Names) -> TokenStream {
 /// The sync retry: the body in a closure, called once per attempt by the core's loop. Returns
 /// an item to put first in the function (so no item follows a statement) and the call.
 ///
+/// With `build` (the policy built from the keys, `__reflexio_policy` being its cell), the call
+/// is `retry_sync_cached`, which runs the first attempt before the lookup when the cell says
+/// its policy needs nothing before it; with `policy = EXPR`, `retry_sync` with that policy.
+///
 /// The closure has the function's return type, so `return` and `?` end one attempt, not the
 /// function. Its `FnMut` bound makes a body that moves an argument out fail with rustc's own
 /// E0507 ("cannot move out of .. a captured variable in an `FnMut` closure"), at the user's code.
@@ -665,6 +717,7 @@ fn sync_call(
     ret: &Type,
     body: &TokenStream,
     body_span: Span,
+    build: Option<TokenStream>,
 ) -> (TokenStream, TokenStream) {
     let krate = &names.krate;
     let policy = &names.policy;
@@ -686,8 +739,19 @@ fn sync_call(
     // The closure is located at the body, so rustc names the captured variables in its
     // messages (E0507 "cannot move out of `s`").
     let closure = quote_spanned!(body_span=> || -> #ret { #body });
-    let call = quote_spanned! {glue=>
-        #krate::__private::retry_sync(#policy, #witness, #attempts(#closure))
+    let call = if let Some(build) = build {
+        quote_spanned! {glue=>
+            #krate::__private::retry_sync_cached(
+                #policy,
+                #witness,
+                |#witness| #build,
+                #attempts(#closure),
+            )
+        }
+    } else {
+        quote_spanned! {glue=>
+            #krate::__private::retry_sync(#policy, #witness, #attempts(#closure))
+        }
     };
     (item, call)
 }
@@ -871,7 +935,20 @@ mod tests {
                 }
             ),
         );
-        assert!(sync.contains("retry_sync"), "{sync}");
+        assert!(sync.contains("retry_sync_cached"), "{sync}");
+        assert!(sync.contains("static __REFLEXIO_POLICY"), "{sync}");
+        assert!(!sync.contains("get_or_init"), "{sync}");
+        let given = expand(
+            quote!(policy = &POLICY),
+            quote!(
+                fn f() -> io::Result<usize> {
+                    Ok(1)
+                }
+            ),
+        );
+        assert!(given.contains("retry_sync ("), "{given}");
+        assert!(!given.contains("retry_sync_cached"), "{given}");
+        assert!(!given.contains("PolicyCell"), "{given}");
         assert!(
             sync.contains(
                 ":: reflexio :: __private :: witness :: < io :: Result < usize > , _ , _ >"
