@@ -483,7 +483,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
         forced: Option<Classification>,
     ) -> Next<T, E> {
         if let State::Fresh(times) = self.state {
-            self.state = State::Lean(Lean::new(times));
+            self.become_lean(times);
         }
         self.step(outcome, forced)
     }
@@ -497,7 +497,10 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
     /// A lean call's step, the outcome left with the driver: `None` when the call is over
     /// (the outcome is its result), `Some(delay)` to sleep and try again. The same step as
     /// [`record`](Self::record)'s for a lean call, without moving the outcome in and out of a
-    /// [`Next`]: the async driver's success path took twice the work through it.
+    /// [`Next`]: the async driver's success path took twice the work through it. The first
+    /// failure makes the engine's counts here, inline (out of line, as `record`'s
+    /// `first_failure` is, a failing async call took 34 instructions more; the async driver's
+    /// success path is no longer for it).
     ///
     /// # Panics
     ///
@@ -509,31 +512,32 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
     #[inline(always)]
     pub(crate) fn decide_lean(&mut self, outcome: &Result<T, E>) -> Option<Duration> {
         match &mut self.state {
-            State::Fresh(_) => match first_outcome(self.ok_rule, outcome) {
+            State::Fresh(times) => match first_outcome(self.ok_rule, outcome) {
                 ControlFlow::Break(()) => None,
-                ControlFlow::Continue(forced) => self.first_lean_failure(outcome, forced),
+                ControlFlow::Continue(forced) => {
+                    let times = *times;
+                    self.become_lean(times);
+                    let State::Lean(lean) = &mut self.state else {
+                        unreachable!("just made lean")
+                    };
+                    lean.decide(self.config, self.ok_rule, outcome, forced)
+                }
             },
             State::Lean(lean) => lean.decide(self.config, self.ok_rule, outcome, None),
             State::Full(_) => unreachable!("a full call's step is `record`"),
         }
     }
 
-    /// The first failure of a lean call, for [`decide_lean`](Self::decide_lean): makes the
-    /// engine's counts, then decides with them. Cold, as [`first_failure`](Self::first_failure).
-    #[cold]
-    #[inline(never)]
-    fn first_lean_failure(
-        &mut self,
-        outcome: &Result<T, E>,
-        forced: Option<Classification>,
-    ) -> Option<Duration> {
-        let State::Fresh(times) = self.state else {
-            unreachable!("called on a fresh call")
-        };
-        let mut lean = Lean::new(times);
-        let next = lean.decide(self.config, self.ok_rule, outcome, forced);
-        self.state = State::Lean(lean);
-        next
+    /// A fresh call (started at `times`) becomes lean: the engine's counts are made.
+    #[inline]
+    fn become_lean(&mut self, times: Times) {
+        debug_assert!(matches!(self.state, State::Fresh(_)));
+        // The fresh state holds no resource (`Times` is `Copy`): forgotten rather than
+        // dropped, as an assignment would, through the state's drop glue, out of line.
+        core::mem::forget(core::mem::replace(
+            &mut self.state,
+            State::Lean(Lean::new(times)),
+        ));
     }
 
     /// Feeds an outcome in any state; `forced` is its class when it is already known (a
