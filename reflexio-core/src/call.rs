@@ -119,11 +119,46 @@ impl Holding for Inline {
 }
 
 impl Holding for Boxed {
-    type Slot<X> = Box<X>;
+    type Slot<X> = OnHeap<X>;
     #[inline]
-    fn hold<X>(x: X) -> Box<X> {
-        Box::new(x)
+    fn hold<X>(x: X) -> OnHeap<X> {
+        OnHeap(Some(Box::new(x)))
     }
+}
+
+/// An `X` on the heap: [`Boxed`]'s slot. A `Box` whose drop is out of line, so that the drop
+/// glue of a call's state (run when every async call's future is dropped, lean or not) is a
+/// check small enough to inline, where a `Box<Full>` made it a call of its own.
+pub struct OnHeap<X>(Option<Box<X>>);
+
+impl<X> core::ops::Deref for OnHeap<X> {
+    type Target = X;
+    #[inline]
+    fn deref(&self) -> &X {
+        self.0.as_deref().expect("emptied only when dropped")
+    }
+}
+
+impl<X> core::ops::DerefMut for OnHeap<X> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut X {
+        self.0.as_deref_mut().expect("emptied only when dropped")
+    }
+}
+
+impl<X> Drop for OnHeap<X> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(x) = self.0.take() {
+            free(x);
+        }
+    }
+}
+
+/// Drops a boxed full state, out of line (see [`OnHeap`]).
+#[inline(never)]
+fn free<X>(x: Box<X>) {
+    drop(x);
 }
 
 /// The clock readings of a call: its start (when something needs it) and where its deadline

@@ -24,7 +24,7 @@ use crate::errors::{AttemptTimedOut, CircuitOpen};
 use crate::ok::{AcceptOk, OkClassifier, first_outcome};
 use crate::policy::RetryPolicy;
 
-pub use crate::call::{Boxed, Call, Holding, InPlace, Inline, Next};
+pub use crate::call::{Boxed, Call, Holding, InPlace, Inline, Next, OnHeap};
 pub use crate::time::{TimedAttempt, Timer};
 
 mod sealed {
