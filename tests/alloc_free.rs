@@ -1,5 +1,6 @@
 //! Heap allocations, counted: none on the success path (sync, async, `#[retry]`), and none per
-//! retry in the retry loops, as long as the policy has no custom sleeper.
+//! retry in the retry loops, as long as the policy has no custom sleeper; an async call of a
+//! policy with a breaker, budget or hook, one (its boxed state).
 //!
 //! A dedicated test binary: `allocation-counter` installs a counting global allocator (its
 //! `unsafe impl GlobalAlloc` stays in that crate, so this workspace stays `unsafe`-free) and
@@ -234,6 +235,37 @@ fn async_retries_allocate_nothing() {
         }
     });
     assert_none("4 async retries", info);
+}
+
+/// An async call of a policy with a breaker, budget or hook boxes its full state, so that it
+/// does not make every call's future bigger: exactly one allocation per call, none per retry
+/// (and none per event).
+#[test]
+fn async_calls_with_a_hook_allocate_their_state_once() {
+    let policy = AsyncRetryPolicy::builder()
+        .classifier(transient)
+        .strategy(no_delay())
+        .max_attempts(5)
+        .on_event(|event| {
+            black_box(event);
+        })
+        .build()
+        .unwrap();
+    let mut op = failing(0);
+    poll_to_end(policy.call(|| std::future::ready(op()))).unwrap();
+    for failures in [0, 4] {
+        let info = measure(|| {
+            for _ in 0..CALLS {
+                let mut op = failing(failures);
+                let out = poll_to_end(policy.call(|| std::future::ready(op())));
+                assert_eq!(out, Ok(failures + 1));
+            }
+        });
+        assert_eq!(
+            info.count_total, CALLS,
+            "{failures} retries: one allocation per call, {info:?}"
+        );
+    }
 }
 
 #[test]
