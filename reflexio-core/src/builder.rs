@@ -17,7 +17,7 @@ use crate::ok::{AcceptOk, OkRule};
 use crate::policy::RetryPolicy;
 use crate::random::Randomness;
 use crate::rate_limit::AdaptiveRateLimiter;
-use crate::settings::{AsStdError, Config, Conversions, Deadline, Settings, fixed_delay};
+use crate::settings::{AsStdError, Config, Conversions, Deadline, Settings};
 use crate::strategies::Strategy;
 use crate::time::TimeSource;
 use crate::time::VirtualClock;
@@ -119,7 +119,6 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
 
     /// Sets the strategy of every class that has no strategy of its own.
     pub fn strategy(mut self, strategy: impl Strategy + 'static) -> Self {
-        self.settings.default_fixed = fixed_delay(&strategy);
         self.settings.default_strategy = Arc::new(strategy);
         self
     }
@@ -138,7 +137,6 @@ impl<E, C, K, R> PolicyBuilder<E, C, K, R> {
     /// # drop(policy);
     /// ```
     pub fn strategy_for(mut self, class: ErrorClass, strategy: impl Strategy + 'static) -> Self {
-        self.settings.class_fixed[class.index()] = fixed_delay(&strategy);
         self.settings.class_strategies[class.index()] = Some(Arc::new(strategy));
         self
     }

@@ -27,6 +27,7 @@ use crate::event::{EventKind, RetryEvent};
 use crate::ok::{OkClassifier, first_outcome};
 use crate::settings::Config;
 use crate::stop::StopReason;
+use crate::time::saturating_nanos;
 use crate::time::{Stamp, TimedAttempt, Timer};
 
 /// What a driver does next.
@@ -209,18 +210,17 @@ impl Times {
                 Duration::ZERO
             }
             Some(start) => {
-                // In nanoseconds: one conversion to a `Duration`, where working in them took
-                // four (each a division or a 128-bit multiply).
-                let elapsed = config.time.since_nanos(start);
-                engine.record_elapsed_nanos(elapsed);
+                let elapsed = config.time.since(start);
+                engine.record_elapsed(elapsed);
                 if attempt == 1 && config.deadline_from_first_failure() {
                     // The origin, as read: `since` rounds every measured time up (see
                     // `TimeSource::since`), and the origin must not take that rounding off the
                     // times measured from it.
-                    self.origin_nanos = elapsed.saturating_sub(config.time.rounding_nanos());
+                    let raw = elapsed.saturating_sub(config.time.rounding());
+                    self.origin_nanos = saturating_nanos(raw);
                     return Duration::ZERO;
                 }
-                Duration::from_nanos(elapsed.saturating_sub(self.origin_nanos))
+                elapsed.saturating_sub(Duration::from_nanos(self.origin_nanos))
             }
         }
     }
@@ -991,7 +991,7 @@ mod coarse_tests {
     use super::*;
     use crate::classify::Classifier;
     use crate::settings::{Conversions, Deadline, Settings};
-    use crate::time::{TimeSource, coarse, saturating_nanos};
+    use crate::time::{TimeSource, coarse};
     use std::sync::Arc;
 
     fn config(deadline: Deadline) -> Config<()> {

@@ -32,9 +32,6 @@ pub(crate) struct Rules {
     pub(crate) limits: [u32; 8],
     /// Per class: whether the strategy reads its random number ([`Strategy::uses_random`]).
     pub(crate) random: [bool; 8],
-    /// Per class: the strategy's delay when it is the same before every retry
-    /// (`settings::fixed_delay`): used as it is, with no call of the strategy.
-    pub(crate) fixed: [Option<Duration>; 8],
     /// The class caps as set, to tell why a limit stopped a call.
     pub(crate) class_caps: [Option<u32>; 8],
     pub(crate) max_attempts: u32,
@@ -147,12 +144,6 @@ impl Engine {
         self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
     }
 
-    /// [`record_elapsed`](Self::record_elapsed), in nanoseconds.
-    #[inline]
-    pub(crate) fn record_elapsed_nanos(&mut self, elapsed: u64) {
-        self.elapsed_nanos = elapsed;
-    }
-
     /// Records the start of an attempt and returns its 1-based number.
     #[inline]
     pub(crate) fn begin_attempt(&mut self) -> u32 {
@@ -225,12 +216,22 @@ impl Engine {
             return Decision::Stop(StopReason::DeadlineExceeded);
         }
 
-        let computed = match rules.fixed[i] {
-            // The same delay before every retry (`no_delay`, `constant`): no call, no context,
-            // and no previous delay to keep (this class's strategy never reads it).
-            Some(fixed) => fixed,
-            None => self.strategy_delay(rules, c, i, r),
+        // A strategy without jitter costs no random number.
+        let u = if rules.random[i] {
+            rules.randomness.uniform(&mut self.rng)
+        } else {
+            0.0
         };
+        let mut ctx = BackoffContext::new(self.attempt, class);
+        ctx.prev_delay = match self.prev_delay[r] {
+            NO_DELAY_YET => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        };
+        ctx.retry_after = c.retry_after;
+        let computed = rules.strategies[i].delay(&ctx, u);
+        self.prev_delay[r] = u64::try_from(computed.as_nanos())
+            .unwrap_or(u64::MAX)
+            .min(NO_DELAY_YET - 1);
         let delay = match c.retry_after {
             Some(server) => computed.max(server),
             None => computed,
@@ -256,31 +257,6 @@ impl Engine {
             return Decision::Stop(StopReason::ServerDelayTooLong);
         }
         Decision::Retry(delay)
-    }
-}
-
-impl Engine {
-    /// The delay from the strategy of class `c` (index `i`, retryable index `r`), which is
-    /// then that class's previous delay.
-    #[inline]
-    fn strategy_delay(&mut self, rules: &Rules, c: Classification, i: usize, r: usize) -> Duration {
-        // A strategy without jitter costs no random number.
-        let u = if rules.random[i] {
-            rules.randomness.uniform(&mut self.rng)
-        } else {
-            0.0
-        };
-        let mut ctx = BackoffContext::new(self.attempt, c.class);
-        ctx.prev_delay = match self.prev_delay[r] {
-            NO_DELAY_YET => None,
-            nanos => Some(Duration::from_nanos(nanos)),
-        };
-        ctx.retry_after = c.retry_after;
-        let computed = rules.strategies[i].delay(&ctx, u);
-        self.prev_delay[r] = u64::try_from(computed.as_nanos())
-            .unwrap_or(u64::MAX)
-            .min(NO_DELAY_YET - 1);
-        computed
     }
 }
 
@@ -465,81 +441,5 @@ mod tests {
         assert_eq!((engine.elapsed(), engine.attempts()), (5 * S, 1));
         engine.stopped(StopReason::Aborted);
         assert_eq!(engine.stop_reason(), Some(StopReason::Aborted));
-    }
-
-    /// A strategy whose delay is fixed (`no_delay`, `constant`) is used without calling it;
-    /// the decisions are exactly those of calling it: the same delays (with a server's
-    /// `retry_after` and at the deadline), stop reasons and counts, for every class and for a
-    /// class with its own strategy.
-    #[test]
-    fn fixed_delays_decide_as_their_strategies() {
-        use crate::settings::fixed_delay;
-        let cases: [(Arc<dyn Strategy>, Option<Duration>); 3] = [
-            (Arc::new(no_delay()), fixed_delay(&no_delay())),
-            (
-                Arc::new(constant(300 * MS)),
-                fixed_delay(&constant(300 * MS)),
-            ),
-            (
-                Arc::new(constant(5 * S).max(2 * S)),
-                fixed_delay(&constant(5 * S).max(2 * S)),
-            ),
-        ];
-        assert_eq!(cases[0].1, Some(Duration::ZERO));
-        assert_eq!(cases[1].1, Some(300 * MS));
-        assert_eq!(cases[2].1, Some(2 * S), "the strategy's own cap applies");
-        assert_eq!(fixed_delay(&exponential()), None);
-        assert_eq!(fixed_delay(&full_jitter()), None);
-        let scripts: [&[(Classification, Duration)]; 3] = [
-            &[(class(ErrorClass::Transient), Duration::ZERO); 6],
-            &[
-                (
-                    class(ErrorClass::RateLimit).with_retry_after(S),
-                    Duration::ZERO,
-                ),
-                (class(ErrorClass::Transient), 2 * S),
-                (class(ErrorClass::RateLimit).with_retry_after(MS), 3 * S),
-                (class(ErrorClass::RateLimit).with_retry_after(20 * S), 4 * S),
-            ],
-            // Near and past the deadline (10 s).
-            &[
-                (class(ErrorClass::Transient), 9 * S),
-                (class(ErrorClass::Transient), 9900 * MS),
-                (class(ErrorClass::Transient), 10 * S),
-            ],
-        ];
-        for (strategy, fixed) in cases {
-            for own_class in [false, true] {
-                let build = |fixed: Option<Duration>| {
-                    rules(|s| {
-                        s.deadline = Some(Deadline::FromStart(10 * S));
-                        s.max_attempts = 5;
-                        if own_class {
-                            s.class_strategies[ErrorClass::Transient.index()] =
-                                Some(strategy.clone());
-                            s.class_fixed[ErrorClass::Transient.index()] = fixed;
-                        } else {
-                            s.default_strategy = strategy.clone();
-                            s.default_fixed = fixed;
-                        }
-                    })
-                };
-                let (with_fixed, called) = (build(fixed), build(None));
-                for script in scripts {
-                    let decide = |rules: &Rules| {
-                        let mut engine = Engine::new();
-                        let decisions: Vec<Decision> = script
-                            .iter()
-                            .map(|&(c, elapsed)| {
-                                engine.begin_attempt();
-                                engine.on_failure(rules, c, elapsed, |_| true)
-                            })
-                            .collect();
-                        (decisions, engine.stop_reason(), engine.attempts())
-                    };
-                    assert_eq!(decide(&with_fixed), decide(&called), "{script:?}");
-                }
-            }
-        }
     }
 }

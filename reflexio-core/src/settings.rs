@@ -18,10 +18,7 @@ use crate::event::RetryEvent;
 use crate::hedging::Hedging;
 use crate::random::Randomness;
 use crate::rate_limit::AdaptiveRateLimiter;
-use crate::strategies::{
-    BackoffContext, Constant, DecorrelatedJitter, NoDelay, Strategy, decorrelated_jitter,
-    fmt_duration,
-};
+use crate::strategies::{DecorrelatedJitter, Strategy, decorrelated_jitter, fmt_duration};
 use crate::time::VirtualClock;
 use crate::time::{CustomSleeper, Stamp, TimeSource, Timer};
 
@@ -66,9 +63,6 @@ impl Deadline {
 pub(crate) struct Settings {
     pub(crate) default_strategy: Arc<dyn Strategy>,
     pub(crate) class_strategies: [Option<Arc<dyn Strategy>>; 8],
-    /// [`fixed_delay`] of `default_strategy`, and of each class's own: set with them.
-    pub(crate) default_fixed: Option<Duration>,
-    pub(crate) class_fixed: [Option<Duration>; 8],
     pub(crate) max_attempts: u32,
     pub(crate) class_caps: [Option<u32>; 8],
     pub(crate) max_unknown_retries: Option<u32>,
@@ -92,27 +86,12 @@ pub(crate) struct Settings {
     pub(crate) attempt_events: bool,
 }
 
-/// The delay of a strategy that waits the same before every retry, whatever the retry (this
-/// crate's [`NoDelay`] and [`Constant`]): the engine then uses it as it is, with no call of the
-/// strategy, no context and no previous delay to keep (BENCHMARKS.md, section 3). `None` for
-/// any other.
-pub(crate) fn fixed_delay<S: Strategy + 'static>(strategy: &S) -> Option<Duration> {
-    let any: &dyn core::any::Any = strategy;
-    if any.is::<NoDelay>() {
-        return Some(Duration::ZERO);
-    }
-    any.downcast_ref::<Constant>()
-        .map(|c| c.delay(&BackoffContext::new(1, ErrorClass::Unknown), 0.0))
-}
-
 impl Settings {
     /// The defaults, listed on `PolicyBuilder`.
     pub(crate) fn new() -> Self {
         Settings {
             default_strategy: Arc::new(DEFAULT_STRATEGY),
             class_strategies: Default::default(),
-            default_fixed: None,
-            class_fixed: [None; 8],
             max_attempts: 6,
             class_caps: [None; 8],
             max_unknown_retries: Some(2),
@@ -202,18 +181,10 @@ impl Settings {
             }
         });
         let random = strategies.each_ref().map(|s| s.uses_random());
-        let fixed = ErrorClass::ALL.map(|class| {
-            let i = class.index();
-            match &self.class_strategies[i] {
-                Some(_) => self.class_fixed[i],
-                None => self.default_fixed,
-            }
-        });
         Rules {
             strategies,
             limits,
             random,
-            fixed,
             class_caps: self.class_caps,
             max_attempts: self.max_attempts,
             deadline: self.deadline.map(Deadline::duration),

@@ -75,20 +75,9 @@ pub(crate) mod coarse {
     }
 
     /// The clock's resolution (the kernel tick), read once.
-    #[cfg(test)]
     pub(crate) fn resolution() -> Duration {
-        Duration::from_nanos(resolution_nanos())
-    }
-
-    /// [`resolution`] in nanoseconds.
-    #[inline]
-    pub(crate) fn resolution_nanos() -> u64 {
-        static RESOLUTION: OnceLock<u64> = OnceLock::new();
-        *RESOLUTION.get_or_init(|| {
-            super::saturating_nanos(duration(rustix::time::clock_getres(
-                ClockId::MonotonicCoarse,
-            )))
-        })
+        static RESOLUTION: OnceLock<Duration> = OnceLock::new();
+        *RESOLUTION.get_or_init(|| duration(rustix::time::clock_getres(ClockId::MonotonicCoarse)))
     }
 }
 
@@ -173,17 +162,11 @@ impl TimeSource {
     /// The amount [`since`](Self::since) adds to a measured time to round it up: the coarse
     /// clock's resolution for its stamps, zero for the others.
     pub(crate) fn rounding(&self) -> Duration {
-        Duration::from_nanos(self.rounding_nanos())
-    }
-
-    /// [`rounding`](Self::rounding) in nanoseconds.
-    #[inline]
-    pub(crate) fn rounding_nanos(&self) -> u64 {
         #[cfg(all(feature = "coarse-clock", target_os = "linux"))]
         if self.is_coarse() {
-            return coarse::resolution_nanos();
+            return coarse::resolution();
         }
-        0
+        Duration::ZERO
     }
 
     /// The time since `start`, exactly, whatever clock stamped it: for a coarse stamp, the fine
@@ -215,30 +198,11 @@ impl TimeSource {
     pub(crate) fn since(&self, start: Stamp) -> Duration {
         match (self.now(), start) {
             (Stamp::Instant(now), Stamp::Instant(start)) => now.saturating_duration_since(start),
-            (now, start) => Duration::from_nanos(self.nanos_between(start, now)),
-        }
-    }
-
-    /// [`since`](Self::since) in nanoseconds (584 years fit): the sync policy's deadline
-    /// works in them, one conversion per failure instead of four (BENCHMARKS.md, section 3).
-    #[inline]
-    pub(crate) fn since_nanos(&self, start: Stamp) -> u64 {
-        self.nanos_between(start, self.now())
-    }
-
-    /// The time from `start` to `now`, two stamps of this source, in nanoseconds (rounded up
-    /// as [`since`](Self::since) says).
-    #[inline]
-    fn nanos_between(&self, start: Stamp, now: Stamp) -> u64 {
-        match (now, start) {
-            (Stamp::Nanos(now), Stamp::Nanos(start)) => now
-                .saturating_sub(start)
-                .saturating_add(self.rounding_nanos()),
-            (Stamp::Instant(now), Stamp::Instant(start)) => {
-                saturating_nanos(now.saturating_duration_since(start))
+            (Stamp::Nanos(now), Stamp::Nanos(start)) => {
+                Duration::from_nanos(now.saturating_sub(start)).saturating_add(self.rounding())
             }
             // A stamp from another source cannot happen: a policy's source never changes.
-            _ => 0,
+            _ => Duration::ZERO,
         }
     }
 
