@@ -13,6 +13,7 @@ use crate::class::{Classification, ErrorClass};
 use crate::random::{CallRng, Randomness};
 use crate::stop::StopReason;
 use crate::strategies::{BackoffContext, Strategy};
+use crate::time::saturating_nanos;
 
 /// The engine's answer after a failure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +43,36 @@ pub(crate) struct Rules {
     pub(crate) deadline_guard: Duration,
     pub(crate) max_server_delay: Duration,
     pub(crate) randomness: Randomness,
+    /// Per class: the delay of a strategy that always gives the same one and draws no random
+    /// number ([`Strategy::constant_delay`]), in nanoseconds, or [`NOT_CONSTANT`]. Such a
+    /// class's retry without a server delay takes it as it is: no `dyn Strategy` call, no
+    /// [`BackoffContext`], no conversions (a `no_delay()` retry, 163 -> 124 instructions; see
+    /// `Engine::decide`).
+    pub(crate) constant_nanos: [u64; 8],
+    /// The same delays as `Duration`s (zero where not constant), so that the fast path does
+    /// not divide nanoseconds back into seconds.
+    pub(crate) constant_delays: [Duration; 8],
+    /// `deadline` in nanoseconds, saturating at `u64::MAX`, and `u64::MAX` without one: the
+    /// cheap first check of every decision ([`Engine::decide`]), where `Duration` arithmetic
+    /// normalises nanoseconds into seconds at every step.
+    pub(crate) deadline_nanos: u64,
+    /// `deadline_guard` in nanoseconds.
+    pub(crate) deadline_guard_nanos: u64,
+    /// Not the engine's: whether the policy's clock is the coarse one, which the call state
+    /// then reads inline (`call.rs`, `nanos_since`).
+    #[cfg_attr(
+        not(all(feature = "coarse-clock", target_os = "linux")),
+        allow(dead_code, reason = "read only where the coarse clock is")
+    )]
+    pub(crate) coarse_clock: bool,
+    /// Not the engine's: what the policy's clock adds to every measured time to round it up
+    /// (`TimeSource::rounding`), in nanoseconds, read once at build.
+    pub(crate) clock_rounding_nanos: u64,
 }
+
+/// No constant delay for this class (see [`Rules::constant_nanos`]): a delay of `u64::MAX`
+/// nanoseconds or more takes the general path.
+pub(crate) const NOT_CONSTANT: u64 = u64::MAX;
 
 impl Rules {
     /// Why a class that reached its limit (`failures` above it) stops, in the documented
@@ -56,6 +86,36 @@ impl Rules {
         } else {
             StopReason::MaxUnknownRetries
         }
+    }
+
+    /// Whether the deadline has passed `elapsed` nanoseconds after its origin, exactly: the
+    /// check behind the cheap one (`elapsed >= deadline_nanos`), which is also true without a
+    /// deadline and for one beyond `u64::MAX` nanoseconds.
+    #[cold]
+    #[inline(never)]
+    fn deadline_passed(&self, elapsed: u64) -> bool {
+        self.deadline
+            .is_some_and(|deadline| Duration::from_nanos(elapsed) >= deadline)
+    }
+
+    /// Whether a retry after `delay`, `elapsed` nanoseconds after the deadline's origin, would
+    /// start at or after the deadline, exactly, with a retry scheduled within
+    /// `deadline_guard` of it confirmed by `confirm`: the check behind the cheap one, which
+    /// lets through every retry that starts more than `deadline_guard` before it.
+    #[cold]
+    #[inline(never)]
+    fn reaches_deadline(
+        &self,
+        elapsed: u64,
+        delay: Duration,
+        confirm: impl FnOnce(Duration) -> bool,
+    ) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        let reach = Duration::from_nanos(elapsed).saturating_add(delay);
+        reach >= deadline
+            || (reach.saturating_add(self.deadline_guard) >= deadline && !confirm(delay))
     }
 }
 
@@ -144,6 +204,12 @@ impl Engine {
         self.elapsed_nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
     }
 
+    /// [`record_elapsed`](Self::record_elapsed), in nanoseconds.
+    #[inline]
+    pub(crate) fn record_elapsed_nanos(&mut self, elapsed: u64) {
+        self.elapsed_nanos = elapsed;
+    }
+
     /// Records the start of an attempt and returns its 1-based number.
     #[inline]
     pub(crate) fn begin_attempt(&mut self) -> u32 {
@@ -157,13 +223,8 @@ impl Engine {
     }
 
     /// Decides what follows the failure `c` of the current attempt, `elapsed` after the
-    /// deadline's origin.
-    ///
-    /// Order: non-retryable class; the class's retry cap; the `Unknown` cap; the global attempt
-    /// cap (no sleep after the last allowed attempt); the deadline already passed; the delay
-    /// from the class's strategy, at least the server's `retry_after`; the deadline (stop now
-    /// rather than sleep into it); a server delay over the bound. A random number is drawn
-    /// only for a strategy that reads one.
+    /// deadline's origin (taken as `u64::MAX` nanoseconds, 584 years, beyond): see
+    /// [`on_failure_nanos`](Self::on_failure_nanos).
     #[allow(
         clippy::inline_always,
         reason = "the decision of every retry: out of line, each pays a call and the reload of \
@@ -175,6 +236,33 @@ impl Engine {
         rules: &Rules,
         c: Classification,
         elapsed: Duration,
+        confirm: impl FnOnce(Duration) -> bool,
+    ) -> Decision {
+        self.on_failure_nanos(rules, c, saturating_nanos(elapsed), confirm)
+    }
+
+    /// Decides what follows the failure `c` of the current attempt, `elapsed` nanoseconds
+    /// after the deadline's origin.
+    ///
+    /// Order: non-retryable class; the class's retry cap; the `Unknown` cap; the global attempt
+    /// cap (no sleep after the last allowed attempt); the deadline already passed; the delay
+    /// from the class's strategy, at least the server's `retry_after`; the deadline (stop now
+    /// rather than sleep into it); a server delay over the bound. A random number is drawn
+    /// only for a strategy that reads one.
+    ///
+    /// Times are in nanoseconds: every clock's time since a call's start fits in a `u64`
+    /// (584 years; the clocks count from boot, and a virtual clock's stamps saturate there).
+    #[allow(
+        clippy::inline_always,
+        reason = "the decision of every retry: out of line, each pays a call and the reload of \
+                  the policy's fields"
+    )]
+    #[inline(always)]
+    pub(crate) fn on_failure_nanos(
+        &mut self,
+        rules: &Rules,
+        c: Classification,
+        elapsed: u64,
         confirm: impl FnOnce(Duration) -> bool,
     ) -> Decision {
         let decision = self.decide(rules, c, elapsed, confirm);
@@ -190,7 +278,7 @@ impl Engine {
         &mut self,
         rules: &Rules,
         c: Classification,
-        elapsed: Duration,
+        elapsed: u64,
         confirm: impl FnOnce(Duration) -> bool,
     ) -> Decision {
         let class = c.class;
@@ -210,43 +298,34 @@ impl Engine {
         if self.attempt >= rules.max_attempts {
             return Decision::Stop(StopReason::MaxAttempts);
         }
-        if let Some(deadline) = rules.deadline
-            && elapsed >= deadline
-        {
+        // One compare, true only near a deadline's end (or past 584 years without one); the
+        // exact check behind it.
+        if elapsed >= rules.deadline_nanos && rules.deadline_passed(elapsed) {
             return Decision::Stop(StopReason::DeadlineExceeded);
         }
 
-        // A strategy without jitter costs no random number.
-        let u = if rules.random[i] {
-            rules.randomness.uniform(&mut self.rng)
+        // The delay and its nanoseconds (saturating), which the class's strategy sees as its
+        // previous delay next time.
+        let constant = rules.constant_nanos[i];
+        let (delay, nanos) = if constant != NOT_CONSTANT && c.retry_after.is_none() {
+            // A constant strategy (`no_delay()`, `constant(..)`): its delay, computed at build,
+            // is what `delay` would return, and it reads no random number.
+            self.prev_delay[r] = constant;
+            (rules.constant_delays[i], constant)
         } else {
-            0.0
-        };
-        let mut ctx = BackoffContext::new(self.attempt, class);
-        ctx.prev_delay = match self.prev_delay[r] {
-            NO_DELAY_YET => None,
-            nanos => Some(Duration::from_nanos(nanos)),
-        };
-        ctx.retry_after = c.retry_after;
-        let computed = rules.strategies[i].delay(&ctx, u);
-        self.prev_delay[r] = u64::try_from(computed.as_nanos())
-            .unwrap_or(u64::MAX)
-            .min(NO_DELAY_YET - 1);
-        let delay = match c.retry_after {
-            Some(server) => computed.max(server),
-            None => computed,
+            self.strategy_delay(rules, c, r)
         };
 
         // The next attempt must start strictly before the deadline: sleeping up to it (or past
         // it) would only delay the failure. Near it, on a clock that lags, `confirm` checks the
-        // retry again on an exact one.
-        if let Some(deadline) = rules.deadline {
-            let reach = elapsed.saturating_add(delay);
-            if reach >= deadline
-                || (reach.saturating_add(rules.deadline_guard) >= deadline && !confirm(delay))
-            {
-                return Decision::Stop(StopReason::DeadlineExceeded);
-            }
+        // retry again on an exact one. The cheap compare lets through, exactly, every retry
+        // that ends more than the guard before the deadline (and every one without a
+        // deadline): the sums saturate, so the exact check runs whenever it could stop.
+        let reach = elapsed.saturating_add(nanos);
+        if reach.saturating_add(rules.deadline_guard_nanos) >= rules.deadline_nanos
+            && rules.reaches_deadline(elapsed, delay, confirm)
+        {
+            return Decision::Stop(StopReason::DeadlineExceeded);
         }
         // A server asking for more than the bound stops the call now (when the deadline did
         // not already): sleeping that long could park the caller for as long as the server
@@ -257,6 +336,34 @@ impl Engine {
             return Decision::Stop(StopReason::ServerDelayTooLong);
         }
         Decision::Retry(delay)
+    }
+
+    /// The delay from the class's strategy (class index `r` among the retryable ones), at
+    /// least the server's, and its nanoseconds (saturating); records the strategy's own delay
+    /// as the class's previous one.
+    #[allow(clippy::inline_always, reason = "part of the body of `on_failure`")]
+    #[inline(always)]
+    fn strategy_delay(&mut self, rules: &Rules, c: Classification, r: usize) -> (Duration, u64) {
+        let i = c.class.index();
+        // A strategy without jitter costs no random number.
+        let u = if rules.random[i] {
+            rules.randomness.uniform(&mut self.rng)
+        } else {
+            0.0
+        };
+        let mut ctx = BackoffContext::new(self.attempt, c.class);
+        ctx.prev_delay = match self.prev_delay[r] {
+            NO_DELAY_YET => None,
+            nanos => Some(Duration::from_nanos(nanos)),
+        };
+        ctx.retry_after = c.retry_after;
+        let computed = rules.strategies[i].delay(&ctx, u);
+        let nanos = saturating_nanos(computed);
+        self.prev_delay[r] = nanos.min(NO_DELAY_YET - 1);
+        match c.retry_after {
+            Some(server) => (computed.max(server), nanos.max(saturating_nanos(server))),
+            None => (computed, nanos),
+        }
     }
 }
 

@@ -154,7 +154,7 @@ impl TimeSource {
     /// Whether this source reads the coarse clock, whose times [`since`](Self::since) rounds
     /// up.
     #[inline]
-    fn is_coarse(&self) -> bool {
+    pub(crate) fn is_coarse(&self) -> bool {
         cfg!(all(feature = "coarse-clock", target_os = "linux"))
             && matches!(self, TimeSource::Blocking | TimeSource::Custom(_))
     }
