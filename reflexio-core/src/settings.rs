@@ -193,6 +193,7 @@ impl Settings {
                 .filter(|d| saturating_nanos(*d) != NOT_CONSTANT)
         });
         let deadline = self.deadline.map(Deadline::duration);
+        let deadline_nanos = deadline.map_or(u64::MAX, saturating_nanos);
         Rules {
             strategies,
             limits,
@@ -205,8 +206,9 @@ impl Settings {
             randomness: self.randomness.clone(),
             constant_nanos: constant_delays.map(|d| d.map_or(NOT_CONSTANT, saturating_nanos)),
             constant_delays: constant_delays.map(Option::unwrap_or_default),
-            deadline_nanos: deadline.map_or(u64::MAX, saturating_nanos),
-            deadline_guard_nanos: saturating_nanos(time.deadline_guard()),
+            deadline_nanos,
+            near_deadline_nanos: deadline_nanos
+                .saturating_sub(saturating_nanos(time.deadline_guard())),
             coarse_clock: time.is_coarse(),
             clock_rounding_nanos: saturating_nanos(time.rounding()),
         }
