@@ -19,7 +19,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use reflexio::strategies::no_delay;
+use reflexio::strategies::{full_jitter, no_delay};
 use reflexio::{AsyncRetryPolicy, ErrorClass, RetryPolicy, retry};
 
 #[derive(Debug)]
@@ -117,6 +117,16 @@ fn main() {
         .build()
         .unwrap();
     let failing_nodl = black_box(&failing_nodl);
+    // The general path: a strategy the engine asks at every retry (jitter with a zero base,
+    // so nothing sleeps).
+    let failing_jitter = RetryPolicy::builder()
+        .classifier(transient)
+        .strategy(full_jitter().base(Duration::ZERO))
+        .max_attempts(5)
+        .no_deadline()
+        .build()
+        .unwrap();
+    let failing_jitter = black_box(&failing_jitter);
     let async_policy = AsyncRetryPolicy::builder()
         .classifier(transient)
         .build()
@@ -159,6 +169,7 @@ fn main() {
             }
             "failure/reflexio-call" => add(failing.call(flaky())),
             "failure/reflexio-call-no-deadline" => add(failing_nodl.call(flaky())),
+            "failure/reflexio-call-jitter" => add(failing_jitter.call(flaky())),
             "failure1/reflexio-call-no-deadline" => add(failing_nodl.call(flaky_n(1))),
             "failure2/reflexio-call-no-deadline" => add(failing_nodl.call(flaky_n(2))),
             "failure/reflexio-retry" => add(retried_flaky(&mut 0)),

@@ -12,7 +12,7 @@ use crate::budget::RetryBudget;
 use crate::circuit::CircuitBreaker;
 use crate::class::ErrorClass;
 use crate::classify::Classifier;
-use crate::engine::Rules;
+use crate::engine::{NOT_CONSTANT, Rules};
 use crate::errors::{AttemptTimedOut, CircuitOpen, ConfigProblem};
 use crate::event::RetryEvent;
 use crate::hedging::Hedging;
@@ -20,7 +20,7 @@ use crate::random::Randomness;
 use crate::rate_limit::AdaptiveRateLimiter;
 use crate::strategies::{DecorrelatedJitter, Strategy, decorrelated_jitter, fmt_duration};
 use crate::time::VirtualClock;
-use crate::time::{CustomSleeper, Stamp, TimeSource, Timer};
+use crate::time::{CustomSleeper, Stamp, TimeSource, Timer, saturating_nanos};
 
 /// The default strategy: the Python decorator's `decorrelated_jitter(max_s=5.0)`.
 pub(crate) const DEFAULT_STRATEGY: DecorrelatedJitter =
@@ -181,16 +181,36 @@ impl Settings {
             }
         });
         let random = strategies.each_ref().map(|s| s.uses_random());
+        // A constant delay is taken as it is only from a strategy that draws no random number:
+        // a draw would move a seeded policy's stream, which later delays depend on.
+        let constant_delays = ErrorClass::ALL.map(|class| {
+            let i = class.index();
+            if random[i] {
+                return None;
+            }
+            strategies[i]
+                .constant_delay()
+                .filter(|d| saturating_nanos(*d) != NOT_CONSTANT)
+        });
+        let deadline = self.deadline.map(Deadline::duration);
+        let deadline_nanos = deadline.map_or(u64::MAX, saturating_nanos);
         Rules {
             strategies,
             limits,
             random,
             class_caps: self.class_caps,
             max_attempts: self.max_attempts,
-            deadline: self.deadline.map(Deadline::duration),
+            deadline,
             deadline_guard: time.deadline_guard(),
             max_server_delay: self.max_server_delay,
             randomness: self.randomness.clone(),
+            constant_nanos: constant_delays.map(|d| d.map_or(NOT_CONSTANT, saturating_nanos)),
+            constant_delays: constant_delays.map(Option::unwrap_or_default),
+            deadline_nanos,
+            near_deadline_nanos: deadline_nanos
+                .saturating_sub(saturating_nanos(time.deadline_guard())),
+            coarse_clock: time.is_coarse(),
+            clock_rounding_nanos: saturating_nanos(time.rounding()),
         }
     }
 

@@ -170,6 +170,10 @@ impl Strategy for Constant {
         self.base.min(self.max)
     }
 
+    fn constant_delay(&self) -> Option<Duration> {
+        Some(self.base.min(self.max))
+    }
+
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("constant(")?;
         fmt_duration(self.base.min(self.max), f)?;
@@ -200,6 +204,10 @@ impl Strategy for NoDelay {
 
     fn delay(&self, _ctx: &BackoffContext, _u: f64) -> Duration {
         Duration::ZERO
+    }
+
+    fn constant_delay(&self) -> Option<Duration> {
+        Some(Duration::ZERO)
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -162,6 +162,25 @@ pub trait Strategy: Send + Sync {
         true
     }
 
+    /// The delay, when it is the same for every context (and, for a strategy that does not
+    /// read `u`, every `u`): a policy then takes it as it is, without calling
+    /// [`delay`](Self::delay) at each retry, for a strategy whose
+    /// [`uses_random`](Self::uses_random) is `false`. The default is `None`; `no_delay` and
+    /// `constant` say their delay. A strategy that says `Some(d)` must return `d` from every
+    /// call of `delay`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflexio::strategies::{constant, exponential, no_delay, Strategy};
+    ///
+    /// assert_eq!(no_delay().constant_delay(), Some(Duration::ZERO));
+    /// assert_eq!(constant(Duration::from_secs(1)).constant_delay(), Some(Duration::from_secs(1)));
+    /// assert_eq!(exponential().constant_delay(), None);
+    /// ```
+    fn constant_delay(&self) -> Option<Duration> {
+        None
+    }
+
     /// Checks the strategy's parameters; `build()` reports an `Err` as a
     /// [`ConfigProblem::InvalidStrategy`](crate::ConfigProblem::InvalidStrategy).
     ///
