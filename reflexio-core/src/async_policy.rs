@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::marker::PhantomData;
+use core::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -264,6 +265,57 @@ impl<'p, E, T, R, F, Fut, M> Calling<'p, E, T, R, F, Fut, M> {
     }
 }
 
+/// A lean call's step (see `Call::decide_lean`), from `first`, the outcome of its attempt in
+/// flight, or, without one, from making its next attempt: with the outcome kept here until it
+/// is returned or dropped, and each retry after no delay (there is no attempt timer) made and
+/// polled at once in this loop of its own; through the general steps of `Calling::poll`, each
+/// such retry took a quarter more work (BENCHMARKS.md). `Ok(delay)`: sleep, then go on; `Err`:
+/// what `poll` returns.
+#[allow(
+    clippy::inline_always,
+    reason = "the lean call's whole loop inlined into `poll`, where it starts and resumes"
+)]
+#[inline(always)]
+fn lean_attempts<E, T, R, F, Fut, M>(
+    mut step: Pin<&mut Step<Fut>>,
+    call: &mut Call<'_, E, T, R, Boxed>,
+    op: &mut F,
+    cx: &mut Context<'_>,
+    first: Option<Result<T, E>>,
+) -> Result<Duration, Poll<M::Output>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+    M: Finish<T, E>,
+{
+    let mut first = first;
+    loop {
+        let outcome = if let Some(outcome) = first.take() {
+            outcome
+        } else {
+            step.set(Step::Attempt { attempt: op() });
+            let StepProj::Attempt { attempt } = step.as_mut().project() else {
+                unreachable!("just set")
+            };
+            let Poll::Ready(outcome) = attempt.poll(cx) else {
+                return Err(Poll::Pending);
+            };
+            // The attempt is dropped before its outcome is recorded.
+            step.set(Step::Done);
+            outcome
+        };
+        let Some(delay) = call.decide_lean(&outcome) else {
+            return Err(Poll::Ready(M::finish(call, outcome)));
+        };
+        drop(outcome);
+        if !delay.is_zero() || call.timed_attempts() {
+            return Ok(delay);
+        }
+    }
+}
+
 impl<E, T, R, F, Fut, M> Future for Calling<'_, E, T, R, F, Fut, M>
 where
     F: FnMut() -> Fut,
@@ -282,12 +334,19 @@ where
                     this.call.start(M::TIMED);
                     if this.call.is_lean() && !this.call.timed_attempts() {
                         // The common case, straight to its first attempt.
-                        this.step.set(Step::Attempt {
-                            attempt: (this.op)(),
-                        });
-                        continue;
+                        match lean_attempts::<_, _, _, _, _, M>(
+                            this.step.as_mut(),
+                            this.call,
+                            this.op,
+                            cx,
+                            None,
+                        ) {
+                            Ok(delay) => Next::Sleep(delay),
+                            Err(poll) => return poll,
+                        }
+                    } else {
+                        this.call.begin()
                     }
-                    this.call.begin()
                 }
                 StepProj::Sleep { timer } => {
                     if timer.poll(cx).is_pending() {
@@ -313,32 +372,16 @@ where
                     // The attempt and its timer are dropped before the outcome is recorded.
                     this.step.set(Step::Done);
                     match outcome {
-                        Some(mut outcome) if this.call.is_lean() => {
-                            // A lean call's step, with the outcome kept here until it is
-                            // returned or dropped (see `Call::decide_lean`); and a retry after
-                            // no delay, without a timer, made and polled at once in this loop
-                            // of its own: through the steps above, each such retry took a
-                            // quarter more work (BENCHMARKS.md).
-                            loop {
-                                let Some(delay) = this.call.decide_lean(&outcome) else {
-                                    return Poll::Ready(M::finish(this.call, outcome));
-                                };
-                                drop(outcome);
-                                if !delay.is_zero() || this.call.timed_attempts() {
-                                    break Next::Sleep(delay);
-                                }
-                                this.step.set(Step::Attempt {
-                                    attempt: (this.op)(),
-                                });
-                                let StepProj::Attempt { attempt } = this.step.as_mut().project()
-                                else {
-                                    unreachable!("just set")
-                                };
-                                let Poll::Ready(next) = attempt.poll(cx) else {
-                                    return Poll::Pending;
-                                };
-                                this.step.set(Step::Done);
-                                outcome = next;
+                        Some(outcome) if this.call.is_lean() => {
+                            match lean_attempts::<_, _, _, _, _, M>(
+                                this.step.as_mut(),
+                                this.call,
+                                this.op,
+                                cx,
+                                Some(outcome),
+                            ) {
+                                Ok(delay) => Next::Sleep(delay),
+                                Err(poll) => return poll,
                             }
                         }
                         Some(outcome) => this.call.record(outcome),
