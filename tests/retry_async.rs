@@ -373,3 +373,18 @@ fn abort_if_stops_a_first_failure() {
     );
     assert_eq!(CALLS.load(Ordering::SeqCst), 1);
 }
+
+/// A body that mutates an argument bound `mut` sees its own earlier attempts' changes: every
+/// attempt borrows the function's argument in turn (the loop generated in the function).
+#[test]
+fn a_mut_argument_carries_over_from_attempt_to_attempt() {
+    #[retry(strategy = no_delay())]
+    async fn count_up(mut n: u32) -> Result<u32, Scripted> {
+        n += 1;
+        if n < 3 {
+            return Err(Scripted::new(ErrorClass::Transient, n));
+        }
+        Ok(n)
+    }
+    assert_eq!(futures::executor::block_on(count_up(0)), Ok(3));
+}

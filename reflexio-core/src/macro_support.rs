@@ -11,7 +11,10 @@
 use core::any::{Any, TypeId};
 use core::fmt;
 use core::ops::ControlFlow;
+use core::pin::Pin;
+use core::task::{Context, Poll};
 use core::time::Duration;
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::async_policy::AsyncRetryPolicy;
@@ -338,6 +341,58 @@ where
     call.record((w.into)(result))
 }
 
+/// The call of an async `#[retry]` function whose body only shares its arguments (none is
+/// `&mut` or bound `mut`): each attempt is `op`'s future, its output turned into a `Result` by
+/// `into` (a closure without captures, which names the function's return type), driven by
+/// [`AsyncRetryPolicy::call`]'s own future: 145 → 123 instructions a success against the loop
+/// generated in the function, which a body that mutates an argument needs (a closure cannot
+/// lend it to each attempt's future in turn).
+///
+/// # Errors
+///
+/// The error `call` returns.
+#[inline]
+pub fn call_async<T, E, K, F, Fut, I>(
+    policy: &AsyncRetryPolicy<E, K>,
+    mut op: F,
+    into: I,
+) -> impl Future<Output = Result<T, E>> + use<'_, T, E, K, F, Fut, I>
+where
+    E: fmt::Debug,
+    K: OkClassifier<T>,
+    F: FnMut() -> Fut,
+    Fut: Future,
+    I: Fn(Fut::Output) -> Result<T, E> + Copy,
+{
+    policy.call(move || AsResult {
+        attempt: op(),
+        into,
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// An attempt of an async `#[retry]` function, its output turned into a `Result` by `into`.
+    struct AsResult<Fut, I> {
+        #[pin]
+        attempt: Fut,
+        into: I,
+    }
+}
+
+impl<Fut, I, T, E> Future for AsResult<Fut, I>
+where
+    Fut: Future,
+    I: Fn(Fut::Output) -> Result<T, E>,
+{
+    type Output = Result<T, E>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
+        let this = self.project();
+        this.attempt.poll(cx).map(|out| (this.into)(out))
+    }
+}
+
 /// `#[retry(hedge_after = ..)]`'s hedging setting: after a fixed delay, at most 2 in flight.
 ///
 /// # Panics
@@ -373,6 +428,16 @@ where
             async move { (w.into)(attempt.await) }
         })
         .await
+}
+
+/// An attempt's result of an async `#[retry]` function, as a `Result` (see [`call_async`]).
+///
+/// # Errors
+///
+/// The attempt's own error.
+#[inline]
+pub fn attempt_result<R, T, E>(w: Witness<R, T, E>, result: R) -> Result<T, E> {
+    (w.into)(result)
 }
 
 /// The final result of an async `#[retry]` function.

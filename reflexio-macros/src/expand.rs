@@ -446,7 +446,11 @@ fn expand_fn(args: &Args, f: ItemFn) -> TokenStream {
             })
         }
     } else if is_async {
-        let retry_loop = async_loop(&names, &ret, &body, args.is_idempotent());
+        let retry_loop = if args.is_idempotent() || lends_mutably(&sig) {
+            async_loop(&names, &ret, &body, args.is_idempotent())
+        } else {
+            async_call(&names, &ret, &body)
+        };
         quote! { #init #retry_loop }
     } else {
         let (attempts, retry) = sync_call(&names, &ret, &body, brace.span.join(), build);
@@ -789,6 +793,114 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// With `idempotent = true`, the body is a closure's async block instead, and the call goes
 /// through `AsyncRetryPolicy::call_idempotent`, which runs several of them at once when the
 /// policy hedges (see `call_idempotent` in `__private`).
+/// Whether the function's body may mutate one of its arguments (a `&mut` one, `&mut self`, or
+/// one bound `mut`): each attempt's future must then borrow it mutably in turn, which only the
+/// loop generated in the function lends ([`async_loop`]); a closure handing out one future per
+/// attempt ([`async_call`]) cannot. A type the macro cannot see into (`impl Trait`, a trait
+/// object, a macro) counts as mutable.
+fn lends_mutably(sig: &Signature) -> bool {
+    fn mutable(ty: &Type) -> bool {
+        match ty {
+            Type::Reference(r) => r.mutability.is_some() || mutable(&r.elem),
+            Type::Paren(p) => mutable(&p.elem),
+            Type::Group(g) => mutable(&g.elem),
+            Type::Tuple(t) => t.elems.iter().any(mutable),
+            Type::Array(a) => mutable(&a.elem),
+            Type::Slice(s) => mutable(&s.elem),
+            // A path may name a type holding a `&mut` (`Option<&mut T>`): its type arguments.
+            Type::Path(p) => p.path.segments.iter().any(|seg| match &seg.arguments {
+                PathArguments::AngleBracketed(a) => a.args.iter().any(|arg| match arg {
+                    GenericArgument::Type(t) => mutable(t),
+                    _ => false,
+                }),
+                _ => false,
+            }),
+            _ => true,
+        }
+    }
+    sig.inputs.iter().any(|input| match input {
+        syn::FnArg::Receiver(r) => {
+            r.mutability.is_some()
+                || match &r.kind {
+                    syn::ReceiverKind::Value => false,
+                    syn::ReceiverKind::Reference(_, _, m) => m.is_some(),
+                    syn::ReceiverKind::Typed(_, ty) => mutable(ty),
+                    // A receiver of a kind this macro does not know: the loop, which lends.
+                    _ => true,
+                }
+        }
+        syn::FnArg::Typed(t) => match &*t.pat {
+            syn::Pat::Ident(i) => i.mutability.is_some() || mutable(&t.ty),
+            // A pattern (`(a, b): (u8, u8)`) may bind `mut`: the loop.
+            _ => true,
+        },
+    })
+}
+
+// Input: `body`, in a function whose arguments the body only shares. Output:
+//     let __reflexio_result = call_async(
+//         __reflexio_policy,
+//         || async { <fake return> body },
+//         |result| attempt_result(witness::<..>(), result),
+//     )
+//     .await;
+//     return done(witness::<..>(), __reflexio_result);
+// The policy's own call future drives it, `AsyncRetryPolicy::call`'s (a success 145 → 123
+// instructions against the loop below); the closure borrows the arguments, which every
+// attempt's future shares. The conversion into a `Result` names the return type through a
+// fresh witness, at the same tokens as the others: a return type that is not a `Result` is
+// reported once.
+fn async_call(names: &Names, ret: &Type, body: &TokenStream) -> TokenStream {
+    let Names {
+        krate,
+        policy,
+        result,
+        glue,
+        ..
+    } = names;
+    let glue = *glue;
+    let fake_return = fake_return_edge(glue, ret);
+    let fresh_witness = quote_spanned!(glue=> #krate::__private::witness::<#ret, _, _>());
+    let attempt = format_ident!(
+        "__reflexio_attempt_result",
+        span = Span::mixed_site().located_at(glue)
+    );
+    quote_spanned! {glue=>
+        let #result = #krate::__private::call_async(
+            #policy,
+            || async {
+                #fake_return
+                #body
+            },
+            |#attempt| #krate::__private::attempt_result(#fresh_witness, #attempt),
+        )
+        .await;
+        return #krate::__private::done(#fresh_witness, #result);
+    }
+}
+
+/// The fake return edge (as tracing-attributes does): it tells rustc the async block's type
+/// before it reads the body, so a wrong `return` in the body is reported once, at the right
+/// place, instead of as a mismatch between the block and the annotation.
+fn fake_return_edge(glue: Span, ret: &Type) -> TokenStream {
+    let fake = format_ident!(
+        "__reflexio_fake_return",
+        span = Span::mixed_site().located_at(glue)
+    );
+    quote_spanned! {glue=>
+        #[allow(
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::needless_return
+        )]
+        if false {
+            let #fake: #ret = loop {};
+            return #fake;
+        }
+    }
+}
+
 fn async_loop(names: &Names, ret: &Type, body: &TokenStream, idempotent: bool) -> TokenStream {
     let Names {
         krate,
@@ -802,25 +914,7 @@ fn async_loop(names: &Names, ret: &Type, body: &TokenStream, idempotent: bool) -
         witness,
     } = names;
     let glue = *glue;
-    // The fake return edge (as tracing-attributes does): it tells rustc the async block's type
-    // before it reads the body, so a wrong `return` in the body is reported once, at the right
-    // place, instead of as a mismatch between the block and the annotation.
-    let fake = format_ident!(
-        "__reflexio_fake_return",
-        span = Span::mixed_site().located_at(glue)
-    );
-    let fake_return = quote_spanned! {glue=>
-        #[allow(
-            unreachable_code,
-            clippy::diverging_sub_expression,
-            clippy::empty_loop,
-            clippy::needless_return
-        )]
-        if false {
-            let #fake: #ret = loop {};
-            return #fake;
-        }
-    };
+    let fake_return = fake_return_edge(glue, ret);
     // After an await, a fresh witness rather than the `#witness` local: a local would be kept in
     // the future across the await, and its function pointers called indirectly; a fresh one is
     // a constant the optimiser sees through. (Its check repeats `#witness`'s, at the same tokens:
@@ -970,15 +1064,79 @@ mod tests {
                 .starts_with("async fn g () -> Result < impl Display , E > { # ! [allow (unused)]"),
             "{asynchronous}"
         );
+        // No argument to lend: the policy's own call future drives a closure.
         assert!(
-            asynchronous.contains("my :: rx :: __private :: start_async"),
+            asynchronous.contains("my :: rx :: __private :: call_async"),
             "{asynchronous}"
         );
+        assert!(!asynchronous.contains("start_async"), "{asynchronous}");
         assert!(
             asynchronous.contains("witness :: < Result < _ , E > , _ , _ >"),
             "{asynchronous}"
         );
         assert!(!asynchronous.contains("retry_sync"), "{asynchronous}");
+    }
+
+    /// An argument the body may mutate: the loop in the function, which lends it to each
+    /// attempt in turn; arguments it can only share: the policy's call future and a closure.
+    #[test]
+    fn async_bodies_that_may_mutate_an_argument_get_the_loop() {
+        for item in [
+            quote!(
+                async fn h(&mut self) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(mut self) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(x: &mut u8) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(mut x: u8) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(x: Option<&mut u8>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h((a, b): (u8, u8)) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(x: impl AsMut<u8>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        ] {
+            let out = expand(quote!(), item);
+            assert!(out.contains("start_async"), "{out}");
+            assert!(!out.contains("call_async"), "{out}");
+        }
+        for item in [
+            quote!(
+                async fn h(&self, x: &u8, y: u8) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(self: &Self) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        ] {
+            let out = expand(quote!(), item);
+            assert!(out.contains("call_async"), "{out}");
+        }
     }
 
     #[test]
