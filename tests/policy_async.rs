@@ -433,3 +433,31 @@ fn a_dropped_call_ends_its_attempt_before_giving_its_probe_place_back() {
     let out = futures::executor::block_on(policy.call(|| async { Ok::<u32, ProbeErr>(7) }));
     assert_eq!(out, Ok(7));
 }
+
+/// A call's future polled again after its operation panicked at the first poll does not start
+/// the call over (a second attempt 1, events again, the clock read again): it panics, as a
+/// finished future does.
+#[test]
+fn a_call_polled_again_after_its_first_attempt_panicked_does_not_start_over() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+
+    let (p, _clock, rec) = policy(|b| b);
+    let calls = AtomicU32::new(0);
+    let mut fut = pin!(p.call(|| {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(n != 1, "the operation panics");
+        async move { Ok::<u32, Scripted>(n) }
+    }));
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))).is_err());
+    let again = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+    assert!(
+        again.is_err(),
+        "started over: {again:?}, the operation called {} times, events {:?}",
+        calls.load(Ordering::SeqCst),
+        rec.trace()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

@@ -388,3 +388,63 @@ fn a_mut_argument_carries_over_from_attempt_to_attempt() {
     }
     assert_eq!(futures::executor::block_on(count_up(0)), Ok(3));
 }
+
+/// A struct holding a `&mut`, passed by value: the body writes through it with no `mut` in
+/// sight, so each attempt must borrow it in turn (the loop generated in the function).
+struct Ctx<'a> {
+    hits: &'a mut u32,
+}
+
+#[retry(max_attempts = 3, strategy = no_delay())]
+async fn through_a_struct(ctx: Ctx<'_>) -> Result<u32, Scripted> {
+    *ctx.hits += 1;
+    if *ctx.hits < 3 {
+        return Err(Scripted::new(ErrorClass::Transient, *ctx.hits));
+    }
+    Ok(*ctx.hits)
+}
+
+/// The same through an alias of a `&mut`.
+type Hits<'a> = &'a mut u32;
+
+#[retry(max_attempts = 3, strategy = no_delay())]
+async fn through_an_alias(hits: Hits<'_>) -> Result<u32, Scripted> {
+    *hits += 1;
+    if *hits < 3 {
+        return Err(Scripted::new(ErrorClass::Transient, *hits));
+    }
+    Ok(*hits)
+}
+
+struct Tally(u32);
+
+trait Bump {
+    async fn bump(self) -> Result<u32, Scripted>;
+}
+
+/// `self` by value is a `&mut Tally` here.
+impl Bump for &mut Tally {
+    #[retry(max_attempts = 3, strategy = no_delay())]
+    async fn bump(self) -> Result<u32, Scripted> {
+        self.0 += 1;
+        if self.0 < 3 {
+            return Err(Scripted::new(ErrorClass::Transient, self.0));
+        }
+        Ok(self.0)
+    }
+}
+
+#[test]
+fn a_body_writing_through_an_argument_without_mut_in_sight_retries() {
+    let mut hits = 0;
+    let out = futures::executor::block_on(through_a_struct(Ctx { hits: &mut hits }));
+    assert_eq!(out, Ok(3));
+    let mut hits = 0;
+    assert_eq!(
+        futures::executor::block_on(through_an_alias(&mut hits)),
+        Ok(3)
+    );
+    let mut tally = Tally(0);
+    assert_eq!(futures::executor::block_on((&mut tally).bump()), Ok(3));
+    assert_eq!(tally.0, 3);
+}

@@ -331,6 +331,10 @@ where
         loop {
             let mut next = match this.step.as_mut().project() {
                 StepProj::Start => {
+                    // Not `Start` any more before any user code runs: a poll after a panic in
+                    // it (the operation, a hook, the breaker's admission) must not start the
+                    // call over; it panics as a finished future's would.
+                    this.step.set(Step::Done);
                     this.call.start(M::TIMED);
                     if this.call.is_lean() && !this.call.timed_attempts() {
                         // The common case, straight to its first attempt.

@@ -793,48 +793,68 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 /// With `idempotent = true`, the body is a closure's async block instead, and the call goes
 /// through `AsyncRetryPolicy::call_idempotent`, which runs several of them at once when the
 /// policy hedges (see `call_idempotent` in `__private`).
-/// Whether the function's body may mutate one of its arguments (a `&mut` one, `&mut self`, or
-/// one bound `mut`): each attempt's future must then borrow it mutably in turn, which only the
-/// loop generated in the function lends ([`async_loop`]); a closure handing out one future per
-/// attempt ([`async_call`]) cannot. A type the macro cannot see into (`impl Trait`, a trait
-/// object, a macro) counts as mutable.
+/// Whether the function's body may write through one of its arguments: each attempt's future
+/// must then borrow it mutably in turn, which only the loop generated in the function lends
+/// ([`async_loop`]); a closure handing out one future per attempt ([`async_call`]) cannot. The
+/// closure is used only when every argument is visibly shared (see [`shared`]): choosing the
+/// loop wrongly costs some speed, choosing the closure wrongly a compile error.
 fn lends_mutably(sig: &Signature) -> bool {
-    fn mutable(ty: &Type) -> bool {
-        match ty {
-            Type::Reference(r) => r.mutability.is_some() || mutable(&r.elem),
-            Type::Paren(p) => mutable(&p.elem),
-            Type::Group(g) => mutable(&g.elem),
-            Type::Tuple(t) => t.elems.iter().any(mutable),
-            Type::Array(a) => mutable(&a.elem),
-            Type::Slice(s) => mutable(&s.elem),
-            // A path may name a type holding a `&mut` (`Option<&mut T>`): its type arguments.
-            Type::Path(p) => p.path.segments.iter().any(|seg| match &seg.arguments {
-                PathArguments::AngleBracketed(a) => a.args.iter().any(|arg| match arg {
-                    GenericArgument::Type(t) => mutable(t),
-                    _ => false,
-                }),
-                _ => false,
-            }),
-            _ => true,
-        }
-    }
-    sig.inputs.iter().any(|input| match input {
+    !sig.inputs.iter().all(|input| match input {
+        // `&self`, or `self: &Self`: nothing to write through. `self` by value may be a
+        // `&mut T` (in an `impl .. for &mut T`), and other receivers may hold one.
         syn::FnArg::Receiver(r) => {
-            r.mutability.is_some()
-                || match &r.kind {
-                    syn::ReceiverKind::Value => false,
-                    syn::ReceiverKind::Reference(_, _, m) => m.is_some(),
-                    syn::ReceiverKind::Typed(_, ty) => mutable(ty),
-                    // A receiver of a kind this macro does not know: the loop, which lends.
-                    _ => true,
+            r.mutability.is_none()
+                && match &r.kind {
+                    syn::ReceiverKind::Reference(_, _, m) => m.is_none(),
+                    syn::ReceiverKind::Typed(_, ty) => {
+                        matches!(&**ty, Type::Reference(r) if r.mutability.is_none())
+                    }
+                    _ => false,
                 }
         }
-        syn::FnArg::Typed(t) => match &*t.pat {
-            syn::Pat::Ident(i) => i.mutability.is_some() || mutable(&t.ty),
-            // A pattern (`(a, b): (u8, u8)`) may bind `mut`: the loop.
-            _ => true,
-        },
+        // A plain binding (no `mut`, no `ref`) of a visibly shared type; a pattern may bind
+        // `mut`.
+        syn::FnArg::Typed(t) => {
+            matches!(&*t.pat, syn::Pat::Ident(i) if i.mutability.is_none() && i.by_ref.is_none())
+                && shared(&t.ty)
+        }
     })
+}
+
+/// Whether a value of type `ty`, held by the function and not bound `mut`, visibly cannot be
+/// written through: a shared reference (to anything: what it points to is reached only
+/// through `&`), or a type with no lifetime and no `&mut` in it (a type with a lifetime may
+/// hold a `&mut`, as `Ctx<'a> { hits: &'a mut u32 }` or an alias `type H<'a> = &'a mut u32`
+/// does), and not `Self` (which may be a `&mut T`). A type the macro cannot see into (`impl
+/// Trait`, a trait object, a macro, a function pointer) is not. An alias of a `&'static mut`
+/// with no lifetime parameter cannot be told apart: its function fails to compile, with
+/// rustc's error at the body.
+fn shared(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => r.mutability.is_none(),
+        Type::Paren(p) => shared(&p.elem),
+        Type::Group(g) => shared(&g.elem),
+        Type::Tuple(t) => t.elems.iter().all(shared),
+        Type::Array(a) => shared(&a.elem),
+        Type::Path(p) => {
+            p.qself.is_none()
+                && p.path.segments.iter().all(|seg| {
+                    seg.ident != "Self"
+                        && match &seg.arguments {
+                            PathArguments::None => true,
+                            PathArguments::AngleBracketed(a) => {
+                                a.args.iter().all(|arg| match arg {
+                                    GenericArgument::Type(t) => shared(t),
+                                    GenericArgument::Const(_) => true,
+                                    _ => false,
+                                })
+                            }
+                            PathArguments::Parenthesized(_) => false,
+                        }
+                })
+        }
+        _ => false,
+    }
 }
 
 // Input: `body`, in a function whose arguments the body only shares. Output:
@@ -1081,7 +1101,7 @@ mod tests {
     /// attempt in turn; arguments it can only share: the policy's call future and a closure.
     #[test]
     fn async_bodies_that_may_mutate_an_argument_get_the_loop() {
-        for item in [
+        let loops = [
             quote!(
                 async fn h(&mut self) -> Result<(), E> {
                     Ok(())
@@ -1117,12 +1137,62 @@ mod tests {
                     Ok(())
                 }
             ),
-        ] {
+            // Writable without `&mut` or `mut` in sight: a type with a lifetime (a struct
+            // holding a `&mut`, an alias of one), `self` by value (an `impl .. for &mut T`),
+            // `Self`.
+            quote!(
+                async fn h(ctx: Ctx<'_>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(hits: Hits<'a>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(self) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(self: Box<Self>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(x: Self) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(x: Option<Self>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(ref mut x: u8) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(f: fn(&mut u8)) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        ];
+        for item in loops {
             let out = expand(quote!(), item);
             assert!(out.contains("start_async"), "{out}");
             assert!(!out.contains("call_async"), "{out}");
         }
-        for item in [
+    }
+
+    /// Arguments the body can only share (a shared reference to anything, a type with no
+    /// lifetime): the policy's call future and a closure.
+    #[test]
+    fn async_bodies_that_only_share_their_arguments_get_the_call_future() {
+        let closures = [
             quote!(
                 async fn h(&self, x: &u8, y: u8) -> Result<(), E> {
                     Ok(())
@@ -1133,7 +1203,18 @@ mod tests {
                     Ok(())
                 }
             ),
-        ] {
+            quote!(
+                async fn h(s: String, v: Vec<u8>, o: Option<&str>) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                async fn h(c: &Ctx<'_>, t: (u8, &str), a: [u8; 4]) -> Result<(), E> {
+                    Ok(())
+                }
+            ),
+        ];
+        for item in closures {
             let out = expand(quote!(), item);
             assert!(out.contains("call_async"), "{out}");
         }
