@@ -12,7 +12,8 @@ count() {
     | awk '/Collected/ {print $4}'
 }
 rows=${*:-success/bare success/reflexio-call success/reflexio-retry success/backon success/retry
-  failure/bare failure/reflexio-call failure/reflexio-call-no-deadline failure/reflexio-retry
+  failure/bare failure/reflexio-call failure/reflexio-call-no-deadline failure/reflexio-call-jitter
+  failure/reflexio-retry
   failure/backon failure/retry
   async-success/bare async-success/reflexio-call async-success/reflexio-retry async-success/backon
   async-success/tokio-retry async-failure/bare async-failure/reflexio-call async-failure/backon}
