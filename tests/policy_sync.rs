@@ -666,3 +666,35 @@ fn an_explicit_deadline_counts_from_the_start() {
         assert!(stop.is_none_or(|s| s == StopReason::MaxAttempts));
     }
 }
+
+/// A virtual clock far along (500 years: its stamps are nanoseconds, exact for 584) still
+/// counts the deadline, from the start and from the first failure, lean and full.
+#[test]
+fn the_deadline_holds_on_a_virtual_clock_centuries_along() {
+    const CENTURIES: Duration = Duration::from_secs(500 * 365 * 24 * 3600);
+    for hook in [false, true] {
+        for from_start in [false, true] {
+            let clock = VirtualClock::new();
+            clock.advance(CENTURIES);
+            let rec = Recorder::default();
+            let builder = RetryPolicy::builder()
+                .strategy(constant(ms(300)))
+                .max_attempts(10)
+                .clock(clock.clone());
+            let builder = if from_start {
+                builder.deadline(secs(1))
+            } else {
+                builder.deadline_after_first_failure(secs(1))
+            };
+            let policy = if hook {
+                builder.on_event(rec.hook()).build().unwrap()
+            } else {
+                builder.build().unwrap()
+            };
+            let (out, calls) = run(&policy, &[ErrorClass::Transient; 10]);
+            assert!(out.is_err(), "hook {hook}, from the start {from_start}");
+            assert_eq!(calls, 4, "hook {hook}, from the start {from_start}");
+            assert_eq!(clock.now(), CENTURIES + ms(900));
+        }
+    }
+}

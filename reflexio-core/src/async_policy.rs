@@ -11,7 +11,7 @@ use crate::call::{Boxed, Call, Next};
 use crate::errors::RetryError;
 use crate::ok::{AcceptOk, OkClassifier, OkRule};
 use crate::settings::Config;
-use crate::time::Timer;
+use crate::time::{TimedAttempt, Timer};
 
 /// A retry policy for async operations: the same decisions as
 /// [`RetryPolicy`](crate::RetryPolicy), sleeping asynchronously between attempts.
@@ -222,7 +222,7 @@ pin_project_lite::pin_project! {
         /// An attempt in flight, with no attempt timeout: no timer made, moved or dropped.
         Attempt { #[pin] attempt: Fut },
         /// An attempt in flight under its timer (the policy's attempt timeout).
-        TimedAttempt { #[pin] attempt: Fut, #[pin] timer: Timer },
+        TimedAttempt { #[pin] attempt: TimedAttempt<Fut> },
         /// Sleeping before the next attempt.
         Sleep { #[pin] timer: Timer },
         /// Returned its output.
@@ -366,9 +366,8 @@ where
                             Poll::Ready(outcome) => Some(outcome),
                             Poll::Pending => return Poll::Pending,
                         },
-                        StepProj::TimedAttempt { attempt, timer } => match attempt.poll(cx) {
-                            Poll::Ready(outcome) => Some(outcome),
-                            Poll::Pending if timer.poll(cx).is_ready() => None,
+                        StepProj::TimedAttempt { attempt } => match attempt.poll(cx) {
+                            Poll::Ready(outcome) => outcome,
                             Poll::Pending => return Poll::Pending,
                         },
                         _ => unreachable!("the other steps are matched above"),
@@ -399,8 +398,7 @@ where
                     Next::Sleep(delay) if delay.is_zero() => next = this.call.resume(),
                     Next::Attempt if this.call.timed_attempts() => {
                         this.step.set(Step::TimedAttempt {
-                            attempt: (this.op)(),
-                            timer: this.call.timer(),
+                            attempt: this.call.timed((this.op)()),
                         });
                         break;
                     }

@@ -600,12 +600,9 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
             State::Fresh(times) => match first_outcome(self.ok_rule, outcome) {
                 ControlFlow::Break(()) => None,
                 ControlFlow::Continue(forced) => {
-                    let times = *times;
-                    self.become_lean(times);
-                    let State::Lean(lean) = &mut self.state else {
-                        unreachable!("just made lean")
-                    };
-                    lean.decide(self.config, self.ok_rule, outcome, forced)
+                    let (config, ok_rule, times) = (self.config, self.ok_rule, *times);
+                    self.become_lean(times)
+                        .decide(config, ok_rule, outcome, forced)
                 }
             },
             State::Lean(lean) => lean.decide(self.config, self.ok_rule, outcome, None),
@@ -615,7 +612,7 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
 
     /// A fresh call (started at `times`) becomes lean: the engine's counts are made.
     #[inline]
-    fn become_lean(&mut self, times: Times) {
+    fn become_lean(&mut self, times: Times) -> &mut Lean {
         debug_assert!(matches!(self.state, State::Fresh(_)));
         // The fresh state holds no resource (`Times` is `Copy`): forgotten rather than
         // dropped, as an assignment would, through the state's drop glue, out of line.
@@ -623,6 +620,10 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
             &mut self.state,
             State::Lean(Lean::new(times)),
         ));
+        let State::Lean(lean) = &mut self.state else {
+            unreachable!("just made lean")
+        };
+        lean
     }
 
     /// Feeds an outcome in any state; `forced` is its class when it is already known (a

@@ -19,7 +19,9 @@ use std::sync::Arc;
 /// is): an `Instant` of std or tokio (a tokio `Instant` is a std one), or the nanoseconds of
 /// the coarse clock since boot or of a virtual clock since its start. 16 bytes, as is an
 /// `Option` of it (the enum's tag lives in the `Instant`'s niche): every async call's future
-/// holds one.
+/// holds one. Nanoseconds are exact for 584 years: a virtual clock moved further than that
+/// before a call stamps it at the saturated value, and that call's deadline is then not
+/// counted (`tests/policy_sync.rs` checks one 500 years along).
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Stamp {
     #[cfg_attr(

@@ -88,12 +88,13 @@ impl Future for Timer {
 }
 
 pin_project_lite::pin_project! {
-    /// One attempt of an async `#[retry]` function under the policy's attempt timeout
-    /// (`Call::timed` makes it). Not public API.
+    /// One attempt under the policy's attempt timeout (`Call::timed` makes it): the timed
+    /// step of `call`'s future, and of the loop `#[retry]` generates for an async function.
+    /// Not public API.
     ///
-    /// The generated loop awaits the attempt through this only when the policy has an
-    /// attempt timeout: an attempt without one makes, moves and drops no timer (a `Timer`'s
-    /// drop glue, out of line, cost a success 18 instructions).
+    /// Both await an attempt through this only when the policy has an attempt timeout: an
+    /// attempt without one makes, moves and drops no timer (a `Timer`'s drop glue, out of
+    /// line, cost a success 18 instructions).
     #[allow(missing_docs, reason = "`pin_project!` takes no attributes on fields")]
     pub struct TimedAttempt<Fut> {
         #[pin]
