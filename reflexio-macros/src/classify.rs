@@ -36,8 +36,10 @@ struct ClassAttr {
     rule: Option<(RuleSpec, Span)>,
     default: Option<Ident>,
     krate: Option<syn::Path>,
-    /// Some `#[class]` attribute was written (even if invalid, and already reported).
-    written: bool,
+    /// A `#[class]` attribute here was invalid, and already reported: a missing class is then
+    /// not reported again. (A valid one that sets no class, such as `#[class(crate = ..)]`
+    /// alone, reports nothing, so the missing class is.)
+    reported: bool,
 }
 
 /// A rule as written, before its field is looked up.
@@ -98,8 +100,8 @@ fn parse_class_attrs(
     errors: &mut Errors,
 ) -> ClassAttr {
     let mut out = ClassAttr::default();
+    let before = errors.count();
     for attr in attrs.iter().filter(|a| a.path().is_ident("class")) {
-        out.written = true;
         let syn::Meta::List(list) = &attr.meta else {
             errors.spanned(
                 attr,
@@ -180,6 +182,7 @@ fn parse_class_attrs(
             errors.push(e);
         }
     }
+    out.reported = errors.count() > before;
     out
 }
 
@@ -330,7 +333,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
                     None => {
                         if let Some(default) = &top.default {
                             Some(Rule::Class(default.clone()))
-                        } else if attr.written || top.written {
+                        } else if attr.reported || top.reported {
                             // Its `#[class]` (or the enum's) is invalid, and already reported.
                             None
                         } else {
@@ -357,7 +360,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
             let retry_after = find_retry_after(&data.fields, &mut errors);
             let rule = if let Some((spec, span)) = attr.rule {
                 resolve(spec, span, name, &data.fields, &mut errors)
-            } else if attr.written {
+            } else if attr.reported {
                 None
             } else {
                 errors.at(
@@ -466,6 +469,22 @@ mod tests {
         let tokens: TokenStream = item.parse().expect("test items tokenize");
         let out = derive(tokens).to_string();
         (!out.contains("compile_error")).then_some(out)
+    }
+
+    /// `#[class(crate = ..)]` alone sets no class: the missing class is reported, on a struct
+    /// and on an enum's variant (the property test below once found it accepted).
+    #[test]
+    fn a_crate_path_alone_is_not_a_class() {
+        for item in [
+            "#[class(crate = a)] struct E { code: u16 }",
+            "#[class(crate = \"my::rx\")] struct E;",
+            "#[class(crate = a)] enum E { A }",
+        ] {
+            let out = derive(item.parse().unwrap()).to_string();
+            assert!(out.contains("has no error class"), "{item}: {out}");
+        }
+        assert!(expand("#[class(crate = a, transient)] struct E;").is_some());
+        assert!(expand("#[class(crate = a, default = unknown)] enum E { A }").is_some());
     }
 
     #[test]

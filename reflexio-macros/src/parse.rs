@@ -25,6 +25,11 @@ impl Errors {
         }
     }
 
+    /// How many errors are collected so far.
+    pub(crate) fn count(&self) -> usize {
+        self.combined.as_ref().map_or(0, |e| e.into_iter().count())
+    }
+
     pub(crate) fn at(&mut self, span: Span, message: impl std::fmt::Display) {
         self.push(syn::Error::new(span, message));
     }
