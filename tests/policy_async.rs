@@ -461,3 +461,96 @@ fn a_call_polled_again_after_its_first_attempt_panicked_does_not_start_over() {
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// The same on a plain policy (no hook, breaker, budget, attempt timeout or deadline counted
+/// from the start), whose future runs its first attempt on a path of its own: a panic while
+/// the operation makes the attempt, or while the attempt is first polled, and a poll after
+/// it, neither starts the call over nor makes a second attempt.
+#[test]
+fn a_plain_call_polled_again_after_a_panic_in_its_first_attempt_does_not_start_over() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    let clock = VirtualClock::new();
+    let p = AsyncRetryPolicy::builder()
+        .strategy(no_delay())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    for in_poll in [false, true] {
+        let calls = AtomicU32::new(0);
+        let mut fut = pin!(p.call(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(in_poll || n != 1, "the operation panics");
+            async move {
+                assert!(!in_poll || n != 1, "the attempt panics");
+                Ok::<u32, Scripted>(n)
+            }
+        }));
+        assert!(catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx))).is_err());
+        let again = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+        assert!(
+            again.is_err(),
+            "started over after a panic {}: {:?}",
+            if in_poll {
+                "in the attempt"
+            } else {
+                "in the operation"
+            },
+            again.as_ref().map(|poll| matches!(poll, Poll::Ready(_)))
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}
+
+/// A plain policy's first attempt that fails goes on from its outcome: the `Ok` rule runs
+/// once per value (a rejected value's class is not asked for twice), and an attempt that is
+/// pending at the first poll is polled to its end.
+#[test]
+fn a_plain_call_goes_on_from_its_first_outcome() {
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    let rule_runs = Arc::new(AtomicU32::new(0));
+    let runs = rule_runs.clone();
+    let p = AsyncRetryPolicy::builder()
+        .strategy(no_delay())
+        .clock(VirtualClock::new())
+        .retry_if_ok(move |v: &u32| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            (*v < 3).then_some(ErrorClass::Transient)
+        })
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    for pending_first in [true, false] {
+        rule_runs.store(0, Ordering::SeqCst);
+        let calls = AtomicU32::new(0);
+        let mut fut = pin!(p.call(|| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut pending_once = pending_first && n == 1;
+            std::future::poll_fn(move |cx| {
+                if std::mem::take(&mut pending_once) {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok::<u32, Scripted>(n))
+            })
+        }));
+        if pending_first {
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+        assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(3))));
+        assert_eq!(
+            (
+                calls.load(Ordering::SeqCst),
+                rule_runs.load(Ordering::SeqCst)
+            ),
+            (3, 3),
+            "pending first: {pending_first}"
+        );
+    }
+}

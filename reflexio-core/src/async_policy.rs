@@ -2,12 +2,14 @@
 
 use core::fmt;
 use core::marker::PhantomData;
+use core::ops::ControlFlow;
 use core::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::call::{Boxed, Call, Next};
+use crate::class::Classification;
 use crate::errors::RetryError;
 use crate::ok::{AcceptOk, OkClassifier, OkRule};
 use crate::settings::Config;
@@ -244,6 +246,7 @@ pin_project_lite::pin_project! {
     /// call's state, so that a call dropped mid-attempt, or unwound by a panic, ends its
     /// attempt before its breaker admission gives the probe's place back (else a new probe
     /// could start while this one still runs).
+    #[project = CallingProj]
     struct Calling<'p, E, T, R, F, Fut, M> {
         #[pin]
         step: Step<Fut>,
@@ -326,10 +329,98 @@ where
 {
     type Output = M::Output;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
         let mut this = self.project();
-        loop {
-            let mut next = match this.step.as_mut().project() {
+        if !M::TIMED
+            && this.call.starts_plain()
+            && matches!(this.step.as_mut().project(), StepProj::Start)
+        {
+            // The common case, small enough to inline where the future is awaited: a plain
+            // start (nothing to read or make before the first attempt: the unstarted call is
+            // already the started one) and the first attempt, straight from the first poll.
+            // Out of line, with the other steps, it took a call and a large stack frame.
+            // Not `Start` any more before any user code runs (see `poll_steps`).
+            this.step.set(Step::Done);
+            let attempt = (this.op)();
+            this.step.set(Step::Attempt { attempt });
+            let StepProj::Attempt { attempt } = this.step.as_mut().project() else {
+                unreachable!("just set")
+            };
+            let Poll::Ready(outcome) = attempt.poll(cx) else {
+                return Poll::Pending;
+            };
+            // The attempt is dropped before its outcome is recorded.
+            this.step.set(Step::Done);
+            return match this.call.first_outcome(&outcome) {
+                ControlFlow::Break(()) => Poll::Ready(M::finish(this.call, outcome)),
+                ControlFlow::Continue(forced) => poll_steps(this, cx, Some((outcome, forced))),
+            };
+        }
+        poll_steps(this, cx, None)
+    }
+}
+
+/// The first failure of a plain start (see `poll_steps`), decided: then the retries after no
+/// delay in the lean loop (a plain call has no attempt timer). `Ok`: what to do next; `Err`:
+/// what `poll` returns.
+#[allow(
+    clippy::inline_always,
+    reason = "part of `poll_steps`; out of line, a call per failing call"
+)]
+#[inline(always)]
+fn after_first_failure<E, T, R, F, Fut, M>(
+    this: &mut CallingProj<'_, '_, E, T, R, F, Fut, M>,
+    cx: &mut Context<'_>,
+    outcome: Result<T, E>,
+    forced: Option<Classification>,
+) -> Result<Next<T, E>, Poll<M::Output>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+    M: Finish<T, E>,
+{
+    match this.call.decide_first_failure(&outcome, forced) {
+        None => Err(Poll::Ready(M::finish(this.call, outcome))),
+        Some(delay) if delay.is_zero() => {
+            drop(outcome);
+            lean_attempts::<_, _, _, _, _, M>(this.step.as_mut(), this.call, this.op, cx, None)
+                .map(Next::Sleep)
+        }
+        Some(delay) => Ok(Next::Sleep(delay)),
+    }
+}
+
+/// The steps of a call's future (see [`Calling`]), from the step it is at, or from `first`:
+/// the first attempt of a plain start, which failed, with its class when already known (see
+/// `Call::first_failed`).
+#[inline(never)]
+fn poll_steps<E, T, R, F, Fut, M>(
+    mut this: CallingProj<'_, '_, E, T, R, F, Fut, M>,
+    cx: &mut Context<'_>,
+    first: Option<(Result<T, E>, Option<Classification>)>,
+) -> Poll<M::Output>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+    M: Finish<T, E>,
+{
+    let mut after_first = match first {
+        Some((outcome, forced)) => match after_first_failure(&mut this, cx, outcome, forced) {
+            Ok(next) => Some(next),
+            Err(poll) => return poll,
+        },
+        None => None,
+    };
+    loop {
+        let mut next = if let Some(next) = after_first.take() {
+            next
+        } else {
+            match this.step.as_mut().project() {
                 StepProj::Start => {
                     // Not `Start` any more before any user code runs: a poll after a panic in
                     // it (the operation, a hook, the breaker's admission) must not start the
@@ -391,33 +482,33 @@ where
                         None => this.call.record_timeout(),
                     }
                 }
-            };
-            loop {
-                match next {
-                    // A zero delay is not slept: no timer made, polled and dropped.
-                    Next::Sleep(delay) if delay.is_zero() => next = this.call.resume(),
-                    Next::Attempt if this.call.timed_attempts() => {
-                        this.step.set(Step::TimedAttempt {
-                            attempt: this.call.timed((this.op)()),
-                        });
-                        break;
-                    }
-                    Next::Attempt => {
-                        this.step.set(Step::Attempt {
-                            attempt: (this.op)(),
-                        });
-                        break;
-                    }
-                    Next::Sleep(delay) => {
-                        this.step.set(Step::Sleep {
-                            timer: this.call.sleep(delay),
-                        });
-                        break;
-                    }
-                    Next::Done(result) => {
-                        this.step.set(Step::Done);
-                        return Poll::Ready(M::finish(this.call, result));
-                    }
+            }
+        };
+        loop {
+            match next {
+                // A zero delay is not slept: no timer made, polled and dropped.
+                Next::Sleep(delay) if delay.is_zero() => next = this.call.resume(),
+                Next::Attempt if this.call.timed_attempts() => {
+                    this.step.set(Step::TimedAttempt {
+                        attempt: this.call.timed((this.op)()),
+                    });
+                    break;
+                }
+                Next::Attempt => {
+                    this.step.set(Step::Attempt {
+                        attempt: (this.op)(),
+                    });
+                    break;
+                }
+                Next::Sleep(delay) => {
+                    this.step.set(Step::Sleep {
+                        timer: this.call.sleep(delay),
+                    });
+                    break;
+                }
+                Next::Done(result) => {
+                    this.step.set(Step::Done);
+                    return Poll::Ready(M::finish(this.call, result));
                 }
             }
         }

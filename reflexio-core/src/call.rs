@@ -573,6 +573,51 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
         self.step(outcome, forced)
     }
 
+    /// Whether the policy's calls start plain (see `Config::starts_plain`): an
+    /// [`unstarted`](Self::unstarted) call is then already as [`start`](Self::start) (not
+    /// timed) would make it.
+    #[inline]
+    pub(crate) fn starts_plain(&self) -> bool {
+        self.config.starts_plain()
+    }
+
+    /// What `outcome`, the first attempt's of a call that has not failed yet, is: a success,
+    /// which ends the call (`Break`), or a failure (an error, or a value the `Ok` rule
+    /// rejects), with its class when already known (a rejected value's), to pass to
+    /// [`decide_first_failure`](Self::decide_first_failure).
+    #[inline]
+    pub(crate) fn first_outcome(
+        &self,
+        outcome: &Result<T, E>,
+    ) -> ControlFlow<(), Option<Classification>> {
+        first_outcome(self.ok_rule, outcome)
+    }
+
+    /// [`decide_lean`](Self::decide_lean) for the first failure of a lean call, which the
+    /// driver already gave the `Ok` rule ([`first_outcome`](Self::first_outcome)): the rule
+    /// runs once per outcome. `forced` is the outcome's class when already known.
+    ///
+    /// # Panics
+    ///
+    /// On a call that already failed, or is not lean.
+    #[allow(
+        clippy::inline_always,
+        reason = "a lean call's whole step inlined into the driver, as `record`'s"
+    )]
+    #[inline(always)]
+    pub(crate) fn decide_first_failure(
+        &mut self,
+        outcome: &Result<T, E>,
+        forced: Option<Classification>,
+    ) -> Option<Duration> {
+        let State::Fresh(times) = &self.state else {
+            unreachable!("a first failure")
+        };
+        let (config, ok_rule, times) = (self.config, self.ok_rule, *times);
+        self.become_lean(times)
+            .decide(config, ok_rule, outcome, forced)
+    }
+
     /// Whether the call is lean (see [`Call`]): its step is then [`decide_lean`](Self::decide_lean).
     #[inline]
     pub(crate) fn is_lean(&self) -> bool {
@@ -597,13 +642,9 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
     #[inline(always)]
     pub(crate) fn decide_lean(&mut self, outcome: &Result<T, E>) -> Option<Duration> {
         match &mut self.state {
-            State::Fresh(times) => match first_outcome(self.ok_rule, outcome) {
+            State::Fresh(_) => match first_outcome(self.ok_rule, outcome) {
                 ControlFlow::Break(()) => None,
-                ControlFlow::Continue(forced) => {
-                    let (config, ok_rule, times) = (self.config, self.ok_rule, *times);
-                    self.become_lean(times)
-                        .decide(config, ok_rule, outcome, forced)
-                }
+                ControlFlow::Continue(forced) => self.decide_first_failure(outcome, forced),
             },
             State::Lean(lean) => lean.decide(self.config, self.ok_rule, outcome, None),
             State::Full(_) => unreachable!("a full call's step is `record`"),

@@ -329,6 +329,9 @@ pub(crate) struct Config<E> {
     pub(crate) rules: Rules,
     /// No breaker, budget, hook or rate limiter (see [`Config::lean`]), worked out once at build.
     is_lean: bool,
+    /// Lean, with no attempt timeout and no deadline counted from the start (see
+    /// [`Config::starts_plain`]), worked out once at build.
+    starts_plain: bool,
     pub(crate) time: TimeSource,
 }
 
@@ -340,6 +343,7 @@ impl<E> Clone for Config<E> {
             conversions: self.conversions,
             rules: self.rules.clone(),
             is_lean: self.is_lean,
+            starts_plain: self.starts_plain,
             time: self.time.clone(),
         }
     }
@@ -353,12 +357,16 @@ impl<E> Config<E> {
         conversions: Conversions<E>,
         time: TimeSource,
     ) -> Self {
+        let is_lean = settings.breaker.is_none()
+            && settings.budget.is_none()
+            && settings.hook.is_none()
+            && settings.rate_limiter.is_none();
         Config {
             rules: settings.rules(&time),
-            is_lean: settings.breaker.is_none()
-                && settings.budget.is_none()
-                && settings.hook.is_none()
-                && settings.rate_limiter.is_none(),
+            is_lean,
+            starts_plain: is_lean
+                && settings.attempt_timeout.is_none()
+                && !matches!(settings.deadline, Some(Deadline::FromStart(_))),
             settings,
             classifier,
             conversions,
@@ -372,6 +380,15 @@ impl<E> Config<E> {
     #[inline]
     pub(crate) fn lean(&self) -> bool {
         self.is_lean
+    }
+
+    /// Whether a call starts with nothing to do before its first attempt: lean, no attempt
+    /// timer to make, no clock to read (no deadline counted from the start). One flag, so that
+    /// the async call's future checks one byte at its first poll where it checked three
+    /// fields.
+    #[inline]
+    pub(crate) fn starts_plain(&self) -> bool {
+        self.starts_plain
     }
 
     /// The clock reading a call starts with: for a deadline counted from the start, or when
