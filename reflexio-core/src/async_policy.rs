@@ -114,6 +114,14 @@ impl<E, R> AsyncRetryPolicy<E, R> {
         self.to_string()
     }
 
+    /// Whether the policy's calls start plain (see `Config::starts_plain`): what a `#[retry]`
+    /// function's cell records, to run the first attempt before looking the policy up
+    /// ([`CachedCalling`]).
+    #[inline]
+    pub(crate) fn starts_plain(&self) -> bool {
+        self.config.starts_plain()
+    }
+
     /// The state of one call, which `#[retry]`'s generated loop drives.
     pub(crate) fn start_call<T>(&self) -> Call<'_, E, T, R, Boxed> {
         Call::new(&self.config, &self.ok_rule, false)
@@ -157,7 +165,7 @@ impl<E, T> AsyncRetryPolicy<E, OkRule<T>> {
 
 /// What a call's future returns from the call's result: the result as it is (`call`), or
 /// `execute`'s, which says why the policy stopped.
-trait Finish<T, E> {
+pub(crate) trait Finish<T, E> {
     type Output;
     /// Whether the call reads the clock at its start whatever the policy (`execute`'s error
     /// reports the time since the start).
@@ -169,7 +177,7 @@ trait Finish<T, E> {
 }
 
 /// `call`'s result: as it is.
-enum AsIs {}
+pub(crate) enum AsIs {}
 
 /// `execute`'s error, with why the policy stopped.
 enum WithError {}
@@ -247,7 +255,7 @@ pin_project_lite::pin_project! {
     /// attempt before its breaker admission gives the probe's place back (else a new probe
     /// could start while this one still runs).
     #[project = CallingProj]
-    struct Calling<'p, E, T, R, F, Fut, M> {
+    pub(crate) struct Calling<'p, E, T, R, F, Fut, M> {
         #[pin]
         step: Step<Fut>,
         call: Call<'p, E, T, R, Boxed>,
@@ -258,13 +266,37 @@ pin_project_lite::pin_project! {
 
 impl<'p, E, T, R, F, Fut, M> Calling<'p, E, T, R, F, Fut, M> {
     #[inline]
-    fn new(config: &'p Config<E>, ok_rule: &'p R, op: F) -> Self {
+    pub(crate) fn new(config: &'p Config<E>, ok_rule: &'p R, op: F) -> Self {
         Calling {
             step: Step::Start,
             call: Call::unstarted(config, ok_rule),
             op,
             finish: PhantomData,
         }
+    }
+}
+
+impl<E, T, R, F, Fut, M> Calling<'_, E, T, R, F, Fut, M>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Debug,
+    R: OkClassifier<T>,
+    M: Finish<T, E>,
+{
+    /// The first poll of a call whose first attempt already ran and failed with `outcome`
+    /// (its class `forced` when already known: see `Call::first_outcome`), on a policy whose
+    /// calls start plain: the call goes on from it.
+    pub(crate) fn poll_after_first(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        outcome: Result<T, E>,
+        forced: Option<Classification>,
+    ) -> Poll<M::Output> {
+        let mut this = self.project();
+        debug_assert!(!M::TIMED && this.call.starts_plain());
+        this.step.set(Step::Done);
+        poll_steps(this, cx, Some((outcome, forced)))
     }
 }
 

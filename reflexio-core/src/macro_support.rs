@@ -17,7 +17,7 @@ use core::time::Duration;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use crate::async_policy::AsyncRetryPolicy;
+use crate::async_policy::{AsIs, AsyncRetryPolicy, Calling};
 use crate::builder::{AsyncRetryPolicyBuilder, NonBlocking, PolicyBuilder, RetryPolicyBuilder};
 use crate::circuit::CircuitBreaker;
 use crate::class::Classification;
@@ -368,6 +368,45 @@ where
         attempt: op(),
         into,
     })
+}
+
+/// [`call_async`] for a function whose policy is built from its keys and kept in `cell`
+/// (`init` builds it on the first call): once the cell holds a policy whose calls start plain
+/// (lean, no attempt timeout, no deadline counted from the start), each call runs its first
+/// attempt before looking the policy up, and a success returns at once, with no lookup (its
+/// type check is a dynamic call); see `CachedCalling`.
+///
+/// # Errors
+///
+/// The error `call` returns.
+///
+/// # Panics
+///
+/// On the first call, if the keys make an invalid policy (see [`built`]).
+#[inline]
+pub fn call_async_cached<R, T, E, G, F, Fut, I>(
+    cell: &'static PolicyCell,
+    w: Witness<R, T, E>,
+    init: G,
+    mut op: F,
+    into: I,
+) -> impl Future<Output = Result<T, E>> + use<R, T, E, G, F, Fut, I>
+where
+    E: fmt::Debug + 'static,
+    AsyncRetryPolicy<E>: Send + Sync,
+    G: FnOnce(Witness<R, T, E>) -> AsyncRetryPolicy<E>,
+    F: FnMut() -> Fut,
+    Fut: Future,
+    I: Fn(Fut::Output) -> Result<T, E> + Copy,
+{
+    CachedCalling::new(
+        cell,
+        move || init(w),
+        move || AsResult {
+            attempt: op(),
+            into,
+        },
+    )
 }
 
 pin_project_lite::pin_project! {
@@ -782,6 +821,128 @@ impl PolicyCell {
         let policy: &'static P = Box::leak(Box::new(make()));
         others.push(policy);
         policy
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a call of an async `#[retry]` function (`macro_support::call_async_cached`):
+    /// [`Calling`], on the policy in the function's cell, which it looks up only when the call
+    /// needs it. Once the cell holds a policy whose calls start plain (see
+    /// `Config::starts_plain`), the first attempt runs before the lookup and a success returns
+    /// at once: the lookup's type check (a dynamic call) is made only after a failure, as a
+    /// sync function's (`retry_sync_cached`). The first call, and every call of a policy that
+    /// does not start plain, looks the policy up first: the policy is built, and an invalid
+    /// configuration panics, on the first call, whatever its outcome.
+    #[project = CachedProj]
+    #[project_replace = CachedReplace]
+    enum CachedCalling<E: 'static, T, G, F, Fut> {
+        /// Not polled yet.
+        Start { cell: &'static PolicyCell, init: G, op: F },
+        /// The first attempt in flight, the policy not looked up.
+        First { #[pin] attempt: Fut, cell: &'static PolicyCell, init: G, op: F },
+        /// The call on the policy's own future.
+        Rest { #[pin] calling: Calling<'static, E, T, AcceptOk, F, Fut, AsIs> },
+        /// Returned its output; or, for a moment, between two of the above (a poll after a
+        /// panic in user code then panics, rather than start the call over).
+        Done,
+    }
+}
+
+impl<E: 'static, T, G, F, Fut> CachedCalling<E, T, G, F, Fut> {
+    /// The call of `op` on the policy in `cell`, which `init` builds on first use.
+    #[inline]
+    fn new(cell: &'static PolicyCell, init: G, op: F) -> Self {
+        CachedCalling::Start { cell, init, op }
+    }
+}
+
+impl<E, T, G, F, Fut> CachedCalling<E, T, G, F, Fut>
+where
+    E: fmt::Debug + 'static,
+    AsyncRetryPolicy<E>: Send + Sync,
+    G: FnOnce() -> AsyncRetryPolicy<E>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    /// The call on the policy's own future, from the start (the policy looked up first, built
+    /// on the first call), or from its first attempt's failure `after_first`.
+    #[cold]
+    #[inline(never)]
+    fn rest(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        cell: &'static PolicyCell,
+        init: G,
+        op: F,
+        after_first: Option<(Result<T, E>, Option<Classification>)>,
+    ) -> Poll<Result<T, E>> {
+        let policy = cell.lookup(init, AsyncRetryPolicy::starts_plain);
+        self.set(CachedCalling::Rest {
+            calling: Calling::new(&policy.config, &policy.ok_rule, op),
+        });
+        let CachedProj::Rest { calling } = self.project() else {
+            unreachable!("just set")
+        };
+        match after_first {
+            Some((outcome, forced)) => calling.poll_after_first(cx, outcome, forced),
+            None => calling.poll(cx),
+        }
+    }
+}
+
+impl<E, T, G, F, Fut> Future for CachedCalling<E, T, G, F, Fut>
+where
+    E: fmt::Debug + 'static,
+    AsyncRetryPolicy<E>: Send + Sync,
+    G: FnOnce() -> AsyncRetryPolicy<E>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, E>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
+        if let CachedProj::Start { cell, .. } = self.as_mut().project() {
+            let plain = cell.runs_first_attempts::<AsyncRetryPolicy<E>>();
+            // `Done` before any user code runs (see the variant).
+            let CachedReplace::Start { cell, init, mut op } =
+                self.as_mut().project_replace(CachedCalling::Done)
+            else {
+                unreachable!("matched above")
+            };
+            if !plain {
+                return self.rest(cx, cell, init, op, None);
+            }
+            let attempt = op();
+            self.set(CachedCalling::First {
+                attempt,
+                cell,
+                init,
+                op,
+            });
+        }
+        match self.as_mut().project() {
+            CachedProj::First { attempt, .. } => {
+                let Poll::Ready(outcome) = attempt.poll(cx) else {
+                    return Poll::Pending;
+                };
+                // The attempt is dropped before its outcome is recorded.
+                let CachedReplace::First { cell, init, op, .. } =
+                    self.as_mut().project_replace(CachedCalling::Done)
+                else {
+                    unreachable!("matched above")
+                };
+                match first_outcome(&AcceptOk, &outcome) {
+                    ControlFlow::Break(()) => Poll::Ready(outcome),
+                    ControlFlow::Continue(forced) => {
+                        self.rest(cx, cell, init, op, Some((outcome, forced)))
+                    }
+                }
+            }
+            CachedProj::Rest { calling } => calling.poll(cx),
+            CachedProj::Start { .. } => unreachable!("left above"),
+            CachedProj::Done => panic!("a reflexio call's future polled after it completed"),
+        }
     }
 }
 

@@ -79,10 +79,10 @@ pub mod __private {
     pub use reflexio_core::__private::{
         ClassifiedByDefault, FromAttemptTimedOut, FromCircuitOpen, IsResult, Next, PolicyCell,
         RetryAfterField, async_builder, async_policy, attempt_result, attempt_timeout, built,
-        call_async, call_idempotent, circuit_breaker, classifier, classify_self, done, error_chain,
-        error_chain_kinds, error_chain_probe, hedge_after, record, retry_sync, retry_sync_cached,
-        source_classification, start_async, status_classification, sync_builder, sync_policy,
-        with_retry_after, witness,
+        call_async, call_async_cached, call_idempotent, circuit_breaker, classifier, classify_self,
+        done, error_chain, error_chain_kinds, error_chain_probe, hedge_after, record, retry_sync,
+        retry_sync_cached, source_classification, start_async, status_classification, sync_builder,
+        sync_policy, with_retry_after, witness,
     };
     pub use reflexio_core::{AsyncRetryPolicy, Classification, Classify, ErrorClass, RetryPolicy};
 }
