@@ -396,11 +396,12 @@ where
 /// The first failure of a plain start (see `poll_steps`), decided: then the retries after no
 /// delay in the lean loop (a plain call has no attempt timer). `Ok`: what to do next; `Err`:
 /// what `poll` returns.
-#[allow(
-    clippy::inline_always,
-    reason = "part of `poll_steps`; out of line, a call per failing call"
-)]
-#[inline(always)]
+///
+/// Out of line: inlined into `poll_steps`, the lean loop it holds was compiled to write each
+/// new attempt's future in two halves and read it back whole, a stalled store-to-load
+/// forwarding at every retry (a failing call 34 → 51 ns in BENCHMARKS.md's section 3, with
+/// fewer instructions).
+#[inline(never)]
 fn after_first_failure<E, T, R, F, Fut, M>(
     this: &mut CallingProj<'_, '_, E, T, R, F, Fut, M>,
     cx: &mut Context<'_>,

@@ -825,25 +825,32 @@ impl PolicyCell {
 }
 
 pin_project_lite::pin_project! {
-    /// The future of a call of an async `#[retry]` function (`macro_support::call_async_cached`):
-    /// [`Calling`], on the policy in the function's cell, which it looks up only when the call
-    /// needs it. Once the cell holds a policy whose calls start plain (see
+    /// The future of a call of an async `#[retry]` function ([`call_async_cached`]): the
+    /// policy's own call future, on the policy in the function's cell, which it looks up only
+    /// when the call needs it. Once the cell holds a policy whose calls start plain (see
     /// `Config::starts_plain`), the first attempt runs before the lookup and a success returns
     /// at once: the lookup's type check (a dynamic call) is made only after a failure, as a
-    /// sync function's (`retry_sync_cached`). The first call, and every call of a policy that
-    /// does not start plain, looks the policy up first: the policy is built, and an invalid
-    /// configuration panics, on the first call, whatever its outcome.
+    /// sync function's ([`retry_sync_cached`]). The first call, and every call of a policy
+    /// that does not start plain, looks the policy up first: the policy is built, and an
+    /// invalid configuration panics, on the first call, whatever its outcome.
+    ///
+    /// The closures are taken out of their `Option`s, where a replacement of the whole
+    /// future would move it (hundreds of bytes, out of line) to hand them over.
     #[project = CachedProj]
-    #[project_replace = CachedReplace]
     enum CachedCalling<E: 'static, T, G, F, Fut> {
         /// Not polled yet.
-        Start { cell: &'static PolicyCell, init: G, op: F },
+        Start { cell: &'static PolicyCell, init: Option<G>, op: Option<F> },
         /// The first attempt in flight, the policy not looked up.
-        First { #[pin] attempt: Fut, cell: &'static PolicyCell, init: G, op: F },
+        First {
+            #[pin]
+            attempt: Fut,
+            cell: &'static PolicyCell,
+            init: Option<G>,
+            op: Option<F>,
+        },
         /// The call on the policy's own future.
         Rest { #[pin] calling: Calling<'static, E, T, AcceptOk, F, Fut, AsIs> },
-        /// Returned its output; or, for a moment, between two of the above (a poll after a
-        /// panic in user code then panics, rather than start the call over).
+        /// Returned its output.
         Done,
     }
 }
@@ -852,7 +859,21 @@ impl<E: 'static, T, G, F, Fut> CachedCalling<E, T, G, F, Fut> {
     /// The call of `op` on the policy in `cell`, which `init` builds on first use.
     #[inline]
     fn new(cell: &'static PolicyCell, init: G, op: F) -> Self {
-        CachedCalling::Start { cell, init, op }
+        CachedCalling::Start {
+            cell,
+            init: Some(init),
+            op: Some(op),
+        }
+    }
+}
+
+/// The closures of a call not started, or of a first attempt in flight: taken, they are gone
+/// from the future (a poll after a panic in user code then panics, rather than start the call
+/// over).
+fn take<G, F>(init: &mut Option<G>, op: &mut Option<F>) -> (G, F) {
+    match (init.take(), op.take()) {
+        (Some(init), Some(op)) => (init, op),
+        _ => panic!("a reflexio call's future polled after a panic"),
     }
 }
 
@@ -902,36 +923,34 @@ where
 
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, E>> {
-        if let CachedProj::Start { cell, .. } = self.as_mut().project() {
-            let plain = cell.runs_first_attempts::<AsyncRetryPolicy<E>>();
-            // `Done` before any user code runs (see the variant).
-            let CachedReplace::Start { cell, init, mut op } =
-                self.as_mut().project_replace(CachedCalling::Done)
-            else {
-                unreachable!("matched above")
-            };
-            if !plain {
+        if let CachedProj::Start { cell, init, op } = self.as_mut().project() {
+            let cell = *cell;
+            let (init, mut op) = take(init, op);
+            if !cell.runs_first_attempts::<AsyncRetryPolicy<E>>() {
                 return self.rest(cx, cell, init, op, None);
             }
             let attempt = op();
             self.set(CachedCalling::First {
                 attempt,
                 cell,
-                init,
-                op,
+                init: Some(init),
+                op: Some(op),
             });
         }
         match self.as_mut().project() {
-            CachedProj::First { attempt, .. } => {
+            CachedProj::First {
+                attempt,
+                cell,
+                init,
+                op,
+            } => {
                 let Poll::Ready(outcome) = attempt.poll(cx) else {
                     return Poll::Pending;
                 };
+                let cell = *cell;
+                let (init, op) = take(init, op);
                 // The attempt is dropped before its outcome is recorded.
-                let CachedReplace::First { cell, init, op, .. } =
-                    self.as_mut().project_replace(CachedCalling::Done)
-                else {
-                    unreachable!("matched above")
-                };
+                self.set(CachedCalling::Done);
                 match first_outcome(&AcceptOk, &outcome) {
                     ControlFlow::Break(()) => Poll::Ready(outcome),
                     ControlFlow::Continue(forced) => {
