@@ -296,7 +296,10 @@ where
         let mut this = self.project();
         debug_assert!(!M::TIMED && this.call.starts_plain());
         this.step.set(Step::Done);
-        poll_steps(this, cx, Some((outcome, forced)))
+        match after_first_failure(&mut this, cx, outcome, forced) {
+            Ok(next) => poll_steps(this, cx, Some(next)),
+            Err(poll) => poll,
+        }
     }
 }
 
@@ -386,16 +389,22 @@ where
             this.step.set(Step::Done);
             return match this.call.first_outcome(&outcome) {
                 ControlFlow::Break(()) => Poll::Ready(M::finish(this.call, outcome)),
-                ControlFlow::Continue(forced) => poll_steps(this, cx, Some((outcome, forced))),
+                ControlFlow::Continue(forced) => {
+                    match after_first_failure(&mut this, cx, outcome, forced) {
+                        Ok(next) => poll_steps(this, cx, Some(next)),
+                        Err(poll) => poll,
+                    }
+                }
             };
         }
         poll_steps(this, cx, None)
     }
 }
 
-/// The first failure of a plain start (see `poll_steps`), decided: then the retries after no
-/// delay in the lean loop (a plain call has no attempt timer). `Ok`: what to do next; `Err`:
-/// what `poll` returns.
+/// The first failure of a plain start, decided: then the retries after no delay in the lean
+/// loop (a plain call has no attempt timer). `Ok`: what to do next (in [`poll_steps`]); `Err`:
+/// what `poll` returns. Called straight from the inlined first poll (or `poll_after_first`):
+/// a failing call whose retries need no sleep ends here, without `poll_steps`' frame.
 ///
 /// Out of line: inlined into `poll_steps`, the lean loop it holds was compiled to write each
 /// new attempt's future in two halves and read it back whole, a stalled store-to-load
@@ -426,14 +435,14 @@ where
     }
 }
 
-/// The steps of a call's future (see [`Calling`]), from the step it is at, or from `first`:
-/// the first attempt of a plain start, which failed, with its class when already known (see
-/// `Call::first_failed`).
+/// The steps of a call's future (see [`Calling`]), from the step it is at, or from
+/// `after_first`: what to do after the failed first attempt of a plain start, decided by
+/// [`after_first_failure`].
 #[inline(never)]
 fn poll_steps<E, T, R, F, Fut, M>(
     mut this: CallingProj<'_, '_, E, T, R, F, Fut, M>,
     cx: &mut Context<'_>,
-    first: Option<(Result<T, E>, Option<Classification>)>,
+    after_first: Option<Next<T, E>>,
 ) -> Poll<M::Output>
 where
     F: FnMut() -> Fut,
@@ -442,13 +451,7 @@ where
     R: OkClassifier<T>,
     M: Finish<T, E>,
 {
-    let mut after_first = match first {
-        Some((outcome, forced)) => match after_first_failure(&mut this, cx, outcome, forced) {
-            Ok(next) => Some(next),
-            Err(poll) => return poll,
-        },
-        None => None,
-    };
+    let mut after_first = after_first;
     loop {
         let mut next = if let Some(next) = after_first.take() {
             next

@@ -886,7 +886,7 @@ fn shared(ty: &Type) -> bool {
 // instructions against the loop below); the closure borrows the arguments, which every
 // attempt's future shares. With keys, once the cell holds a policy whose calls start plain,
 // the first attempt runs before the policy is looked up (its type check is a dynamic call),
-// as in a sync function: 124 → 95 instructions a success. The conversion into a `Result`
+// as in a sync function: 124 → 91 instructions a success. The conversion into a `Result`
 // names the return type through a fresh witness, at the same tokens as the others: a return
 // type that is not a `Result` is reported once.
 fn async_call(
