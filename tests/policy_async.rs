@@ -462,8 +462,9 @@ fn a_call_polled_again_after_its_first_attempt_panicked_does_not_start_over() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-/// The same on a plain policy (no hook, breaker, budget, attempt timeout or deadline counted
-/// from the start), whose future runs its first attempt on a path of its own: a panic while
+/// The same on a lean policy (no hook, breaker or budget) with no attempt timeout, whose
+/// future runs its first attempt on a path of its own (with a deadline counted from the start,
+/// after reading the clock): a panic while
 /// the operation makes the attempt, or while the attempt is first polled, and a poll after
 /// it, neither starts the call over nor makes a second attempt.
 #[test]
@@ -473,13 +474,25 @@ fn a_plain_call_polled_again_after_a_panic_in_its_first_attempt_does_not_start_o
     use std::task::{Context, Poll, Waker};
 
     let clock = VirtualClock::new();
-    let p = AsyncRetryPolicy::builder()
+    let plain = AsyncRetryPolicy::builder()
         .strategy(no_delay())
         .clock(clock.clone())
         .build()
         .unwrap();
+    // A deadline counted from the start: the first poll reads the clock first, on the same path.
+    let from_start = AsyncRetryPolicy::builder()
+        .strategy(no_delay())
+        .deadline(secs(60))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let mut cx = Context::from_waker(Waker::noop());
-    for in_poll in [false, true] {
+    for (p, in_poll) in [
+        (&plain, false),
+        (&plain, true),
+        (&from_start, false),
+        (&from_start, true),
+    ] {
         let calls = AtomicU32::new(0);
         let mut fut = pin!(p.call(|| {
             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;

@@ -367,16 +367,21 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
         let mut this = self.project();
-        if !M::TIMED
-            && this.call.starts_plain()
+        let plain = !M::TIMED && this.call.starts_plain();
+        if (plain || this.call.starts_lean())
             && matches!(this.step.as_mut().project(), StepProj::Start)
         {
-            // The common case, small enough to inline where the future is awaited: a plain
-            // start (nothing to read or make before the first attempt: the unstarted call is
-            // already the started one) and the first attempt, straight from the first poll.
-            // Out of line, with the other steps, it took a call and a large stack frame.
+            // The common case, small enough to inline where the future is awaited: a lean
+            // start (no attempt timer to make) and the first attempt, straight from the first
+            // poll. Out of line, with the other steps, it took a call and a large stack frame.
             // Not `Start` any more before any user code runs (see `poll_steps`).
             this.step.set(Step::Done);
+            if !plain {
+                // A clock reading first (a deadline counted from the start, or `execute`'s
+                // elapsed time); a plain start has none: the unstarted call is already the
+                // started one.
+                this.call.start_reading(M::TIMED);
+            }
             let attempt = (this.op)();
             this.step.set(Step::Attempt { attempt });
             let StepProj::Attempt { attempt } = this.step.as_mut().project() else {
@@ -401,8 +406,8 @@ where
     }
 }
 
-/// The first failure of a plain start, decided: then the retries after no delay in the lean
-/// loop (a plain call has no attempt timer). `Ok`: what to do next (in [`poll_steps`]); `Err`:
+/// The first failure of a lean start, decided: then the retries after no delay in the lean
+/// loop (a lean start has no attempt timer). `Ok`: what to do next (in [`poll_steps`]); `Err`:
 /// what `poll` returns. Called straight from the inlined first poll (or `poll_after_first`):
 /// a failing call whose retries need no sleep ends here, without `poll_steps`' frame.
 ///
@@ -436,7 +441,7 @@ where
 }
 
 /// The steps of a call's future (see [`Calling`]), from the step it is at, or from
-/// `after_first`: what to do after the failed first attempt of a plain start, decided by
+/// `after_first`: what to do after the failed first attempt of a lean start, decided by
 /// [`after_first_failure`].
 #[inline(never)]
 fn poll_steps<E, T, R, F, Fut, M>(

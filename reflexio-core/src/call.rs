@@ -618,6 +618,19 @@ impl<E: fmt::Debug, T, R: OkClassifier<T>, H: Holding> Call<'_, E, T, R, H> {
             .decide(config, ok_rule, outcome, forced)
     }
 
+    /// Whether the policy's calls start lean (see `Config::starts_lean`).
+    #[inline]
+    pub(crate) fn starts_lean(&self) -> bool {
+        self.config.starts_lean()
+    }
+
+    /// [`start`](Self::start), out of line: for a call whose start reads the clock, from a
+    /// first poll that is inlined where the future is awaited.
+    #[inline(never)]
+    pub(crate) fn start_reading(&mut self, timed: bool) {
+        self.start(timed);
+    }
+
     /// Whether the call is lean (see [`Call`]): its step is then [`decide_lean`](Self::decide_lean).
     #[inline]
     pub(crate) fn is_lean(&self) -> bool {

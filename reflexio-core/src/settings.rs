@@ -332,6 +332,8 @@ pub(crate) struct Config<E> {
     /// Lean, with no attempt timeout and no deadline counted from the start (see
     /// [`Config::starts_plain`]), worked out once at build.
     starts_plain: bool,
+    /// Lean, with no attempt timeout (see [`Config::starts_lean`]), worked out once at build.
+    starts_lean: bool,
     pub(crate) time: TimeSource,
 }
 
@@ -344,6 +346,7 @@ impl<E> Clone for Config<E> {
             rules: self.rules.clone(),
             is_lean: self.is_lean,
             starts_plain: self.starts_plain,
+            starts_lean: self.starts_lean,
             time: self.time.clone(),
         }
     }
@@ -367,6 +370,7 @@ impl<E> Config<E> {
             starts_plain: is_lean
                 && settings.attempt_timeout.is_none()
                 && !matches!(settings.deadline, Some(Deadline::FromStart(_))),
+            starts_lean: is_lean && settings.attempt_timeout.is_none(),
             settings,
             classifier,
             conversions,
@@ -389,6 +393,14 @@ impl<E> Config<E> {
     #[inline]
     pub(crate) fn starts_plain(&self) -> bool {
         self.starts_plain
+    }
+
+    /// Whether a call's first attempt needs nothing made before it but, maybe, a clock
+    /// reading: lean, no attempt timer. Such a call's future runs its first attempt from the
+    /// first poll, inline.
+    #[inline]
+    pub(crate) fn starts_lean(&self) -> bool {
+        self.starts_lean
     }
 
     /// The clock reading a call starts with: for a deadline counted from the start, or when

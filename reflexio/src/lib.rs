@@ -36,7 +36,7 @@
 //! | feature | default | what | supports |
 //! |---|---|---|---|
 //! | `macros` | yes | the [`retry`] attribute and the [`Classify`](derive@Classify) derive | |
-//! | `coarse-clock` | yes | the deadline clock of sync policies (and async ones with `.sleeper(..)`): Linux's `CLOCK_MONOTONIC_COARSE`, 3 ns a read instead of 25, one kernel tick (1-4 ms) of resolution, rounded up, and the fine clock read near a deadline, so a deadline is never passed; `std::time::Instant` elsewhere | rustix 1 (Linux only) |
+//! | `coarse-clock` | yes | the deadline clock of sync policies (and async ones with `.sleeper(..)`): Linux's `CLOCK_MONOTONIC_COARSE`, 3 to 9 ns a read depending on the machine instead of 25 to 30, one kernel tick (1-4 ms) of resolution, rounded up, and the fine clock read near a deadline, so a deadline is never passed; `std::time::Instant` elsewhere | rustix 1 (Linux only) |
 //! | `tokio` | yes | async sleeping on tokio's timer inside a tokio runtime, so `tokio::time::pause()` works in tests, and on `futures-timer` outside one (turns `futures-timer` on) | tokio 1, futures-timer 3 |
 //! | `futures-timer` | | async sleeping on `futures-timer` when `tokio` is off, on any executor | futures-timer 3 |
 //! | `tracing` | | `integrations::tracing`: one structured event per retry decision | tracing 0.1 |

@@ -38,8 +38,8 @@ pub(crate) enum Stamp {
 
 /// The clock of policies that sleep on the thread or on their own timer: Linux's
 /// `CLOCK_MONOTONIC_COARSE`, read through the vDSO without a system call and without reading
-/// the hardware counter (3 ns on the machine of `BENCHMARKS.md`, where `Instant::now()`, the
-/// fine monotonic clock, takes 25-29 ns). Its resolution is the kernel's tick (1-4 ms, from
+/// the hardware counter (3 ns on the machine issue 13 measured, 5 to 9 ns on the VM of
+/// `BENCHMARKS.md`, where `Instant::now()`, the fine monotonic clock, takes 25 to 30 ns). Its resolution is the kernel's tick (1-4 ms, from
 /// `clock_getres`): a deadline of seconds needs no more. Elapsed times are rounded *up* by one
 /// tick, and a retry that the coarse clock schedules within a second of the deadline is
 /// checked again on the fine clock (the coarse one lags by a tick, and by more on a loaded

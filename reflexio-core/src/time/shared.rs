@@ -2,7 +2,7 @@
 //! object was made, on the real monotonic clock or a [`VirtualClock`].
 //!
 //! The real clock is Linux's coarse monotonic clock where the `coarse-clock` feature has it
-//! (3 ns a read where `Instant::now()` takes 25; see `time/mod.rs`): budgets count in slots of
+//! (3 to 9 ns a read, depending on the machine, where `Instant::now()` takes 25 to 30; see `time/mod.rs`): budgets count in slots of
 //! seconds and breakers stay open for seconds, so a resolution of one kernel tick (1-4 ms) is
 //! plenty. A breaker may then reopen, and a budget slot roll over, up to one tick late.
 
