@@ -363,8 +363,10 @@ async fn a_generic_function_keeps_a_policy_per_type() {
     }
 }
 
-/// A panic in a later call's first attempt, while the body makes it or while it is polled,
-/// and a poll after it: the call does not start over (no second attempt 1).
+/// A panic in a later call's first attempt, and a poll after it: the call does not start over
+/// (no second attempt 1). The function's own state machine refuses that poll before the
+/// library's future sees it; `macro_support`'s unit test
+/// `a_cached_call_polled_after_a_panic_does_not_start_over` polls that future directly.
 #[test]
 fn a_panic_in_a_first_attempt_does_not_start_the_call_over() {
     static CALLS: AtomicU32 = AtomicU32::new(0);

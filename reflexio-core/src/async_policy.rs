@@ -306,12 +306,13 @@ where
 /// A lean call's step (see `Call::decide_lean`), from `first`, the outcome of its attempt in
 /// flight, or, without one, from making its next attempt: with the outcome kept here until it
 /// is returned or dropped, and each retry after no delay (there is no attempt timer) made and
-/// polled at once in this loop of its own; through the general steps of `Calling::poll`, each
-/// such retry took a quarter more work (BENCHMARKS.md). `Ok(delay)`: sleep, then go on; `Err`:
+/// polled at once in this loop of its own; through the general steps of the future
+/// ([`poll_steps`]), each such retry took a quarter more work (BENCHMARKS.md). `Ok(delay)`: sleep, then go on; `Err`:
 /// what `poll` returns.
 #[allow(
     clippy::inline_always,
-    reason = "the lean call's whole loop inlined into `poll`, where it starts and resumes"
+    reason = "the lean call's whole loop inlined where it starts and resumes \
+              (`after_first_failure`, `poll_steps`)"
 )]
 #[inline(always)]
 fn lean_attempts<E, T, R, F, Fut, M>(

@@ -382,7 +382,8 @@ where
 ///
 /// # Panics
 ///
-/// On the first call, if the keys make an invalid policy (see [`built`]).
+/// When first polled, if the keys make an invalid policy (see [`built`]): at every call, as
+/// long as the policy could not be built.
 #[inline]
 pub fn call_async_cached<R, T, E, G, F, Fut, I>(
     cell: &'static PolicyCell,
@@ -887,7 +888,6 @@ where
 {
     /// The call on the policy's own future, from the start (the policy looked up first, built
     /// on the first call), or from its first attempt's failure `after_first`.
-    #[cold]
     #[inline(never)]
     fn rest(
         mut self: Pin<&mut Self>,
@@ -1128,5 +1128,75 @@ mod tests {
             status_classification(&503).class,
             crate::ErrorClass::ServerError
         );
+    }
+
+    /// `CachedCalling`'s own guard against starting a call over, polled directly (an async
+    /// `#[retry]` function's own state machine refuses a poll after a panic before this
+    /// future sees it): a panic while the operation makes the first attempt, and a panic in
+    /// the classifier after a first attempt that failed, then a poll, make no second attempt.
+    #[test]
+    fn a_cached_call_polled_after_a_panic_does_not_start_over() {
+        use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+
+        static PANICS: AtomicBool = AtomicBool::new(false);
+        #[derive(Debug)]
+        struct Down;
+        let w = witness::<Result<u32, Down>, _, _>();
+        let init = |_| {
+            AsyncRetryPolicy::<Down>::builder()
+                .classifier(|_: &Down| {
+                    assert!(!PANICS.load(Ordering::SeqCst), "the classifier panics");
+                    crate::ErrorClass::Transient
+                })
+                .strategy(crate::strategies::no_delay())
+                .build()
+                .unwrap()
+        };
+        let into = |r: Result<u32, Down>| r;
+        let cell: &'static PolicyCell = Box::leak(Box::new(PolicyCell::new()));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let poll_twice = |fut: &mut Pin<&mut dyn Future<Output = Result<u32, Down>>>| {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let first = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+            let again = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+            (first.is_err(), again.is_err())
+        };
+
+        // The policy is built; the cell says its calls start plain.
+        let calls = AtomicU32::new(0);
+        let op = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            core::future::ready(Ok::<u32, Down>(1))
+        };
+        let mut fut = core::pin::pin!(call_async_cached(cell, w, init, op, into));
+        assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(1))));
+        assert!(cell.runs_first_attempts::<AsyncRetryPolicy<Down>>());
+
+        // A panic while the operation makes the first attempt.
+        let calls = AtomicU32::new(0);
+        let op = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            assert!(calls.load(Ordering::SeqCst) > 1, "the operation panics");
+            core::future::ready(Ok::<u32, Down>(1))
+        };
+        let fut = core::pin::pin!(call_async_cached(cell, w, init, op, into));
+        let mut fut: Pin<&mut dyn Future<Output = Result<u32, Down>>> = fut;
+        assert_eq!(poll_twice(&mut fut), (true, true));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no second attempt");
+
+        // A panic in the classifier, after the first attempt failed (the policy looked up
+        // then, the call going on from that outcome).
+        PANICS.store(true, Ordering::SeqCst);
+        let calls = AtomicU32::new(0);
+        let op = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            core::future::ready(Err::<u32, Down>(Down))
+        };
+        let fut = core::pin::pin!(call_async_cached(cell, w, init, op, into));
+        let mut fut: Pin<&mut dyn Future<Output = Result<u32, Down>>> = fut;
+        assert_eq!(poll_twice(&mut fut), (true, true));
+        PANICS.store(false, Ordering::SeqCst);
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no second attempt");
     }
 }

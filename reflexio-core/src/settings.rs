@@ -387,9 +387,9 @@ impl<E> Config<E> {
     }
 
     /// Whether a call starts with nothing to do before its first attempt: lean, no attempt
-    /// timer to make, no clock to read (no deadline counted from the start). One flag, so that
-    /// the async call's future checks one byte at its first poll where it checked three
-    /// fields.
+    /// timer to make, no clock to read (no deadline counted from the start). Worked out at
+    /// build, so that the async call's future checks one flag at its first poll (and
+    /// [`starts_lean`](Self::starts_lean) when it is false) where it checked three fields.
     #[inline]
     pub(crate) fn starts_plain(&self) -> bool {
         self.starts_plain

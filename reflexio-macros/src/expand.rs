@@ -336,12 +336,14 @@ impl Names {
     }
 }
 
-// Input:
+// Input (an async function lending an argument mutably to each attempt: the loop below;
+// one that only shares its arguments runs on the policy's call future instead, with the cell
+// alone as for a sync function: see `async_call`):
 //     #[retry(max_attempts = 3)]
-//     async fn f(&self, x: &str) -> Result<T, E> { #![allow(..)] body }
+//     async fn f(&self, x: &mut Vec<u8>) -> Result<T, E> { #![allow(..)] body }
 //
 // Output (async; the sync expansion follows):
-//     async fn f(&self, x: &str) -> Result<T, E> {
+//     async fn f(&self, x: &mut Vec<u8>) -> Result<T, E> {
 //         #![allow(..)]                              // inner attributes, hoisted
 //         let __reflexio_witness = witness::<Result<T, E>, _, _>();   // the `IsResult` check
 //         let __reflexio_policy = {
