@@ -303,12 +303,37 @@ where
     }
 }
 
+/// A new attempt, made by `op` into the step and polled at once; once it is ready, it is
+/// dropped (the step `Done`) before its outcome is returned. Pending, it stays in the step.
+#[allow(
+    clippy::inline_always,
+    reason = "the success path of the first poll, inlined with it"
+)]
+#[inline(always)]
+fn attempt_now<F, Fut>(
+    mut step: Pin<&mut Step<Fut>>,
+    op: &mut F,
+    cx: &mut Context<'_>,
+) -> Poll<Fut::Output>
+where
+    F: FnMut() -> Fut,
+    Fut: Future,
+{
+    step.set(Step::Attempt { attempt: op() });
+    let StepProj::Attempt { attempt } = step.as_mut().project() else {
+        unreachable!("just set")
+    };
+    let outcome = core::task::ready!(attempt.poll(cx));
+    step.set(Step::Done);
+    Poll::Ready(outcome)
+}
+
 /// A lean call's step (see `Call::decide_lean`), from `first`, the outcome of its attempt in
 /// flight, or, without one, from making its next attempt: with the outcome kept here until it
 /// is returned or dropped, and each retry after no delay (there is no attempt timer) made and
 /// polled at once in this loop of its own; through the general steps of the future
-/// ([`poll_steps`]), each such retry took a quarter more work (BENCHMARKS.md). `Ok(delay)`: sleep, then go on; `Err`:
-/// what `poll` returns.
+/// ([`poll_steps`]), each such retry took a quarter more work (BENCHMARKS.md). `Ok(delay)`:
+/// sleep, then go on; `Err`: what `poll` returns.
 #[allow(
     clippy::inline_always,
     reason = "the lean call's whole loop inlined where it starts and resumes \
@@ -334,15 +359,9 @@ where
         let outcome = if let Some(outcome) = first.take() {
             outcome
         } else {
-            step.set(Step::Attempt { attempt: op() });
-            let StepProj::Attempt { attempt } = step.as_mut().project() else {
-                unreachable!("just set")
-            };
-            let Poll::Ready(outcome) = attempt.poll(cx) else {
+            let Poll::Ready(outcome) = attempt_now(step.as_mut(), op, cx) else {
                 return Err(Poll::Pending);
             };
-            // The attempt is dropped before its outcome is recorded.
-            step.set(Step::Done);
             outcome
         };
         let Some(delay) = call.decide_lean(&outcome) else {
@@ -368,6 +387,7 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M::Output> {
         let mut this = self.project();
+        // A plain start is a lean one: tested first, the common case reads one flag.
         let plain = !M::TIMED && this.call.starts_plain();
         if (plain || this.call.starts_lean())
             && matches!(this.step.as_mut().project(), StepProj::Start)
@@ -383,16 +403,9 @@ where
                 // started one.
                 this.call.start_reading(M::TIMED);
             }
-            let attempt = (this.op)();
-            this.step.set(Step::Attempt { attempt });
-            let StepProj::Attempt { attempt } = this.step.as_mut().project() else {
-                unreachable!("just set")
-            };
-            let Poll::Ready(outcome) = attempt.poll(cx) else {
+            let Poll::Ready(outcome) = attempt_now(this.step.as_mut(), this.op, cx) else {
                 return Poll::Pending;
             };
-            // The attempt is dropped before its outcome is recorded.
-            this.step.set(Step::Done);
             return match this.call.first_outcome(&outcome) {
                 ControlFlow::Break(()) => Poll::Ready(M::finish(this.call, outcome)),
                 ControlFlow::Continue(forced) => {
@@ -467,23 +480,11 @@ where
                     // Not `Start` any more before any user code runs: a poll after a panic in
                     // it (the operation, a hook, the breaker's admission) must not start the
                     // call over; it panics as a finished future's would.
+                    // (A lean start without an attempt timeout never gets here: `poll` starts
+                    // it.)
                     this.step.set(Step::Done);
                     this.call.start(M::TIMED);
-                    if this.call.is_lean() && !this.call.timed_attempts() {
-                        // The common case, straight to its first attempt.
-                        match lean_attempts::<_, _, _, _, _, M>(
-                            this.step.as_mut(),
-                            this.call,
-                            this.op,
-                            cx,
-                            None,
-                        ) {
-                            Ok(delay) => Next::Sleep(delay),
-                            Err(poll) => return poll,
-                        }
-                    } else {
-                        this.call.begin()
-                    }
+                    this.call.begin()
                 }
                 StepProj::Sleep { timer } => {
                     if timer.poll(cx).is_pending() {

@@ -354,7 +354,7 @@ where
 #[inline]
 pub fn call_async<T, E, K, F, Fut, I>(
     policy: &AsyncRetryPolicy<E, K>,
-    mut op: F,
+    op: F,
     into: I,
 ) -> impl Future<Output = Result<T, E>> + use<'_, T, E, K, F, Fut, I>
 where
@@ -364,10 +364,20 @@ where
     Fut: Future,
     I: Fn(Fut::Output) -> Result<T, E> + Copy,
 {
-    policy.call(move || AsResult {
+    policy.call(as_results(op, into))
+}
+
+/// `op`, whose futures' outputs `into` turns into `Result`s.
+#[inline]
+fn as_results<F, Fut, I>(mut op: F, into: I) -> impl FnMut() -> AsResult<Fut, I>
+where
+    F: FnMut() -> Fut,
+    I: Copy,
+{
+    move || AsResult {
         attempt: op(),
         into,
-    })
+    }
 }
 
 /// [`call_async`] for a function whose policy is built from its keys and kept in `cell`
@@ -389,7 +399,7 @@ pub fn call_async_cached<R, T, E, G, F, Fut, I>(
     cell: &'static PolicyCell,
     w: Witness<R, T, E>,
     init: G,
-    mut op: F,
+    op: F,
     into: I,
 ) -> impl Future<Output = Result<T, E>> + use<R, T, E, G, F, Fut, I>
 where
@@ -400,14 +410,7 @@ where
     Fut: Future,
     I: Fn(Fut::Output) -> Result<T, E> + Copy,
 {
-    CachedCalling::new(
-        cell,
-        move || init(w),
-        move || AsResult {
-            attempt: op(),
-            into,
-        },
-    )
+    CachedCalling::new(cell, move || init(w), as_results(op, into))
 }
 
 pin_project_lite::pin_project! {

@@ -204,14 +204,14 @@ impl<E, R> RetryPolicy<E, R> {
         drive(&self.config, &self.ok_rule, false, op)
     }
 
-    /// Whether a call has nothing to do before its first attempt: a lean policy (no breaker,
-    /// budget or hook) without a deadline counted from the start (so no clock read at the
+    /// Whether a call has nothing to do before its first attempt (`Config::starts_plain`: a
+    /// lean policy without a deadline counted from the start, so no clock read at the
     /// start). Such a call's first attempt can run before the policy is even looked up, and
     /// the call go on in [`call_after_first`](RetryPolicy::call_after_first): what
     /// `#[retry]` functions do (`macro_support::retry_sync_cached`).
     #[inline]
     pub(crate) fn first_attempt_needs_nothing(&self) -> bool {
-        self.config.lean() && !self.config.needs_start(false)
+        self.config.starts_plain()
     }
 
     /// The rest of a [`call`](RetryPolicy::call) whose first attempt, `first`, already ran:

@@ -364,18 +364,19 @@ impl<E> Config<E> {
             && settings.budget.is_none()
             && settings.hook.is_none()
             && settings.rate_limiter.is_none();
-        Config {
+        let starts_lean = is_lean && settings.attempt_timeout.is_none();
+        let mut config = Config {
             rules: settings.rules(&time),
             is_lean,
-            starts_plain: is_lean
-                && settings.attempt_timeout.is_none()
-                && !matches!(settings.deadline, Some(Deadline::FromStart(_))),
-            starts_lean: is_lean && settings.attempt_timeout.is_none(),
+            starts_plain: false,
+            starts_lean,
             settings,
             classifier,
             conversions,
             time,
-        }
+        };
+        config.starts_plain = starts_lean && !config.needs_start(false);
+        config
     }
 
     /// Whether a call needs nothing before its first attempt but, with a deadline counted
