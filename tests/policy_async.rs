@@ -567,3 +567,88 @@ fn a_plain_call_goes_on_from_its_first_outcome() {
         );
     }
 }
+
+/// A strategy that panics (its delay asked only after a failure).
+#[derive(Debug)]
+struct PanickingStrategy;
+
+impl reflexio::strategies::Strategy for PanickingStrategy {
+    fn delay(&self, _: &reflexio::strategies::BackoffContext, _: f64) -> Duration {
+        panic!("the strategy panics")
+    }
+}
+
+/// A lean call decides its first failure on a path of its own: a panic there, in the
+/// classifier, the strategy or the `Ok` rule, and a poll after it, make no second attempt;
+/// the policy's next call (nothing shared was held) runs as ever.
+#[test]
+fn a_panic_deciding_a_lean_call_s_first_failure_does_not_start_it_over() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::pin::pin;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context, Poll, Waker};
+
+    let panics = Arc::new(AtomicBool::new(true));
+    let (in_classifier, in_rule) = (panics.clone(), panics.clone());
+    let clock = VirtualClock::new();
+    let by_classifier = AsyncRetryPolicy::builder()
+        .classifier(move |e: &Scripted| {
+            assert!(
+                !in_classifier.load(Ordering::SeqCst),
+                "the classifier panics"
+            );
+            e.class
+        })
+        .strategy(no_delay())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let by_strategy = AsyncRetryPolicy::<Scripted>::builder()
+        .strategy(PanickingStrategy)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let by_rule = AsyncRetryPolicy::<Scripted>::builder()
+        .strategy(no_delay())
+        .retry_if_ok(move |v: &u32| {
+            assert!(!in_rule.load(Ordering::SeqCst), "the rule panics");
+            (*v == 1).then_some(ErrorClass::Transient)
+        })
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let calls = AtomicU32::new(0);
+    let failing = || {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        std::future::ready(if n == 1 {
+            Err(Scripted::new(ErrorClass::Transient, n))
+        } else {
+            Ok(n)
+        })
+    };
+    let rejected_first = || {
+        std::future::ready(Ok::<u32, Scripted>(
+            calls.fetch_add(1, Ordering::SeqCst) + 1,
+        ))
+    };
+    let mut check =
+        |what: &str, fut: std::pin::Pin<&mut dyn Future<Output = Result<u32, Scripted>>>| {
+            let mut fut = fut;
+            calls.store(0, Ordering::SeqCst);
+            let first = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+            let again = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+            assert!(first.is_err() && again.is_err(), "{what}");
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{what}: no second attempt");
+        };
+    check("classifier", pin!(by_classifier.call(failing)));
+    check("strategy", pin!(by_strategy.call(failing)));
+    check("Ok rule", pin!(by_rule.call(rejected_first)));
+    // Nothing was held: each policy's next call runs.
+    panics.store(false, Ordering::SeqCst);
+    let two = || std::future::ready(Ok::<u32, Scripted>(2));
+    let out = pin!(by_classifier.call(two)).poll(&mut cx);
+    assert!(matches!(out, Poll::Ready(Ok(2))), "{out:?}");
+    let out = pin!(by_rule.call(two)).poll(&mut cx);
+    assert!(matches!(out, Poll::Ready(Ok(2))), "{out:?}");
+}

@@ -385,3 +385,79 @@ fn a_panic_in_a_first_attempt_does_not_start_the_call_over() {
     assert!(catch_unwind(AssertUnwindSafe(|| call.as_mut().poll_unpin(&mut cx))).is_err());
     assert_eq!(CALLS.load(Ordering::SeqCst), 1);
 }
+
+/// Counts the attempt futures dropped.
+struct Dropped<'a>(&'a AtomicU32);
+
+impl Drop for Dropped<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A later call dropped at each of its await points: its first attempt in flight before the
+/// policy was looked up, and its sleep after a failure (the policy looked up then). Each
+/// attempt's future is dropped once, and the calls after it run as ever.
+#[tokio::test(start_paused = true)]
+async fn a_later_call_dropped_at_each_await_point() {
+    #[retry(strategy = constant(ms(10)), max_attempts = 3)]
+    async fn waits(calls: &AtomicU32, drops: &AtomicU32, failures: u32) -> Result<u32, Scripted> {
+        let _guard = Dropped(drops);
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::task::yield_now().await;
+        if n <= failures {
+            Err(Scripted::new(ErrorClass::Transient, n))
+        } else {
+            Ok(n)
+        }
+    }
+    let (calls, drops) = (AtomicU32::new(0), AtomicU32::new(0));
+    let mut cx = Context::from_waker(Waker::noop());
+    // The policy is built.
+    assert_eq!(waits(&calls, &drops, 0).await, Ok(1));
+    for failures in [0, 1] {
+        calls.store(0, Ordering::SeqCst);
+        drops.store(0, Ordering::SeqCst);
+        {
+            let mut call = pin!(waits(&calls, &drops, failures));
+            // Pending in its first attempt (0 failures), or in its sleep after it (1).
+            for _ in 0..=failures {
+                assert!(call.as_mut().poll_unpin(&mut cx).is_pending());
+            }
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "{failures} failures");
+        calls.store(0, Ordering::SeqCst);
+        assert_eq!(
+            timed(&calls, waits(&calls, &drops, 1)).await,
+            (Ok(2), 2, ms(10))
+        );
+    }
+}
+
+/// Calls on several threads at once, the first of them building the policy: every call runs
+/// as the policy says, whether it found the policy built or not.
+#[test]
+fn concurrent_first_calls() {
+    #[retry(strategy = no_delay(), max_attempts = 3)]
+    async fn shared(calls: &AtomicU32, failures: u32) -> Result<u32, Scripted> {
+        scripted(calls, failures, ErrorClass::Transient, false).await
+    }
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for failures in [0, 1, 2, 5] {
+                    let calls = AtomicU32::new(0);
+                    let out = futures::executor::block_on(shared(&calls, failures));
+                    let attempts = (failures + 1).min(3);
+                    assert_eq!(calls.load(Ordering::SeqCst), attempts);
+                    if failures < 3 {
+                        assert_eq!(out, Ok(attempts));
+                    } else {
+                        assert_eq!(out, Err(Scripted::new(ErrorClass::Transient, 3)));
+                    }
+                }
+            });
+        }
+    });
+}
