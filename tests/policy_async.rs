@@ -652,3 +652,54 @@ fn a_panic_deciding_a_lean_call_s_first_failure_does_not_start_it_over() {
     let out = pin!(by_rule.call(two)).poll(&mut cx);
     assert!(matches!(out, Poll::Ready(Ok(2))), "{out:?}");
 }
+
+/// A virtual clock far along (500 years: its stamps are nanoseconds, exact for 584) still
+/// counts the deadline, from the start and from the first failure, on each path of the call's
+/// future: a lean call's first poll (`call`, and `execute`, which reads the clock first) and a
+/// full call's steps (a hook).
+#[test]
+fn the_deadline_holds_on_a_virtual_clock_centuries_along() {
+    const CENTURIES: Duration = Duration::from_secs(500 * 365 * 24 * 3600);
+    for hook in [false, true] {
+        for from_start in [false, true] {
+            for execute in [false, true] {
+                let clock = VirtualClock::new();
+                clock.advance(CENTURIES);
+                let rec = Recorder::default();
+                let builder = AsyncRetryPolicy::builder()
+                    .strategy(constant(ms(300)))
+                    .max_attempts(10)
+                    .clock(clock.clone());
+                let builder = if from_start {
+                    builder.deadline(secs(1))
+                } else {
+                    builder.deadline_after_first_failure(secs(1))
+                };
+                let policy = if hook {
+                    builder.on_event(rec.hook()).build().unwrap()
+                } else {
+                    builder.build().unwrap()
+                };
+                let calls = AtomicU32::new(0);
+                let op = || {
+                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    std::future::ready(Err::<u32, Scripted>(Scripted::new(
+                        ErrorClass::Transient,
+                        n,
+                    )))
+                };
+                let case = format!("hook {hook}, from the start {from_start}, execute {execute}");
+                if execute {
+                    let err = futures::executor::block_on(policy.execute(op)).unwrap_err();
+                    assert_eq!(err.stop_reason(), StopReason::DeadlineExceeded, "{case}");
+                    assert_eq!(err.attempts(), 4, "{case}");
+                } else {
+                    let out = futures::executor::block_on(policy.call(op));
+                    assert_eq!(out, Err(Scripted::new(ErrorClass::Transient, 4)), "{case}");
+                }
+                assert_eq!(calls.load(Ordering::SeqCst), 4, "{case}");
+                assert_eq!(clock.now(), CENTURIES + ms(900), "{case}");
+            }
+        }
+    }
+}
