@@ -718,11 +718,21 @@ enum NotFirst {}
 /// the type of a generic function's error, nor an `impl Trait` in its return type, while the
 /// function body can infer it. A function has one policy type in all but the rarest cases
 /// (a generic function whose error type is a type parameter), which the slow path covers:
-/// one policy per error type, each built once and kept for the life of the program.
+/// one policy per error type, each built once and kept for the life of the program. The
+/// first few types past the first are found without a lock ([`OTHER_SLOTS`]); any more,
+/// under one.
 pub struct PolicyCell {
     first: OnceLock<First>,
-    others: Mutex<Vec<Erased>>,
+    /// The policies of other types, filled in order (under `overflow`'s lock), read without
+    /// a lock.
+    others: [OnceLock<Erased>; OTHER_SLOTS],
+    /// The policies of the types past those, and the lock under which any policy past the
+    /// first is built.
+    overflow: Mutex<Vec<Erased>>,
 }
+
+/// How many policy types past the first a [`PolicyCell`] finds without a lock.
+const OTHER_SLOTS: usize = 7;
 
 impl fmt::Debug for PolicyCell {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -744,7 +754,8 @@ impl PolicyCell {
     pub const fn new() -> Self {
         PolicyCell {
             first: OnceLock::new(),
-            others: Mutex::new(Vec::new()),
+            others: [const { OnceLock::new() }; OTHER_SLOTS],
+            overflow: Mutex::new(Vec::new()),
         }
     }
 
@@ -816,15 +827,36 @@ impl PolicyCell {
         if let Some(policy) = first.policy.downcast_ref::<P>() {
             return policy;
         }
-        let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(policy) = others.iter().find_map(|other| other.downcast_ref::<P>()) {
+        if let Some(policy) = self.other::<P>() {
+            return policy;
+        }
+        let mut overflow = self.overflow.lock().unwrap_or_else(PoisonError::into_inner);
+        // Built by another thread while this one waited?
+        if let Some(policy) = self
+            .other::<P>()
+            .or_else(|| overflow.iter().find_map(|other| other.downcast_ref::<P>()))
+        {
             return policy;
         }
         // `init` was not consumed: `first` was already set, for another type.
         let make = init.expect("`init` is unused when `first` holds another type");
         let policy: &'static P = Box::leak(Box::new(make()));
-        others.push(policy);
+        // Set only under the lock, in order: the first empty slot takes it.
+        match self.others.iter().find(|slot| slot.get().is_none()) {
+            Some(slot) => {
+                let _ = slot.set(policy);
+            }
+            None => overflow.push(policy),
+        }
         policy
+    }
+
+    /// The policy of type `P` among the slots past the first, read without a lock.
+    fn other<P: Any>(&self) -> Option<&'static P> {
+        self.others
+            .iter()
+            .map_while(OnceLock::get)
+            .find_map(|other| other.downcast_ref::<P>())
     }
 }
 
@@ -1201,5 +1233,56 @@ mod tests {
         assert_eq!(poll_twice(&mut fut), (true, true));
         PANICS.store(false, Ordering::SeqCst);
         assert_eq!(calls.load(Ordering::SeqCst), 1, "no second attempt");
+    }
+
+    /// A cell holding the policies of more types than it has lock-free slots: each built once
+    /// (even by threads racing for it), each call given its own type's.
+    #[test]
+    fn a_cell_keeps_a_policy_per_type_past_its_slots() {
+        use core::sync::atomic::{AtomicU32, Ordering};
+        static BUILDS: AtomicU32 = AtomicU32::new(0);
+        let cell: &'static PolicyCell = Box::leak(Box::new(PolicyCell::new()));
+        macro_rules! each_type {
+            ($($t:ty = $v:expr),*) => {
+                $(
+                    let got: &$t = cell.get_or_init(|| {
+                        BUILDS.fetch_add(1, Ordering::SeqCst);
+                        $v
+                    });
+                    assert_eq!(*got, $v);
+                )*
+            };
+        }
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..3 {
+                        each_type!(
+                            u8 = 1,
+                            u16 = 2,
+                            u32 = 3,
+                            u64 = 4,
+                            u128 = 5,
+                            i8 = -1,
+                            i16 = -2,
+                            i32 = -3,
+                            i64 = -4,
+                            i128 = -5,
+                            char = 'x'
+                        );
+                    }
+                });
+            }
+        });
+        // 11 types: the first, 7 in the slots, 3 in the overflow.
+        assert_eq!(BUILDS.load(Ordering::SeqCst), 11);
+        assert_eq!(
+            cell.others
+                .iter()
+                .filter(|slot| slot.get().is_some())
+                .count(),
+            OTHER_SLOTS
+        );
+        assert_eq!(cell.overflow.lock().unwrap().len(), 3);
     }
 }
