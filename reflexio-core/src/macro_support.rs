@@ -719,7 +719,7 @@ enum NotFirst {}
 /// function body can infer it. A function has one policy type in all but the rarest cases
 /// (a generic function whose error type is a type parameter), which the slow path covers:
 /// one policy per error type, each built once and kept for the life of the program. The
-/// first few types past the first are found without a lock ([`OTHER_SLOTS`]); any more,
+/// first few types past the first are found without a lock (`OTHER_SLOTS`); any more,
 /// under one.
 pub struct PolicyCell {
     first: OnceLock<First>,
